@@ -1,0 +1,202 @@
+"""The library call: ``depth_from_focus(frames, ...) -> DFFResult``.
+
+The stack is a stream: frames are consumed one at a time, flowing through the stages
+measure -> depth -> composite, and at the end refine. Memory is O(H*W) whatever the
+number of frames (no H x W x N focus volume is ever built).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from .composite import COMPOSITES, Compositor
+from .depth import INTERPOLATIONS, DepthState
+from .measure import MEASURES, FocusMeasure, check_window
+from .read import prefetch as _prefetch
+from .refine import median_filter
+
+__all__ = ["DFFResult", "depth_from_focus", "DEFAULTS", "check_frame"]
+
+#: Default parameters of :func:`depth_from_focus` (also the batch runner's defaults).
+DEFAULTS = dict(measure="sml", window=9, step=1, threshold=0.0,
+                interpolation="gaussian", median=3, composite="select")
+
+_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
+
+
+@dataclass
+class DFFResult:
+    """Outputs of :func:`depth_from_focus`.
+
+    Attributes
+    ----------
+    depth : ndarray (H, W) float32
+        Sub-frame index of best focus in [0, N-1], after the median filter.
+    index : ndarray (H, W) int32
+        Integer best frame per pixel (ties to the lowest index).
+    confidence : ndarray (H, W) float32
+        Relative prominence of the focus peak, in [0, 1): see :mod:`dffbatch.depth`.
+    allfocus : ndarray
+        All-in-focus image, same shape, dtype and channels as the input frames.
+    n_frames : int
+    depth_units : ndarray (H, W) float32 or None
+        Depth in the units of ``positions`` (linear interpolation between the
+        positions of the frames around the sub-frame depth), when given.
+    params : dict
+        The parameters used.
+    timings : dict
+        Seconds per stage: read (waiting for frames), measure, depth, composite, refine.
+    """
+
+    depth: np.ndarray
+    index: np.ndarray
+    confidence: np.ndarray
+    allfocus: np.ndarray
+    n_frames: int
+    depth_units: Optional[np.ndarray] = None
+    positions: Optional[np.ndarray] = None
+    params: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+def check_frame(frame, k: int, ref=None) -> np.ndarray:
+    """Validate frame ``k`` of a stream against the first one; return it as an array."""
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(f"frame {k}: expected a numpy array, got {type(frame).__name__}")
+    if frame.dtype not in _DTYPES:
+        raise TypeError(f"frame {k}: dtype {frame.dtype} is not supported (use uint8, uint16, float32 or float64)")
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"frame {k}: expected shape (H, W) or (H, W, C) with C in 1, 3, 4; got {frame.shape}")
+    if frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise ValueError(f"frame {k}: empty frame of shape {frame.shape}")
+    if ref is not None:
+        if frame.shape != ref.shape:
+            raise ValueError(f"frame {k}: shape {frame.shape} differs from frame 0's {ref.shape}")
+        if frame.dtype != ref.dtype:
+            raise ValueError(f"frame {k}: dtype {frame.dtype} differs from frame 0's {ref.dtype}")
+    if frame.dtype.kind == "f" and not np.isfinite(frame).all():
+        raise ValueError(f"frame {k}: contains NaN or infinite values")
+    return frame
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["measure"],
+                     window: int = DEFAULTS["window"], step: int = DEFAULTS["step"],
+                     threshold: float = DEFAULTS["threshold"],
+                     interpolation: str = DEFAULTS["interpolation"],
+                     median: int = DEFAULTS["median"], composite: str = DEFAULTS["composite"],
+                     positions: Optional[Sequence[float]] = None,
+                     prefetch: int = 1) -> DFFResult:
+    """Depth, confidence and all-in-focus image of a focus stack.
+
+    Parameters
+    ----------
+    frames : iterable of ndarray, each (H, W) or (H, W, C) with C in {1, 3, 4}
+        The stack in focus order, uint8, uint16 or float; consumed one at a time.
+        A generator that decodes files lazily is the intended input.
+    measure : str
+        Focus measure, one of ``sml lape lapv lapd teng tenv glva wavs``
+        (see :mod:`dffbatch.measure`).
+    window : int
+        Odd side of the focus-measure window, pixels.
+    step, threshold
+        ``sml`` neighbour distance (pixels) and threshold (luminance in [0, 1]).
+    interpolation : {"gaussian", "parabolic", "none"}
+        Sub-frame refinement of the best frame.
+    median : int
+        Side of the median filter on the depth map, pixels (0 or 1 = off).
+    composite : {"select", "interpolate"}
+        All-in-focus construction (see :mod:`dffbatch.composite`).
+    positions : sequence of float, optional
+        Focus position of each frame (e.g. micrometres); adds ``depth_units``.
+    prefetch : int
+        Frames decoded ahead in a background thread while the kernels run (0 = off).
+
+    Returns
+    -------
+    DFFResult
+
+    Raises
+    ------
+    ValueError, TypeError
+        Fewer than 2 frames, inconsistent shapes/dtypes, non-finite floats, bad
+        parameters. Messages name the frame and the problem.
+    """
+    _check_choice("focus measure", measure, MEASURES)
+    _check_choice("interpolation", interpolation, INTERPOLATIONS)
+    _check_choice("composite", composite, COMPOSITES)
+    check_window(window)
+    if isinstance(median, bool) or not isinstance(median, (int, np.integer)) or median < 0 \
+            or (median > 1 and median % 2 == 0):
+        raise ValueError(f"median size must be 0, 1 or an odd integer >= 3, got {median!r}")
+    if positions is not None:
+        positions = np.asarray(positions, dtype=np.float64)
+        if positions.ndim != 1 or not np.isfinite(positions).all():
+            raise ValueError("positions must be a 1-D sequence of finite numbers, one per frame")
+    params = dict(measure=measure, window=int(window), step=int(step), threshold=float(threshold),
+                  interpolation=interpolation, median=int(median), composite=composite)
+
+    timings = dict(read=0.0, measure=0.0, depth=0.0, composite=0.0, refine=0.0)
+    stream = _prefetch(frames, prefetch) if prefetch > 0 else iter(frames)
+    ref = fm = state = comp = None
+    f_cur = f_prev = prev3 = None
+    k = 0
+    t = time.perf_counter()
+    for frame in stream:
+        t1 = time.perf_counter()
+        timings["read"] += t1 - t
+        frame = check_frame(frame, k, ref)
+        if ref is None:
+            ref = frame
+            H, W = frame.shape[:2]
+            fm = FocusMeasure((H, W), measure, window, step, threshold)
+            state = DepthState((H, W))
+            f_cur = np.empty((H, W), np.float32)
+            f_prev = np.zeros((H, W), np.float32)
+            frame3 = frame[:, :, None] if frame.ndim == 2 else frame
+            comp = Compositor(frame3.shape, frame.dtype, composite)
+        frame3 = frame[:, :, None] if frame.ndim == 2 else frame
+        fm(frame, f_cur)
+        t2 = time.perf_counter()
+        state.update(f_cur, f_prev)
+        t3 = time.perf_counter()
+        comp.update(frame3, prev3, state.best, k)
+        t = time.perf_counter()
+        timings["measure"] += t2 - t1
+        timings["depth"] += t3 - t2
+        timings["composite"] += t - t3
+        f_cur, f_prev = f_prev, f_cur
+        prev3 = frame3 if composite == "interpolate" else None
+        k += 1
+    timings["read"] += time.perf_counter() - t
+    if k < 2:
+        raise ValueError(f"a focus stack needs at least 2 frames, got {k}")
+    if positions is not None and len(positions) != k:
+        raise ValueError(f"positions has {len(positions)} values but the stack has {k} frames")
+
+    t0 = time.perf_counter()
+    raw, conf = state.finish(interpolation)
+    t1 = time.perf_counter()
+    allfocus = comp.finish(raw, state.best)
+    if ref.ndim == 2:
+        allfocus = allfocus[:, :, 0]
+    t2 = time.perf_counter()
+    depth = median_filter(raw, median)
+    t3 = time.perf_counter()
+    timings["depth"] += t1 - t0
+    timings["composite"] += t2 - t1
+    timings["refine"] += t3 - t2
+
+    depth_units = None
+    if positions is not None:
+        depth_units = np.interp(depth, np.arange(k), positions).astype(np.float32)
+    return DFFResult(depth=depth, index=state.best, confidence=conf, allfocus=allfocus,
+                     n_frames=k, depth_units=depth_units, positions=positions,
+                     params=params, timings=timings)
