@@ -12,7 +12,7 @@ Sub-frame depth (Nayar & Nakagawa 1994) fits a curve through the three focus val
 * ``parabolic``: the same through ``F`` itself;
 * ``none``: the integer best frame.
 
-Zeros are floored at 1e-30 before the logarithm; a flat curve (zero denominator), a
+Arithmetic is float32. Zeros are floored at 1e-30 before the logarithm; a flat curve (zero denominator), a
 peak on the first or last frame, or a zero peak give offset 0; the offset is clamped
 to [-0.5, 0.5] and the depth to [0, N-1], so depth is always finite. Ties resolve to
 the lowest frame index (a later frame must be strictly sharper to win).
@@ -34,7 +34,7 @@ __all__ = ["INTERPOLATIONS", "DepthState"]
 
 INTERPOLATIONS = ("gaussian", "parabolic", "none")
 _MODE = {"none": 0, "parabolic": 1, "gaussian": 2}
-_TINY = 1e-30
+_TINY = np.float32(1e-30)
 
 
 @njit(**JIT)
@@ -58,8 +58,11 @@ def update_best(f, f_prev, k, best, fbest, fbelow, fabove, fsum):
 
 @njit(cache=True, inline="always")
 def _offset(fm, f0, fp, mode):
-    if mode == 0 or f0 <= 0.0:
-        return 0.0
+    """Sub-frame offset of the peak from the three focus values (float32 arithmetic)."""
+    zero = np.float32(0.0)
+    half = np.float32(0.5)
+    if mode == 0 or f0 <= zero:
+        return zero
     if mode == 2:
         fm = max(fm, _TINY)
         fp = max(fp, _TINY)
@@ -67,28 +70,30 @@ def _offset(fm, f0, fp, mode):
         den = math.log((fm / f0) * (fp / f0))  # ln F[m-1] - 2 ln F[m] + ln F[m+1]
     else:
         num = fm - fp
-        den = fm - 2.0 * f0 + fp
-    if not den < 0.0:
-        return 0.0
-    off = 0.5 * num / den
-    return min(0.5, max(-0.5, off))
+        den = fm - np.float32(2.0) * f0 + fp
+    if not den < zero:
+        return zero
+    off = half * num / den
+    return min(half, max(-half, off))
 
 
 @njit(**JIT)
 def finish_depth(best, fbest, fbelow, fabove, fsum, n, mode, depth, confidence):
     """Sub-frame depth and confidence from the final state of ``n`` frames."""
     H, W = best.shape
+    top = np.float32(n - 1)
+    inv_n = np.float32(1.0 / n)
     for y in prange(H):
+        by, f0y, fmy, fpy, fsy = best[y], fbest[y], fbelow[y], fabove[y], fsum[y]
+        dy, cy = depth[y], confidence[y]
         for x in range(W):
-            b = best[y, x]
-            f0 = np.float64(fbest[y, x])
-            off = 0.0
+            b = by[x]
+            f0 = f0y[x]
+            off = np.float32(0.0)
             if 0 < b < n - 1:
-                off = _offset(np.float64(fbelow[y, x]), f0, np.float64(fabove[y, x]), mode)
-            d = b + off
-            depth[y, x] = min(max(d, 0.0), n - 1.0)
-            mean = np.float64(fsum[y, x]) / n
-            confidence[y, x] = (f0 - mean) / f0 if f0 > 0.0 else 0.0
+                off = _offset(fmy[x], f0, fpy[x], mode)
+            dy[x] = min(max(np.float32(b) + off, np.float32(0.0)), top)
+            cy[x] = (f0 - fsy[x] * inv_n) / f0 if f0 > 0.0 else np.float32(0.0)
 
 
 class DepthState:

@@ -1,0 +1,130 @@
+"""Compute-only throughput of the core engine (frames already decoded in memory).
+
+    python benchmarks/bench_core.py [--frames 12] [--size 1080] [--repeat 3]
+
+Prints MP-frames/s (megapixels x frames per second) for every focus measure with
+depth + all-in-focus, on 1 and 2 Numba threads (each in its own process), next to a
+vectorised NumPy/SciPy implementation that holds the whole focus volume; then the
+first-call JIT compile time and the start-up time of a second process that loads the
+kernels from Numba's on-disk cache.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def make_stack(n, size, seed=0):
+    """A cheap synthetic stack: texture blended with its blur by per-pixel defocus."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (size, size, 3)).astype(np.float32)
+    k = 9
+    blur = base.copy()
+    for ax in (0, 1):  # separable box blur
+        c = np.cumsum(np.pad(blur, [(k, k) if a == ax else (0, 0) for a in range(3)], mode="edge"), axis=ax)
+        blur = (np.take(c, range(2 * k, c.shape[ax]), axis=ax) - np.take(c, range(0, c.shape[ax] - 2 * k), axis=ax)) / (2 * k)
+    g = np.linspace(0, n - 1, size)[None, :, None]
+    frames = []
+    for i in range(n):
+        w = np.clip(np.abs(i - g) / 3.0, 0, 1)
+        frames.append(((1 - w) * base + w * blur).astype(np.uint8))
+    return frames
+
+
+def numpy_dff(frames, window=9):
+    """Vectorised NumPy/SciPy version of the same method (whole volume in memory)."""
+    from scipy import ndimage
+    st = np.stack(frames)
+    grey = st.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
+    F = np.empty(grey.shape, np.float32)
+    for i, I in enumerate(grey):
+        ml = np.abs(ndimage.convolve1d(I, [-1, 2, -1], axis=0, mode="mirror")) + \
+            np.abs(ndimage.convolve1d(I, [-1, 2, -1], axis=1, mode="mirror"))
+        F[i] = ndimage.uniform_filter(ml, window, mode="mirror") * window * window
+    n = len(frames)
+    best = F.argmax(0)
+    f0 = np.take_along_axis(F, best[None], 0)[0]
+    fm = np.take_along_axis(F, np.clip(best - 1, 0, n - 1)[None], 0)[0]
+    fp = np.take_along_axis(F, np.clip(best + 1, 0, n - 1)[None], 0)[0]
+    with np.errstate(all="ignore"):
+        lm, l0, lp = (np.log(np.maximum(v, 1e-30)) for v in (fm, f0, fp))
+        den = lm - 2 * l0 + lp
+        off = np.nan_to_num(np.where(den < 0, 0.5 * (lm - lp) / den, 0))
+    depth = np.clip(best + np.clip(off, -0.5, 0.5), 0, n - 1)
+    allfocus = np.take_along_axis(st, best[None, :, :, None], 0)[0]
+    depth = ndimage.median_filter(depth, 3, mode="mirror")
+    return depth, allfocus
+
+
+def child(threads, n, size, repeat, measures):
+    import numba
+    numba.set_num_threads(threads)
+    from dffbatch import depth_from_focus
+    frames = make_stack(n, size)
+    mp = n * size * size / 1e6
+    out = {}
+    for m in measures:
+        depth_from_focus(frames[:2], measure=m, prefetch=0)  # compile / load
+        best = min(_timed(lambda: depth_from_focus(frames, measure=m, prefetch=0)) for _ in range(repeat))
+        out[m] = mp / best
+    if threads == 1:
+        best = min(_timed(lambda: numpy_dff(frames)) for _ in range(max(1, repeat - 1)))
+        out["numpy-scipy sml"] = mp / best
+    print(json.dumps(out))
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def startup(cache_dir):
+    code = ("import time; t=time.perf_counter(); import numpy as np; from dffbatch import depth_from_focus; "
+            "depth_from_focus([np.zeros((64,64,3),np.uint8)]*3); print(time.perf_counter()-t)")
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(r.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=12)
+    ap.add_argument("--size", type=int, default=1080)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    from dffbatch import MEASURES
+    if a.child:
+        return child(a.child, a.frames, a.size, a.repeat, MEASURES)
+    print(f"stack: {a.frames} frames of {a.size}x{a.size} RGB uint8, in memory; "
+          f"default params (window 9, gaussian, median 3, select); best of {a.repeat}")
+    res = {}
+    for t in (1, 2):
+        r = subprocess.run([sys.executable, __file__, "--child", str(t), "--frames", str(a.frames),
+                            "--size", str(a.size), "--repeat", str(a.repeat)],
+                           capture_output=True, text=True, check=True)
+        res[t] = json.loads(r.stdout.strip().splitlines()[-1])
+    np_rate = res[1].pop("numpy-scipy sml")
+    print(f"{'measure':<10}{'1 thread':>12}{'2 threads':>12}{'x numpy':>10}   (MP-frames/s)")
+    for m in MEASURES:
+        print(f"{m:<10}{res[1][m]:>12.1f}{res[2][m]:>12.1f}{res[2][m] / np_rate:>10.1f}")
+    print(f"{'numpy/scipy sml (whole volume)':<34}{np_rate:>12.1f}")
+    with tempfile.TemporaryDirectory() as cache:
+        cold = startup(cache)
+        warm = startup(cache)
+    print(f"import + first call, empty Numba cache (JIT compile): {cold:.1f} s")
+    print(f"import + first call, second process (cached kernels): {warm:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

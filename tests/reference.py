@@ -1,0 +1,103 @@
+"""Plain NumPy references for every kernel (float64, written for clarity, not speed)."""
+import numpy as np
+
+LUMA = (0.299, 0.587, 0.114)
+
+
+def luminance(frame):
+    f = frame.astype(np.float64)
+    scale = {np.dtype(np.uint8): 1 / 255, np.dtype(np.uint16): 1 / 65535}.get(frame.dtype, 1.0)
+    if f.ndim == 3 and f.shape[2] >= 3:
+        f = f[..., 0] * LUMA[0] + f[..., 1] * LUMA[1] + f[..., 2] * LUMA[2]
+    elif f.ndim == 3:
+        f = f[..., 0]
+    return f * scale
+
+
+def shifted(img, dy, dx, pad):
+    """img[y+dy, x+dx] with reflected borders."""
+    P = np.pad(img, pad, mode="reflect")
+    H, W = img.shape
+    return P[pad + dy:pad + dy + H, pad + dx:pad + dx + W]
+
+
+def window_sum(q, window):
+    r = window // 2
+    P = np.pad(q, r, mode="reflect")
+    H, W = q.shape
+    out = np.zeros_like(q, dtype=np.float64)
+    for dy in range(window):
+        for dx in range(window):
+            out += P[dy:dy + H, dx:dx + W]
+    return out
+
+
+def window_var(q, window):
+    n = window * window
+    m = window_sum(q, window) / n
+    return np.maximum(window_sum(q * q, window) / n - m * m, 0)
+
+
+def per_pixel(I, measure, step=1, threshold=0.0):
+    s = lambda dy, dx: shifted(I, dy, dx, max(step, 2))  # noqa: E731
+    if measure == "sml":
+        v = np.abs(2 * I - s(0, -step) - s(0, step)) + np.abs(2 * I - s(-step, 0) - s(step, 0))
+        return np.where(v >= threshold, v, 0.0)
+    lap = s(-1, 0) + s(1, 0) + s(0, -1) + s(0, 1) - 4 * I
+    if measure in ("lape", "lapv"):
+        return lap ** 2 if measure == "lape" else lap
+    if measure == "lapd":
+        return (np.abs(2 * I - s(0, -1) - s(0, 1)) + np.abs(2 * I - s(-1, 0) - s(1, 0))
+                + (np.abs(2 * I - s(-1, -1) - s(1, 1)) + np.abs(2 * I - s(-1, 1) - s(1, -1))) / np.sqrt(2))
+    if measure in ("teng", "tenv"):
+        gx = s(-1, 1) + 2 * s(0, 1) + s(1, 1) - s(-1, -1) - 2 * s(0, -1) - s(1, -1)
+        gy = s(1, -1) + 2 * s(1, 0) + s(1, 1) - s(-1, -1) - 2 * s(-1, 0) - s(-1, 1)
+        return gx ** 2 + gy ** 2 if measure == "teng" else np.sqrt(gx ** 2 + gy ** 2)
+    if measure == "glva":
+        return I
+    if measure == "wavs":
+        a, b, c, d = I, s(0, 1), s(1, 0), s(1, 1)
+        return 0.5 * (np.abs(a + b - c - d) + np.abs(a - b + c - d) + np.abs(a - b - c + d))
+    raise ValueError(measure)
+
+
+def focus_measure(frame, measure, window, step=1, threshold=0.0):
+    q = per_pixel(luminance(frame), measure, step, threshold)
+    if measure == "sml":
+        return window_sum(q, window)
+    if measure in ("lapv", "tenv", "glva"):
+        return window_var(q, window)
+    return window_sum(q, window) / window ** 2
+
+
+def depth(F, interpolation="gaussian"):
+    """Reference depth/confidence from a full focus volume F (N, H, W)."""
+    N = F.shape[0]
+    best = np.argmax(F, axis=0)  # first maximum = lowest index on ties
+    f0 = np.take_along_axis(F, best[None], 0)[0]
+    fm = np.take_along_axis(F, np.clip(best - 1, 0, N - 1)[None], 0)[0]
+    fp = np.take_along_axis(F, np.clip(best + 1, 0, N - 1)[None], 0)[0]
+    with np.errstate(all="ignore"):
+        if interpolation == "gaussian":
+            lm, l0, lp = np.log(np.maximum(fm, 1e-30)), np.log(np.maximum(f0, 1e-30)), np.log(np.maximum(fp, 1e-30))
+        else:
+            lm, l0, lp = fm, f0, fp
+        den = lm - 2 * l0 + lp
+        off = np.where(den < 0, 0.5 * (lm - lp) / den, 0.0)
+    off = np.clip(np.nan_to_num(off), -0.5, 0.5)
+    ok = (best > 0) & (best < N - 1) & (f0 > 0)
+    if interpolation == "none":
+        ok[:] = False
+    d = np.clip(best + np.where(ok, off, 0.0), 0, N - 1)
+    with np.errstate(all="ignore"):
+        conf = np.where(f0 > 0, (f0 - F.mean(axis=0)) / f0, 0.0)
+    return d, best, conf
+
+
+def median(img, size):
+    if size <= 1:
+        return img.copy()
+    r = size // 2
+    P = np.pad(img, r, mode="reflect")
+    win = np.lib.stride_tricks.sliding_window_view(P, (size, size))
+    return np.median(win.reshape(*img.shape, -1), axis=-1)

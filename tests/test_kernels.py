@@ -1,0 +1,92 @@
+"""Every kernel against the plain NumPy reference in tests/reference.py."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import reference as ref
+from dffbatch import MEASURES, focus_measure
+from dffbatch.depth import DepthState
+from dffbatch.measure import luminance
+from dffbatch.refine import median_filter
+
+DTYPES = [np.uint8, np.uint16, np.float32]
+
+
+def random_frame(rng, H, W, C, dtype):
+    shape = (H, W) if C == 0 else (H, W, C)
+    if dtype == np.float32:
+        return rng.random(shape).astype(np.float32)
+    return rng.integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
+
+
+frame_params = st.tuples(st.integers(1, 13), st.integers(1, 13), st.sampled_from([0, 1, 3, 4]),
+                         st.sampled_from(DTYPES), st.integers(0, 2 ** 31))
+
+
+@settings(max_examples=40, deadline=None)
+@given(frame_params)
+def test_luminance_matches_reference(p):
+    H, W, C, dtype, seed = p
+    f = random_frame(np.random.default_rng(seed), H, W, C, dtype)
+    np.testing.assert_allclose(luminance(f), ref.luminance(f), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+@settings(max_examples=15, deadline=None)
+@given(p=frame_params, window=st.sampled_from([1, 3, 5, 9]), step=st.integers(1, 3))
+def test_measure_matches_reference(measure, p, window, step):
+    H, W, C, dtype, seed = p
+    f = random_frame(np.random.default_rng(seed), H, W, C, dtype)
+    got = focus_measure(f, measure, window, step=step)
+    want = ref.focus_measure(f, measure, window, step=step)
+    assert got.dtype == np.float32 and got.shape == (H, W)
+    scale = max(np.abs(want).max(), 1e-3)
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5 * scale)
+
+
+def test_sml_threshold_zeroes_weak_responses():
+    rng = np.random.default_rng(1)
+    f = rng.random((20, 30)).astype(np.float32)
+    t = 0.8
+    np.testing.assert_allclose(focus_measure(f, "sml", 3, threshold=t),
+                               ref.focus_measure(f, "sml", 3, threshold=t), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_constant_frame_has_zero_focus(measure):
+    f = np.full((7, 9, 3), 77, np.uint8)
+    np.testing.assert_allclose(focus_measure(f, measure, 5), 0.0, atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(2, 7), H=st.integers(1, 9), W=st.integers(1, 9),
+       interp=st.sampled_from(["gaussian", "parabolic", "none"]), seed=st.integers(0, 2 ** 31),
+       kind=st.sampled_from(["random", "ties", "zeros"]))
+def test_depth_state_matches_volume_reference(N, H, W, interp, seed, kind):
+    rng = np.random.default_rng(seed)
+    if kind == "random":
+        F = rng.random((N, H, W)).astype(np.float32)
+    elif kind == "ties":
+        F = rng.integers(0, 3, (N, H, W)).astype(np.float32)
+    else:
+        F = np.zeros((N, H, W), np.float32)
+    st_ = DepthState((H, W))
+    prev = np.zeros((H, W), np.float32)
+    for k in range(N):
+        st_.update(F[k], prev)
+        prev = F[k]
+    d, conf = st_.finish(interp)
+    rd, rbest, rconf = ref.depth(F.astype(np.float64), interp)
+    np.testing.assert_array_equal(st_.best, rbest)
+    np.testing.assert_allclose(d, rd, atol=1e-5)
+    np.testing.assert_allclose(conf, rconf, atol=1e-5)
+    assert np.isfinite(d).all() and d.min() >= 0 and d.max() <= N - 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(H=st.integers(1, 12), W=st.integers(1, 12), size=st.sampled_from([0, 1, 3, 5, 7]),
+       seed=st.integers(0, 2 ** 31))
+def test_median_matches_reference(H, W, size, seed):
+    img = np.random.default_rng(seed).random((H, W)).astype(np.float32)
+    np.testing.assert_array_equal(median_filter(img, size), ref.median(img, size).astype(np.float32))
