@@ -53,3 +53,103 @@ def prefetch(items: Iterable, ahead: int = 1) -> Iterator:
             yield item
     finally:
         stop.set()
+
+
+# ------------------------------------------------------------------ frames from files
+import hashlib  # noqa: E402
+import os  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+class FrameError(Exception):
+    """A frame that cannot be used; the message names the file and the problem."""
+
+
+#: Pixel limit per frame, a guard against decompression bombs (overridable).
+MAX_PIXELS = 200_000_000
+
+
+def _normalise(arr, name, notes):
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+        if notes is not None and "alpha" not in " ".join(notes):
+            notes.append("alpha channel dropped")
+    if arr.ndim == 3 and arr.shape[2] == 2:  # grey + alpha
+        arr = arr[:, :, 0]
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    if arr.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        if arr.dtype.kind == "f":
+            arr = arr.astype(np.float32)
+        else:
+            raise FrameError(f"{name}: unsupported pixel type {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise FrameError(f"{name}: contains NaN or infinite pixels")
+    if arr.ndim not in (2, 3):
+        raise FrameError(f"{name}: not a 2-D image (shape {arr.shape})")
+    return np.ascontiguousarray(arr)
+
+
+def read_frame(path, hashes=None, notes=None) -> np.ndarray:
+    """Decode one image file (PNG, JPEG, TIFF, BMP) into an array.
+
+    The bytes are read once; their SHA-256 goes into ``hashes[path]`` when a dict is
+    given. Alpha is dropped (noted in ``notes``). Raises :class:`FrameError` naming the
+    file for anything unreadable: missing, empty, corrupt, truncated, not an image.
+    """
+    name = os.path.basename(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise FrameError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if hashes is not None:
+        hashes[path] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    if not data:
+        raise FrameError(f"{path}: empty file (0 bytes)")
+    try:
+        if name.lower().endswith((".tif", ".tiff")):
+            import tifffile
+            import io
+            arr = tifffile.imread(io.BytesIO(data), key=0)
+        else:
+            import imageio.v3 as iio
+            from PIL import Image
+            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+            arr = iio.imread(data, extension=os.path.splitext(name)[1].lower())
+    except Exception as exc:  # noqa: BLE001 - every decoder error becomes one clear line
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FrameError(f"{path}: cannot decode image ({msg})") from None
+    arr = np.asarray(arr)
+    if arr.size and arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+        raise FrameError(f"{path}: {arr.shape[1]}x{arr.shape[0]} exceeds the pixel limit {MAX_PIXELS}")
+    return _normalise(arr, path, notes)
+
+
+def iter_frames(files, multipage=False, hashes=None, notes=None):
+    """Yield the frames of a stack one at a time (one file each, or the pages of one TIFF)."""
+    if multipage:
+        import tifffile
+        path = files[0]
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+            if hashes is not None:
+                hashes[path] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            import io
+            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                for i, page in enumerate(tif.pages):
+                    try:
+                        arr = page.asarray()
+                    except Exception as exc:  # noqa: BLE001
+                        raise FrameError(f"{path}: page {i}: cannot decode ({exc})") from None
+                    yield _normalise(arr, f"{path} page {i}", notes)
+        except FrameError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise FrameError(f"{path}: cannot read TIFF ({exc})") from None
+        return
+    for f in files:
+        yield read_frame(f, hashes, notes)

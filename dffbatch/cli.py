@@ -1,0 +1,48 @@
+"""Command line: ``dffbatch CONFIG [--set k=v] [--dry-run] [--force]``, ``dffbatch synth``, ``dffbatch eval``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main"]
+
+
+def _run_parser():
+    p = argparse.ArgumentParser(prog="dffbatch", description="Depth from focus for directories of focus stacks. "
+                                "Subcommands: 'synth' (render synthetic stacks), 'eval' (score outputs).")
+    p.add_argument("config", help="YAML run config (see configs/README.md)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a config value, e.g. --set params.window=[3,5]")
+    p.add_argument("--dry-run", action="store_true", help="list the stacks and jobs, then exit")
+    p.add_argument("--force", action="store_true", help="redo jobs that are already finished")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "synth":
+        from .synth_cli import main as synth_main
+        return synth_main(argv[1:])
+    if argv and argv[0] == "eval":
+        from .evaluate import main as eval_main
+        return eval_main(argv[1:])
+    args = _run_parser().parse_args(argv)
+    from .config import ConfigError
+    from .runner import RunLockedError, run
+    try:
+        return run(args.config, args.overrides, dry_run=args.dry_run, force=args.force,
+                   progress=not args.no_progress)
+    except ConfigError as exc:
+        print(f"dffbatch: config error: {exc}", file=sys.stderr)
+        return 2
+    except RunLockedError as exc:
+        print(f"dffbatch: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"dffbatch: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Run configuration: load YAML safely, validate every key, expand parameter sweeps.
+
+Every problem is a :class:`ConfigError` whose message names the config file, the key
+path and the problem (and a did-you-mean for unknown keys). See ``configs/README.md``
+for every key.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import itertools
+import json
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+from .composite import COMPOSITES
+from .core import DEFAULTS
+from .depth import INTERPOLATIONS
+from .measure import MEASURES
+
+__all__ = ["ConfigError", "load_config", "expand_sweep", "sweep_id", "PARAM_KEYS", "SAFE_NAME"]
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class ConfigError(Exception):
+    """An invalid configuration; the message is meant for the user as is."""
+
+
+PARAM_KEYS = ("measure", "window", "step", "threshold", "interpolation", "median", "composite")
+
+_SECTIONS = {
+    "run": {"name": "run", "output": "outputs", "seed": 0, "notes": ""},
+    "datasets": None,
+    "params": dict(DEFAULTS),
+    "sweep": {"mode": "product"},
+    "outputs": {"plots": True, "mesh": False, "plot_grid": 96, "report": True},
+    "execution": {"workers": "auto", "threads_per_worker": "auto", "backend": "local",
+                  "address": None, "retries": 1, "max_jobs": 5000},
+}
+_DATASET_KEYS = {"path": None, "layout": "auto", "include": ["*"], "exclude": [], "positions": None}
+LAYOUTS = ("auto", "folder", "prefix", "tiff")
+
+
+def _fail(ctx, key, msg):
+    raise ConfigError(f"{ctx}: {key}: {msg}" if key else f"{ctx}: {msg}")
+
+
+def _unknown(ctx, where, key, allowed):
+    near = difflib.get_close_matches(str(key), list(allowed), n=1)
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    _fail(ctx, f"{where}{key}", f"unknown key{hint}; allowed: {', '.join(allowed)}")
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_param(ctx, key, value):
+    path = f"params.{key}"
+    if key == "measure":
+        if value not in MEASURES:
+            _fail(ctx, path, f"{value!r} is not a focus measure; choose one of {', '.join(MEASURES)}")
+    elif key == "window":
+        if not _is_int(value) or value < 1 or value % 2 == 0:
+            _fail(ctx, path, f"must be an odd integer >= 1, got {value!r}")
+    elif key == "step":
+        if not _is_int(value) or value < 1:
+            _fail(ctx, path, f"must be an integer >= 1, got {value!r}")
+    elif key == "threshold":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < float("inf")):
+            _fail(ctx, path, f"must be a number >= 0, got {value!r}")
+    elif key == "interpolation":
+        if value not in INTERPOLATIONS:
+            _fail(ctx, path, f"{value!r} is not one of {', '.join(INTERPOLATIONS)}")
+    elif key == "median":
+        if not _is_int(value) or value < 0 or (value > 1 and value % 2 == 0):
+            _fail(ctx, path, f"must be 0, 1 or an odd integer >= 3, got {value!r}")
+    elif key == "composite":
+        if value not in COMPOSITES:
+            _fail(ctx, path, f"{value!r} is not one of {', '.join(COMPOSITES)}")
+
+
+def _set_path(cfg, dotted, raw, ctx):
+    """Apply one ``--set a.b=value`` override (value parsed as YAML)."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{ctx}: --set {dotted}: cannot parse value {raw!r}: {exc}") from None
+    keys = dotted.split(".")
+    node = cfg
+    for k in keys[:-1]:
+        if not isinstance(node, dict):
+            raise ConfigError(f"{ctx}: --set {dotted}: {k} is not a section")
+        node = node.setdefault(k, {})
+    if not isinstance(node, dict):
+        raise ConfigError(f"{ctx}: --set {dotted}: not a section")
+    node[keys[-1]] = value
+
+
+def load_config(path, overrides=(), base_dir=None) -> dict:
+    """Load, override, validate and resolve a run config.
+
+    Parameters
+    ----------
+    path : str or Path
+        YAML file.
+    overrides : iterable of "key.path=value"
+    base_dir : Path, optional
+        Relative dataset paths and the output root resolve against it (default: the
+        current directory, as a user typing the command expects).
+
+    Returns
+    -------
+    dict
+        The resolved config, every default filled in.
+    """
+    ctx = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{ctx}: cannot read config: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{ctx}: not valid UTF-8 text (byte {exc.start})") from None
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{ctx}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    if cfg is None:
+        cfg = {}
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{ctx}: the top level must be a mapping of sections "
+                          f"({', '.join(_SECTIONS)}), got {type(cfg).__name__}")
+    cfg = copy.deepcopy(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{ctx}: --set {item!r}: expected key.path=value")
+        k, v = item.split("=", 1)
+        _set_path(cfg, k.strip(), v, ctx)
+    return validate(cfg, ctx, Path(base_dir) if base_dir else Path.cwd())
+
+
+def validate(cfg: dict, ctx: str, base: Path) -> dict:
+    out = {}
+    for key in cfg:
+        if not isinstance(key, str) or key not in _SECTIONS:
+            _unknown(ctx, "", key, _SECTIONS)
+    for sec, defaults in _SECTIONS.items():
+        if sec == "datasets":
+            continue
+        given = cfg.get(sec) or {}
+        if not isinstance(given, dict):
+            _fail(ctx, sec, f"must be a mapping, got {type(given).__name__}")
+        for k in given:
+            if k not in defaults:
+                _unknown(ctx, f"{sec}.", k, defaults)
+        out[sec] = {**copy.deepcopy(defaults), **given}
+
+    # run
+    r = out["run"]
+    if not isinstance(r["name"], str) or not SAFE_NAME.match(r["name"]) or ".." in r["name"]:
+        _fail(ctx, "run.name", f"{r['name']!r} is not a safe folder name (letters, digits, '.', '_', '-'; "
+                               "no '..', no '/', at most 100 characters)")
+    if not isinstance(r["output"], str) or not r["output"] or "\x00" in r["output"]:
+        _fail(ctx, "run.output", f"must be a folder path, got {r['output']!r}")
+    r["output"] = str((base / r["output"]).resolve())
+    if not _is_int(r["seed"]):
+        _fail(ctx, "run.seed", f"must be an integer, got {r['seed']!r}")
+    if not isinstance(r["notes"], str):
+        _fail(ctx, "run.notes", "must be text")
+
+    # datasets
+    ds = cfg.get("datasets")
+    if ds is None:
+        _fail(ctx, "datasets", "missing: give at least one entry with a path")
+    if isinstance(ds, (str, dict)):
+        ds = [ds]
+    if not isinstance(ds, list) or not ds:
+        _fail(ctx, "datasets", "must be a list of entries (each a path or {path: ...})")
+    out["datasets"] = []
+    for i, entry in enumerate(ds):
+        where = f"datasets[{i}]"
+        if isinstance(entry, str):
+            entry = {"path": entry}
+        if not isinstance(entry, dict):
+            _fail(ctx, where, f"must be a path or a mapping, got {type(entry).__name__}")
+        for k in entry:
+            if k not in _DATASET_KEYS:
+                _unknown(ctx, f"{where}.", k, _DATASET_KEYS)
+        e = {**copy.deepcopy(_DATASET_KEYS), **entry}
+        if not isinstance(e["path"], str) or not e["path"] or "\x00" in e["path"]:
+            _fail(ctx, f"{where}.path", "missing or not a path")
+        p = e["path"]
+        has_glob = any(c in p for c in "*?[")
+        full = p if os.path.isabs(p) else str(base / p)
+        if not has_glob and not os.path.exists(full):
+            _fail(ctx, f"{where}.path", f"{full} does not exist")
+        e["path"] = full
+        if e["layout"] not in LAYOUTS:
+            _fail(ctx, f"{where}.layout", f"{e['layout']!r} is not one of {', '.join(LAYOUTS)}")
+        for k in ("include", "exclude"):
+            if isinstance(e[k], str):
+                e[k] = [e[k]]
+            if not isinstance(e[k], list) or not all(isinstance(x, str) for x in e[k]):
+                _fail(ctx, f"{where}.{k}", "must be a glob pattern or a list of them")
+        pos = e["positions"]
+        if pos is not None:
+            if isinstance(pos, dict):
+                if set(pos) != {"start", "step"} or not all(
+                        isinstance(pos[k], (int, float)) and not isinstance(pos[k], bool) for k in pos):
+                    _fail(ctx, f"{where}.positions", "a mapping must be {start: number, step: number}")
+            elif not isinstance(pos, str):
+                _fail(ctx, f"{where}.positions", "must be {start, step} or a file name (CSV/JSON beside the frames)")
+        out["datasets"].append(e)
+
+    # params: scalars or lists
+    p = out["params"]
+    for k in PARAM_KEYS:
+        vals = p[k] if isinstance(p[k], list) else [p[k]]
+        if not vals:
+            _fail(ctx, f"params.{k}", "an empty list gives no jobs")
+        for v in vals:
+            _check_param(ctx, k, v)
+    if out["sweep"]["mode"] not in ("product", "zip"):
+        _fail(ctx, "sweep.mode", f"{out['sweep']['mode']!r} is not one of product, zip")
+
+    o = out["outputs"]
+    for k in ("plots", "mesh", "report"):
+        if not isinstance(o[k], bool):
+            _fail(ctx, f"outputs.{k}", f"must be true or false, got {o[k]!r}")
+    if not _is_int(o["plot_grid"]) or not 8 <= o["plot_grid"] <= 512:
+        _fail(ctx, "outputs.plot_grid", f"must be an integer from 8 to 512, got {o['plot_grid']!r}")
+
+    x = out["execution"]
+    for k in ("workers", "threads_per_worker"):
+        if x[k] != "auto" and (not _is_int(x[k]) or x[k] < 1):
+            _fail(ctx, f"execution.{k}", f"must be 'auto' or an integer >= 1, got {x[k]!r}")
+    if x["backend"] not in ("local", "dask"):
+        _fail(ctx, "execution.backend", f"{x['backend']!r} is not one of local, dask")
+    if x["address"] is not None and not isinstance(x["address"], str):
+        _fail(ctx, "execution.address", "must be a scheduler address such as tcp://host:8786")
+    if not _is_int(x["retries"]) or x["retries"] < 0:
+        _fail(ctx, "execution.retries", f"must be an integer >= 0, got {x['retries']!r}")
+    if not _is_int(x["max_jobs"]) or x["max_jobs"] < 1:
+        _fail(ctx, "execution.max_jobs", f"must be an integer >= 1, got {x['max_jobs']!r}")
+
+    n = len(expand_sweep(out))
+    if n == 0:
+        _fail(ctx, "params", "the sweep is empty")
+    return out
+
+
+def expand_sweep(cfg) -> list:
+    """The list of parameter dicts (sweep points) of a resolved config."""
+    p = cfg["params"]
+    axes = {k: (p[k] if isinstance(p[k], list) else [p[k]]) for k in PARAM_KEYS}
+    if cfg["sweep"]["mode"] == "zip":
+        lengths = {len(v) for v in axes.values() if len(v) > 1}
+        if len(lengths) > 1:
+            raise ConfigError(f"sweep.mode zip: list parameters must have one length, got {sorted(lengths)}")
+        n = lengths.pop() if lengths else 1
+        return [{k: (v[i] if len(v) > 1 else v[0]) for k, v in axes.items()} for i in range(n)]
+    keys = list(axes)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(axes[k] for k in keys))]
+
+
+def sweep_id(params: dict) -> str:
+    """Stable short id of a sweep point, e.g. ``sml-w9-1a2b3c4d``."""
+    canon = json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True)
+    digest = hashlib.sha256(canon.encode()).hexdigest()[:8]
+    return f"{params['measure']}-w{params['window']}-{digest}"

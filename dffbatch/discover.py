@@ -1,0 +1,155 @@
+"""Stage *discover*: find the focus stacks in dataset directories.
+
+Layouts
+-------
+``folder``  a directory whose direct children include >= 2 images is one stack
+            (searched recursively, e.g. ``balls/25/``).
+``prefix``  flat directories where files share a stack prefix and end in a frame
+            number: ``17__refocus_03.jpg`` -> stack ``17``, frame 3.
+``tiff``    a multi-page TIFF file is one stack.
+``auto``    per directory: ``prefix`` when its images split into >= 2 prefix groups,
+            else ``folder``; multi-page TIFFs are ``tiff`` stacks.
+
+Frames sort naturally (``2`` before ``10``). Files named ``gt_*`` are ground truth
+(from the renderer), never frames. Symlink loops are detected and skipped.
+"""
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+__all__ = ["Stack", "discover", "natural_key", "IMAGE_EXTS"]
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+_PREFIX = re.compile(r"^(?P<stack>.*\D)?(?P<frame>\d+)$")
+
+
+def natural_key(s: str):
+    """Sort key that orders digit runs by value: ``f2`` before ``f10``."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", s) if t]
+
+
+@dataclass
+class Stack:
+    """One focus stack: an id, its frame files (or one multi-page TIFF) and where it came from."""
+
+    id: str
+    files: List[str]
+    layout: str
+    root: str
+    multipage: bool = False
+    positions: Optional[object] = None
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def folder(self) -> str:
+        return os.path.dirname(self.files[0])
+
+
+def _safe_id(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9._-]+", "_", text.replace(os.sep, "__")).strip("._") or "stack"
+    return s[:120]
+
+
+def _is_image(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTS and not name.startswith(("gt_", "."))
+
+
+def _keep(name, include, exclude):
+    return any(fnmatch.fnmatch(name, p) for p in include) and not any(fnmatch.fnmatch(name, p) for p in exclude)
+
+
+def _tiff_pages(path) -> int:
+    try:
+        import tifffile
+        with tifffile.TiffFile(path) as t:
+            return len(t.pages)
+    except Exception:  # noqa: BLE001 - an unreadable TIFF is reported when read
+        return 1
+
+
+def _prefix_groups(names):
+    """Group file names by the text before their trailing frame number.
+
+    Returns {stack name: [files]} or None when a name has no prefix or no number.
+    A suffix shared by every group (``__refocus`` in ``17__refocus_03.jpg``) is cut
+    from the stack names, so that file names give stacks ``17``, ``18``, ...
+    """
+    groups = {}
+    for n in names:
+        m = _PREFIX.match(os.path.splitext(n)[0])
+        if not m or not m.group("stack") or not m.group("stack").rstrip("_-. "):
+            return None
+        groups.setdefault(m.group("stack").rstrip("_-. "), []).append(n)
+    if len(groups) >= 2:
+        rev = os.path.commonprefix([k[::-1] for k in groups])[::-1]
+        cut = re.match(r"^[^_\-. ]*", rev)  # keep only whole separator-led words
+        rev = rev[cut.end():] if cut else rev
+        if rev and all(len(k) > len(rev) for k in groups):
+            groups = {k[:-len(rev)].rstrip("_-. "): v for k, v in groups.items()}
+    return groups
+
+
+def _walk(root):
+    """os.walk that follows symlinks but never enters a directory twice (loops)."""
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            dirnames[:] = []
+            continue
+        seen.add(key)
+        dirnames.sort(key=natural_key)
+        yield dirpath, filenames
+
+
+def discover(entry: dict) -> List[Stack]:
+    """Stacks of one ``datasets`` entry (a resolved config dict with path, layout, ...)."""
+    layout = entry.get("layout", "auto")
+    include = entry.get("include", ["*"])
+    exclude = entry.get("exclude", [])
+    paths = sorted(glob.glob(entry["path"]), key=natural_key) if any(c in entry["path"] for c in "*?[") \
+        else [entry["path"]]
+    stacks: List[Stack] = []
+    for top in paths:
+        if os.path.isfile(top):
+            if _tiff_pages(top) >= 2 and layout in ("auto", "tiff"):
+                stacks.append(Stack(_safe_id(Path(top).stem), [top], "tiff", os.path.dirname(top), True))
+            continue
+        base = os.path.dirname(os.path.abspath(top).rstrip(os.sep))
+        for dirpath, filenames in _walk(top):
+            rel = os.path.relpath(dirpath, base)
+            images = sorted((f for f in filenames if _is_image(f) and _keep(f, include, exclude)), key=natural_key)
+            if layout in ("auto", "tiff"):
+                rest = []
+                for f in images:
+                    full = os.path.join(dirpath, f)
+                    if f.lower().endswith((".tif", ".tiff")) and _tiff_pages(full) >= 2:
+                        stacks.append(Stack(_safe_id(os.path.join(rel, Path(f).stem)), [full], "tiff", top, True))
+                    else:
+                        rest.append(f)
+                images = rest
+                if layout == "tiff":
+                    continue
+            if len(images) < 2 and layout != "prefix":
+                if len(images) == 1 and layout == "folder":
+                    stacks.append(Stack(_safe_id(rel), [os.path.join(dirpath, images[0])], "folder", top))
+                continue
+            groups = _prefix_groups(images) if layout in ("auto", "prefix") else None
+            use_prefix = layout == "prefix" or (groups is not None and len(groups) >= 2)
+            if use_prefix and groups:
+                for name in sorted(groups, key=natural_key):
+                    files = sorted(groups[name], key=natural_key)
+                    stacks.append(Stack(_safe_id(os.path.join(rel, name)),
+                                        [os.path.join(dirpath, f) for f in files], "prefix", top))
+            elif images:
+                stacks.append(Stack(_safe_id(rel), [os.path.join(dirpath, f) for f in images], "folder", top))
+    for s in stacks:
+        s.positions = entry.get("positions")
+    return stacks

@@ -1,0 +1,194 @@
+"""One job = one stack x one sweep point: read -> depth_from_focus -> write.
+
+``run_job`` is what every backend executes (process pool or Dask): it takes a plain
+dict and returns a plain dict, never raises for a bad stack (the error is recorded
+with the file named), and writes every file atomically into the job's folder.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import time
+import traceback
+
+import numpy as np
+
+from .core import depth_from_focus
+from .read import FrameError, iter_frames
+
+__all__ = ["make_job", "run_job", "input_fingerprint", "OUTPUT_VERSION"]
+
+#: Bumped whenever the outputs of a job change for the same inputs and parameters.
+OUTPUT_VERSION = 1
+
+
+def input_fingerprint(files) -> list:
+    """Cheap identity of the inputs: name, size and modification time of each file."""
+    out = []
+    for f in files:
+        try:
+            st = os.stat(f)
+            out.append([f, st.st_size, st.st_mtime_ns])
+        except OSError:
+            out.append([f, -1, -1])
+    return out
+
+
+def make_job(stack, params, sweep, run_dir, outputs) -> dict:
+    fp = input_fingerprint(stack.files)
+    key_src = json.dumps({"v": OUTPUT_VERSION, "params": params, "inputs": fp,
+                          "positions": stack.positions, "outputs": outputs}, sort_keys=True, default=str)
+    return {
+        "id": f"{sweep}/{stack.id}",
+        "sweep": sweep,
+        "stack": stack.id,
+        "files": list(stack.files),
+        "multipage": stack.multipage,
+        "layout": stack.layout,
+        "positions": stack.positions,
+        "params": dict(params),
+        "outputs": dict(outputs),
+        "out_dir": os.path.join(run_dir, sweep, stack.id),
+        "key": hashlib.sha256(key_src.encode()).hexdigest()[:16],
+    }
+
+
+def _positions(spec, folder, n):
+    if spec is None:
+        return None
+    if isinstance(spec, dict):
+        return [spec["start"] + spec["step"] * k for k in range(n)]
+    path = os.path.join(folder, spec)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        if path.lower().endswith(".json"):
+            vals = json.loads(text)
+            vals = vals.get("positions", vals) if isinstance(vals, dict) else vals
+        else:
+            vals = [row[0] for row in csv.reader(text.splitlines()) if row and row[0].strip()
+                    and not row[0].lstrip().startswith("#")]
+            if vals and not re.match(r"^\s*[-+0-9.]", vals[0]):
+                vals = vals[1:]  # header
+        vals = [float(v) for v in vals]
+    except (OSError, ValueError, TypeError) as exc:
+        raise FrameError(f"{path}: cannot read focus positions ({exc})") from None
+    if len(vals) != n:
+        raise FrameError(f"{path}: {len(vals)} focus positions for {n} frames")
+    return vals
+
+
+def _gt(folder):
+    import tifffile
+    gt = {}
+    p = os.path.join(folder, "gt_depth.tif")
+    if os.path.exists(p):
+        gt["depth"] = tifffile.imread(p)
+    for name in ("gt_allfocus.png", "gt_allfocus.tif"):
+        p = os.path.join(folder, name)
+        if os.path.exists(p):
+            from .read import read_frame
+            gt["allfocus"] = read_frame(p)
+            break
+    return gt
+
+
+def _frame_error(exc, files, multipage):
+    """Turn the core's 'frame k: ...' into '<file>: ...'."""
+    msg = str(exc)
+    m = re.match(r"^frame (\d+): (.*)$", msg, re.S)
+    if m and not multipage and int(m.group(1)) < len(files):
+        return f"{files[int(m.group(1))]}: {m.group(2)}"
+    if m and multipage:
+        return f"{files[0]} page {m.group(1)}: {m.group(2)}"
+    if files and "at least 2 frames" in msg:
+        return f"{os.path.dirname(files[0])}: {msg}"
+    return msg
+
+
+def run_job(job: dict) -> dict:
+    """Run one job; return its manifest record (status ok/failed, timings, files, hashes)."""
+    from .metrics import depth_metrics, image_metrics, psnr
+    from .plots import depth_2d_png, depth_3d_png, mesh_ply
+    from .write import atomic_bytes, write_png, write_tiff
+
+    t_start = time.perf_counter()
+    rec = {"id": job["id"], "key": job["key"], "status": "failed", "error": None, "inputs": {},
+           "params": job["params"], "timings": {}, "outputs": {}, "metrics": {}, "notes": [],
+           "pid": os.getpid()}
+    files = job["files"]
+    folder = os.path.dirname(files[0]) if files else ""
+    try:
+        gt = _gt(folder) if folder else {}
+        n_files = len(files) if not job["multipage"] else None
+        positions = _positions(job["positions"], folder, n_files) if n_files else None
+        hashes = {}
+        stream = iter_frames(files, job["multipage"], hashes, rec["notes"])
+        frame_psnr = []
+        if "allfocus" in gt:
+            def watch(frames, ref=gt["allfocus"]):
+                for f in frames:
+                    if f.shape == ref.shape:
+                        frame_psnr.append(psnr(f, ref))
+                    yield f
+            stream = watch(stream)
+        res = depth_from_focus(stream, positions=positions, **job["params"])
+        rec["inputs"] = {os.path.basename(k): v for k, v in hashes.items()}
+        rec["n_frames"] = res.n_frames
+        rec["shape"] = list(res.allfocus.shape)
+        rec["timings"] = {k: round(v, 4) for k, v in res.timings.items()}
+
+        t0 = time.perf_counter()
+        out = job["out_dir"]
+        os.makedirs(out, exist_ok=True)
+        o = rec["outputs"]
+        o["depth.tif"] = write_tiff(os.path.join(out, "depth.tif"), res.depth)
+        scale = 65535.0 / max(res.n_frames - 1, 1)
+        o["depth.png"] = write_png(os.path.join(out, "depth.png"),
+                                   np.round(res.depth * scale).astype(np.uint16))
+        o["confidence.tif"] = write_tiff(os.path.join(out, "confidence.tif"), res.confidence)
+        if res.depth_units is not None:
+            o["depth_units.tif"] = write_tiff(os.path.join(out, "depth_units.tif"), res.depth_units)
+        af = res.allfocus
+        o["allfocus.tif"] = write_tiff(os.path.join(out, "allfocus.tif"), af)
+        if af.dtype == np.uint8 or (af.dtype == np.uint16 and af.ndim == 2):
+            o["allfocus.png"] = write_png(os.path.join(out, "allfocus.png"), af)
+        else:  # PNG cannot carry this type losslessly here: an 8-bit preview, the TIFF keeps the data
+            prev = (af >> 8).astype(np.uint8) if af.dtype == np.uint16 else \
+                np.clip(af / max(float(af.max()), 1e-12) * 255, 0, 255).astype(np.uint8)
+            o["allfocus.png"] = write_png(os.path.join(out, "allfocus.png"), prev)
+            rec["notes"].append("allfocus.png is an 8-bit preview; allfocus.tif keeps the input bit depth")
+        rec["timings"]["write"] = round(time.perf_counter() - t0, 4)
+
+        if job["outputs"].get("plots", True):
+            t0 = time.perf_counter()
+            title = job["stack"]
+            o["depth_2d.png"] = atomic_bytes(os.path.join(out, "depth_2d.png"), depth_2d_png(res.depth, title))
+            o["depth_3d.png"] = atomic_bytes(os.path.join(out, "depth_3d.png"),
+                                             depth_3d_png(res.depth, job["outputs"].get("plot_grid", 96), title))
+            rec["timings"]["plots"] = round(time.perf_counter() - t0, 4)
+        if job["outputs"].get("mesh", False):
+            o["mesh.ply"] = atomic_bytes(os.path.join(out, "mesh.ply"), mesh_ply(res.depth, af))
+
+        if "depth" in gt and gt["depth"].shape == res.depth.shape:
+            rec["metrics"].update(depth_metrics(res.depth, gt["depth"]))
+            rec["gt_depth"] = os.path.join(folder, "gt_depth.tif")
+        if "allfocus" in gt and gt["allfocus"].shape == af.shape:
+            rec["metrics"].update(image_metrics(af, gt["allfocus"]))
+            if frame_psnr:
+                rec["metrics"]["best_frame_psnr"] = max(frame_psnr)
+        rec["status"] = "ok"
+    except (FrameError, ValueError, TypeError) as exc:
+        rec["error"] = _frame_error(exc, files, job["multipage"])
+    except OSError as exc:
+        rec["error"] = f"{getattr(exc, 'filename', None) or job['out_dir']}: {exc.strerror or exc}"
+    except MemoryError:
+        rec["error"] = "out of memory"
+    except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+        rec["error"] = f"unexpected {type(exc).__name__}: {exc}"
+        rec["traceback"] = traceback.format_exc(limit=8)
+    rec["timings"]["total"] = round(time.perf_counter() - t_start, 4)
+    return rec

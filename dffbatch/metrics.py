@@ -1,0 +1,75 @@
+"""Accuracy against ground truth: depth errors and all-in-focus fidelity.
+
+Depth metrics ignore a border of ``border`` pixels (default 8, where every window
+reaches outside the image). ``*_affine`` variants first fit ``a*pred + b`` to the
+truth by least squares, for tools whose depth scale or direction differs.
+SSIM is the standard one (Wang et al. 2004; Gaussian window sigma 1.5, K1=0.01,
+K2=0.03) on luminance, implemented here in NumPy (no extra dependency).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["depth_metrics", "psnr", "ssim", "image_metrics"]
+
+
+def _inner(a, border):
+    return a[border:a.shape[0] - border, border:a.shape[1] - border] if border else a
+
+
+def depth_metrics(pred, gt, border=8) -> dict:
+    """RMSE, MAE and share of pixels off by > 1 frame, raw and after an affine fit."""
+    p = _inner(np.asarray(pred, np.float64), border).ravel()
+    g = _inner(np.asarray(gt, np.float64), border).ravel()
+    out = {}
+    A = np.stack([p, np.ones_like(p)], 1)
+    coef, *_ = np.linalg.lstsq(A, g, rcond=None)
+    for tag, q in (("", p), ("_affine", A @ coef)):
+        e = q - g
+        out["rmse" + tag] = float(np.sqrt(np.mean(e ** 2)))
+        out["mae" + tag] = float(np.mean(np.abs(e)))
+        out["bad1" + tag] = float(np.mean(np.abs(e) > 1.0))
+    return out
+
+
+def _max_value(a):
+    return 255.0 if a.dtype == np.uint8 else 65535.0 if a.dtype == np.uint16 else 1.0
+
+
+def psnr(pred, gt) -> float:
+    """PSNR in dB against ``gt`` (peak: the dtype's maximum, 1.0 for floats)."""
+    mse = np.mean((np.asarray(pred, np.float64) - np.asarray(gt, np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * math.log10(_max_value(np.asarray(gt)) ** 2 / mse))
+
+
+def _gauss_filter(img, sigma=1.5, radius=5):
+    x = np.arange(-radius, radius + 1)
+    k = np.exp(-x ** 2 / (2 * sigma ** 2))
+    k /= k.sum()
+    out = img
+    for ax in (0, 1):
+        pad = [(radius, radius) if a == ax else (0, 0) for a in range(2)]
+        P = np.pad(out, pad, mode="reflect")
+        out = sum(k[i] * np.take(P, range(i, i + img.shape[ax]), axis=ax) for i in range(2 * radius + 1))
+    return out
+
+
+def ssim(pred, gt) -> float:
+    """Mean SSIM on luminance (Rec. 601), values scaled to [0, 1]."""
+    def lum(a):
+        a = np.asarray(a, np.float64) / _max_value(np.asarray(gt))
+        return a @ np.array([0.299, 0.587, 0.114]) if a.ndim == 3 and a.shape[2] >= 3 else a.reshape(a.shape[:2])
+    x, y = lum(pred), lum(gt)
+    C1, C2 = 0.01 ** 2, 0.03 ** 2
+    mx, my = _gauss_filter(x), _gauss_filter(y)
+    sxx = _gauss_filter(x * x) - mx * mx
+    syy = _gauss_filter(y * y) - my * my
+    sxy = _gauss_filter(x * y) - mx * my
+    s = ((2 * mx * my + C1) * (2 * sxy + C2)) / ((mx ** 2 + my ** 2 + C1) * (sxx + syy + C2))
+    return float(s.mean())
+
+
+def image_metrics(pred, gt) -> dict:
+    return {"aif_psnr": psnr(pred, gt), "aif_ssim": ssim(pred, gt)}

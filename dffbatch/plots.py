@@ -1,0 +1,119 @@
+"""Pictures of one result: 2-D depth map with a colour bar, 3-D surface, PLY mesh."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+__all__ = ["depth_2d_png", "depth_3d_png", "mesh_ply", "bar_chart_png", "error_map_png"]
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def depth_2d_png(depth, title="", unit="frame") -> bytes:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    im = ax.imshow(depth, cmap="viridis", interpolation="nearest")
+    cb = fig.colorbar(im, ax=ax, shrink=0.85)
+    cb.set_label(f"depth ({unit})")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _grid(a, n):
+    H, W = a.shape[:2]
+    s = max(1, int(np.ceil(max(H, W) / n)))
+    return a[::s, ::s], s
+
+
+def depth_3d_png(depth, grid=96, title="", unit="frame") -> bytes:
+    """Surface plot, downsampled to about ``grid`` points a side (plotting stays cheap)."""
+    plt = _plt()
+    d, s = _grid(depth, grid)
+    yy, xx = np.mgrid[0:d.shape[0], 0:d.shape[1]] * s
+    fig = plt.figure(figsize=(5.2, 4.2))
+    ax = fig.add_subplot(projection="3d")
+    ax.plot_surface(xx, yy, d, cmap="viridis", linewidth=0, antialiased=False, rcount=d.shape[0], ccount=d.shape[1])
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
+    ax.set_zlabel(f"depth ({unit})")
+    ax.invert_yaxis()
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def mesh_ply(depth, allfocus, max_side=512, z_scale=None) -> bytes:
+    """Binary PLY surface mesh coloured by the all-in-focus image (MeshLab, Blender).
+
+    Vertices on a grid of at most ``max_side`` points a side; z is the depth scaled so
+    that the full depth range spans a tenth of the image width unless ``z_scale``.
+    """
+    d, s = _grid(depth, max_side)
+    c = allfocus[::s, ::s]
+    if c.dtype == np.uint16:
+        c = (c >> 8).astype(np.uint8)
+    elif c.dtype.kind == "f":
+        c = np.clip(c / max(float(c.max()), 1e-12) * 255, 0, 255).astype(np.uint8)
+    if c.ndim == 2:
+        c = np.repeat(c[:, :, None], 3, axis=2)
+    c = c[:, :, :3]
+    h, w = d.shape
+    rng = float(d.max() - d.min()) or 1.0
+    zs = z_scale if z_scale is not None else 0.1 * depth.shape[1] / rng
+    yy, xx = np.mgrid[0:h, 0:w] * s
+    verts = np.zeros(h * w, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                                   ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    verts["x"] = xx.ravel()
+    verts["y"] = -yy.ravel()
+    verts["z"] = d.ravel() * zs
+    verts["red"], verts["green"], verts["blue"] = (c[:, :, i].ravel() for i in range(3))
+    idx = np.arange(h * w).reshape(h, w)
+    a, b, cc, dd = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+    tris = np.concatenate([np.stack([a, cc, b], 1), np.stack([b, cc, dd], 1)])
+    faces = np.zeros(len(tris), dtype=[("n", "u1"), ("v", "<i4", (3,))])
+    faces["n"] = 3
+    faces["v"] = tris
+    header = ("ply\nformat binary_little_endian 1.0\ncomment dffbatch depth mesh\n"
+              f"element vertex {len(verts)}\nproperty float x\nproperty float y\nproperty float z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\n"
+              f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n")
+    return header.encode() + verts.tobytes() + faces.tobytes()
+
+
+def bar_chart_png(labels, values, ylabel, title="") -> bytes:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(labels) + 1.5), 3.6))
+    ax.bar(range(len(values)), values, color="#4c72b0")
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def error_map_png(err, title="") -> bytes:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    v = float(np.percentile(np.abs(err), 99)) or 1.0
+    im = ax.imshow(err, cmap="RdBu_r", vmin=-v, vmax=v)
+    fig.colorbar(im, ax=ax, shrink=0.85).set_label("depth error (frame)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _png(fig)

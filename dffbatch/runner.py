@@ -1,0 +1,258 @@
+"""The batch runner: config -> discover -> plan jobs -> fan out -> manifest, summary, report.
+
+A thin layer over :func:`dffbatch.jobs.run_job`; see ``configs/README.md``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import yaml
+
+from . import __version__
+from .config import ConfigError, expand_sweep, load_config, sweep_id
+from .discover import discover
+from .jobs import make_job
+from .report import write_report, write_summary
+from .schedule import make_backend
+from .write import sha256_file, write_json, write_text
+
+__all__ = ["run", "RunLockedError"]
+
+log = logging.getLogger("dffbatch")
+
+
+class RunLockedError(Exception):
+    pass
+
+
+def _now():
+    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def _versions():
+    import numba
+    import numpy
+    v = {"dffbatch": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+         "numba": numba.__version__}
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        v["git"] = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                  timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        v["git"] = None
+    return v
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """``.lock`` in the run folder holding the owner's PID and host; stale locks are taken over."""
+
+    def __init__(self, run_dir):
+        self.path = os.path.join(run_dir, ".lock")
+        self.held = False
+
+    def acquire(self):
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    with open(self.path, encoding="utf-8") as fh:
+                        other = json.load(fh)
+                except (OSError, ValueError):
+                    other = {}
+                same_host = other.get("host") == me["host"]
+                if same_host and isinstance(other.get("pid"), int) and not _pid_alive(other["pid"]):
+                    os.unlink(self.path)  # stale: its process is gone
+                    continue
+                raise RunLockedError(f"{self.path}: run folder is in use by pid {other.get('pid')} on "
+                                     f"{other.get('host')} since {other.get('since')}; wait for it or remove "
+                                     "the lock if that process is gone") from None
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            self.held = True
+            return
+        raise RunLockedError(f"{self.path}: cannot take the run lock")
+
+    def release(self):
+        if self.held:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            self.held = False
+
+
+def plan(cfg):
+    """Discover stacks and build the jobs (stack x sweep point) of a resolved config."""
+    stacks, decisions = [], []
+    seen = set()
+    for i, entry in enumerate(cfg["datasets"]):
+        found = discover(entry)
+        if not found:
+            raise ConfigError(f"datasets[{i}].path: no focus stack (>= 2 images) found under {entry['path']}")
+        for s in found:
+            base, n = s.id, 2
+            while s.id in seen:  # same id from two entries: keep both
+                s.id = f"{base}-{n}"
+                n += 1
+            seen.add(s.id)
+            decisions.append((s.id, s.layout, len(s.files) if not s.multipage else "pages"))
+        stacks += found
+    points = expand_sweep(cfg)
+    outputs = {k: cfg["outputs"][k] for k in ("plots", "mesh", "plot_grid")}
+    run_dir = os.path.join(cfg["run"]["output"], cfg["run"]["name"])
+    jobs = [make_job(s, p, sweep_id(p), run_dir, outputs) for p in points for s in stacks]
+    return stacks, points, jobs, decisions, run_dir
+
+
+def _is_done(job, rec, run_dir):
+    """A finished job whose inputs, parameters and output files all still match."""
+    if not rec or rec.get("status") != "ok" or rec.get("key") != job["key"]:
+        return False
+    for name, digest in rec.get("outputs", {}).items():
+        p = os.path.join(job["out_dir"], name)
+        try:
+            if sha256_file(p) != digest:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def run(config_path, overrides=(), dry_run=False, force=False, progress=True, out=sys.stdout) -> int:
+    """Run a config; return the exit status (0 all ok, 1 some job failed, 2 bad config, 130 interrupted)."""
+    cfg = load_config(config_path, overrides)
+    stacks, points, jobs, decisions, run_dir = plan(cfg)
+    max_jobs = cfg["execution"]["max_jobs"]
+    if dry_run:
+        for sid, layout, n in decisions:
+            print(f"stack {sid}: layout {layout}, {n} frames", file=out)
+        for j in jobs:
+            print(f"job {j['id']}", file=out)
+        print(f"{len(stacks)} stacks, {len(points)} sweep points, {len(jobs)} jobs -> {run_dir}", file=out)
+        return 0
+    if len(jobs) > max_jobs:
+        raise ConfigError(f"{config_path}: execution.max_jobs: the run has {len(jobs)} jobs, more than "
+                          f"{max_jobs}; raise execution.max_jobs (e.g. --set execution.max_jobs={len(jobs)}) "
+                          "if that is intended")
+    os.makedirs(run_dir, exist_ok=True)
+    lock = RunLock(run_dir)
+    lock.acquire()
+    try:
+        return _execute(cfg, config_path, jobs, run_dir, force, progress, out)
+    finally:
+        lock.release()
+
+
+def _execute(cfg, config_path, jobs, run_dir, force, progress, out):
+    from tqdm import tqdm
+
+    handler = logging.FileHandler(os.path.join(run_dir, "run.log"), encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    mpath = os.path.join(run_dir, "manifest.json")
+    try:
+        with open(mpath, encoding="utf-8") as fh:
+            old = json.load(fh).get("jobs", {})
+    except (OSError, ValueError):
+        old = {}
+    write_text(os.path.join(run_dir, "config.yaml"),
+               f"# resolved from {os.path.abspath(config_path)} at {_now()}\n"
+               + yaml.safe_dump(cfg, sort_keys=False))
+    manifest = {"run": cfg["run"]["name"], "config": os.path.abspath(str(config_path)),
+                "versions": _versions(), "host": socket.gethostname(), "started": _now(), "finished": None,
+                "status": "running", "jobs_total": len(jobs), "jobs": {}}
+    todo, records = [], {}
+    for j in jobs:
+        rec = old.get(j["id"])
+        if not force and _is_done(j, rec, run_dir):
+            rec["resumed"] = True
+            records[j["id"]] = rec
+        else:
+            todo.append(j)
+    manifest["jobs"] = dict(records)
+    write_json(mpath, manifest)
+    log.info("run %s: %d jobs, %d already done, %d to do", cfg["run"]["name"], len(jobs), len(records), len(todo))
+    print(f"dffbatch: {len(jobs)} jobs ({len(jobs) - len(todo)} already done) -> {run_dir}", file=out)
+
+    backend = make_backend(cfg["execution"], max(1, len(todo)))
+    print(f"dffbatch: backend {backend.name}, {backend.workers} workers x {backend.threads} Numba threads",
+          file=out)
+    failures = 0
+    status = "finished"
+    t0 = time.perf_counter()
+
+    def on_term(signum, frame):  # SIGTERM: stop like Ctrl-C
+        raise KeyboardInterrupt
+
+    prev_term = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
+    bar = tqdm(total=len(todo), unit="job", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for rec in backend.run(todo):
+            records[rec["id"]] = rec
+            manifest["jobs"][rec["id"]] = rec
+            write_json(mpath, manifest)
+            if rec["status"] == "ok":
+                log.info("ok %s (%d frames, %.2fs)", rec["id"], rec.get("n_frames", 0), rec["timings"].get("total", 0))
+            else:
+                failures += 1
+                log.error("failed %s: %s", rec["id"], rec["error"])
+                bar.write(f"failed {rec['id']}: {rec['error']}", file=sys.stderr)
+            bar.set_postfix(failed=failures)
+            bar.update(1)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        backend.close(cancel=True)
+    finally:
+        bar.close()
+        backend.close()
+        if prev_term is not None:
+            signal.signal(signal.SIGTERM, prev_term)
+    wall = time.perf_counter() - t0
+    manifest["finished"] = _now()
+    manifest["status"] = status
+    manifest["wall_seconds"] = round(wall, 3)
+    write_json(mpath, manifest)
+    ordered = [records[j["id"]] for j in jobs if j["id"] in records]
+    write_summary(os.path.join(run_dir, "summary.csv"), ordered)
+    if cfg["outputs"]["report"]:
+        write_report(run_dir, manifest, ordered)
+    done = sum(r["status"] == "ok" for r in ordered)
+    failed = [r for r in ordered if r["status"] != "ok"]
+    print(f"dffbatch: {status}: {done} ok, {len(failed)} failed, {len(jobs) - len(ordered)} not run "
+          f"in {wall:.1f}s; report {os.path.join(run_dir, 'index.html')}", file=out)
+    for r in failed:
+        print(f"  failed {r['id']}: {r['error']}", file=out)
+    log.info("%s: %d ok, %d failed, %d not run", status, done, len(failed), len(jobs) - len(ordered))
+    log.removeHandler(handler)
+    handler.close()
+    if status == "interrupted":
+        print("dffbatch: interrupted; run the same command again to resume", file=out)
+        return 130
+    return 0 if not failed else 1
+
+
+def _main_thread():
+    import threading
+    return threading.current_thread() is threading.main_thread()
