@@ -131,7 +131,10 @@ def load_config(path, overrides=(), base_dir=None) -> dict:
     try:
         cfg = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{ctx}: invalid YAML: {str(exc).splitlines()[0]}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{ctx}: invalid YAML{where}: {what}") from None
     if cfg is None:
         cfg = {}
     if not isinstance(cfg, dict):

@@ -139,8 +139,9 @@ def _is_done(job, rec, run_dir):
     return True
 
 
-def run(config_path, overrides=(), dry_run=False, force=False, progress=True, out=sys.stdout) -> int:
+def run(config_path, overrides=(), dry_run=False, force=False, progress=True, out=None) -> int:
     """Run a config; return the exit status (0 all ok, 1 some job failed, 2 bad config, 130 interrupted)."""
+    out = out or sys.stdout
     cfg = load_config(config_path, overrides)
     stacks, points, jobs, decisions, run_dir = plan(cfg)
     max_jobs = cfg["execution"]["max_jobs"]
