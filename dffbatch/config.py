@@ -38,7 +38,7 @@ _SECTIONS = {
     "datasets": None,
     "params": dict(DEFAULTS),
     "sweep": {"mode": "product"},
-    "outputs": {"plots": True, "mesh": False, "plot_grid": 96, "report": True},
+    "outputs": {"plots": True, "mesh": False, "plot_grid": 64, "report": True},
     "execution": {"workers": "auto", "threads_per_worker": "auto", "backend": "local",
                   "address": None, "retries": 1, "max_jobs": 5000},
 }

@@ -168,7 +168,7 @@ def run_job(job: dict) -> dict:
             title = job["stack"]
             o["depth_2d.png"] = atomic_bytes(os.path.join(out, "depth_2d.png"), depth_2d_png(res.depth, title))
             o["depth_3d.png"] = atomic_bytes(os.path.join(out, "depth_3d.png"),
-                                             depth_3d_png(res.depth, job["outputs"].get("plot_grid", 96), title))
+                                             depth_3d_png(res.depth, job["outputs"].get("plot_grid", 64), title))
             rec["timings"]["plots"] = round(time.perf_counter() - t0, 4)
         if job["outputs"].get("mesh", False):
             o["mesh.ply"] = atomic_bytes(os.path.join(out, "mesh.ply"), mesh_ply(res.depth, af))
@@ -191,4 +191,9 @@ def run_job(job: dict) -> dict:
         rec["error"] = f"unexpected {type(exc).__name__}: {exc}"
         rec["traceback"] = traceback.format_exc(limit=8)
     rec["timings"]["total"] = round(time.perf_counter() - t_start, 4)
+    try:
+        import resource
+        rec["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    except (ImportError, OSError):
+        pass
     return rec

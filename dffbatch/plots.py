@@ -25,7 +25,9 @@ def _png(fig) -> bytes:
 def depth_2d_png(depth, title="", unit="frame") -> bytes:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
-    im = ax.imshow(depth, cmap="viridis", interpolation="nearest")
+    d, s = _grid(depth, 400)  # the axes are about 400 px wide: no need to resample more
+    im = ax.imshow(d, cmap="viridis", interpolation="nearest",
+                   extent=(-0.5, depth.shape[1] - 0.5, depth.shape[0] - 0.5, -0.5))
     cb = fig.colorbar(im, ax=ax, shrink=0.85)
     cb.set_label(f"depth ({unit})")
     ax.set_title(title, fontsize=9)
@@ -41,7 +43,7 @@ def _grid(a, n):
     return a[::s, ::s], s
 
 
-def depth_3d_png(depth, grid=96, title="", unit="frame") -> bytes:
+def depth_3d_png(depth, grid=64, title="", unit="frame") -> bytes:
     """Surface plot, downsampled to about ``grid`` points a side (plotting stays cheap)."""
     plt = _plt()
     d, s = _grid(depth, grid)

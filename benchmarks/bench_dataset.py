@@ -1,0 +1,98 @@
+"""The whole-directory workload: ../shared/datasets/seed/focus_stack (100 stacks).
+
+    python benchmarks/bench_dataset.py [--data DIR] [--workers 2]
+
+Runs the batch runner with default parameters, plots off and then on, and reports
+wall time, MP-frames/s and peak memory per worker, next to the decode-only time of
+the same files with the same decoder in the same worker layout (spawned processes).
+Also times enfuse / focusweave on five stacks where they are installed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing as mp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "seed", "focus_stack")
+
+
+def _decode_stack(files):
+    from dffbatch.read import read_frame
+    t = time.perf_counter()
+    mpx = 0.0
+    for f in files:
+        a = read_frame(f)
+        mpx += a.shape[0] * a.shape[1] / 1e6
+    return mpx, time.perf_counter() - t
+
+
+def decode_only(stacks, workers):
+    t = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+        ex.submit(_decode_stack, []).result()  # start the workers outside the timing
+        ex.submit(_decode_stack, []).result()
+        t = time.perf_counter()
+        res = list(ex.map(_decode_stack, [s.files for s in stacks]))
+    return time.perf_counter() - t, sum(r[0] for r in res)
+
+
+def run_once(data, workers, plots, tmp, name):
+    import yaml
+    cfg = {"run": {"name": name, "output": tmp}, "datasets": [{"path": data}],
+           "outputs": {"plots": plots, "report": True}, "execution": {"workers": workers}}
+    p = os.path.join(tmp, f"{name}.yaml")
+    with open(p, "w") as fh:
+        yaml.safe_dump(cfg, fh)
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "dffbatch", p, "--no-progress"], cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if r.returncode != 0:
+        print(r.stdout, r.stderr)
+        raise SystemExit(f"run failed with status {r.returncode}")
+    man = json.load(open(os.path.join(tmp, name, "manifest.json")))
+    jobs = list(man["jobs"].values())
+    return wall, man.get("wall_seconds"), jobs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=DEFAULT)
+    ap.add_argument("--workers", type=int, default=2)
+    a = ap.parse_args()
+    if not os.path.isdir(a.data):
+        print(f"skipped: {a.data} is absent (../shared/datasets is not next to the project)")
+        return
+    sys.path.insert(0, ROOT)
+    from dffbatch.discover import discover
+    stacks = discover({"path": a.data})
+    n_frames = sum(len(s.files) for s in stacks)
+    print(f"{len(stacks)} stacks, {n_frames} frames from {a.data}; {a.workers} workers, {os.cpu_count()} cores")
+    dec, mpx = decode_only(stacks, a.workers)
+    print(f"decode only (imageio/Pillow, {a.workers} spawned workers): {dec:6.2f} s  {mpx / dec:7.1f} MP-frames/s")
+    with tempfile.TemporaryDirectory() as tmp:
+        run_once(a.data, a.workers, False, tmp, "warm")  # Numba cache warm, files in page cache
+        shutil.rmtree(os.path.join(tmp, "warm"))
+        for plots in (False, True):
+            wall, inner, jobs = run_once(a.data, a.workers, plots, tmp, f"plots_{plots}")
+            ok = sum(j["status"] == "ok" for j in jobs)
+            rss = max(j.get("peak_rss_mb", 0) for j in jobs)
+            stage = {k: sum(j["timings"].get(k, 0) for j in jobs) for k in
+                     ("read", "measure", "depth", "composite", "refine", "write", "plots")}
+            print(f"plots {'on ' if plots else 'off'}: {wall:6.2f} s end to end (process start included; "
+                  f"jobs {inner:.2f} s)  {mpx / wall:7.1f} MP-frames/s  {wall / dec:4.2f}x decode-only  "
+                  f"{ok}/{len(jobs)} ok  peak RSS/worker {rss:.0f} MB")
+            print("    summed stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in stage.items()))
+    for tool in ("enfuse", "focusweave"):
+        print(f"{tool}: {'found at ' + shutil.which(tool) if shutil.which(tool) else 'not installed, not compared'}")
+
+
+if __name__ == "__main__":
+    main()
