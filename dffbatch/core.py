@@ -20,9 +20,11 @@ from .refine import median_filter
 
 __all__ = ["DFFResult", "depth_from_focus", "DEFAULTS", "check_frame"]
 
-#: Default parameters of :func:`depth_from_focus` (also the batch runner's defaults).
-DEFAULTS = dict(measure="sml", window=9, step=1, threshold=0.0,
-                interpolation="gaussian", median=3, composite="select")
+#: Default parameters of :func:`depth_from_focus` (also the batch runner's defaults):
+#: the best point of the ranked sweep ``configs/sweep.yaml`` over 8 synthetic scenes
+#: (mean depth RMSE 0.617 frame against 0.824 for the original sml/3/gaussian/median 3).
+DEFAULTS = dict(measure="lapd", window=9, step=1, threshold=0.0,
+                interpolation="gaussian", median=5, composite="select")
 
 _DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 

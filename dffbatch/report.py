@@ -20,6 +20,9 @@ from .write import atomic_bytes, write_text
 
 __all__ = ["write_summary", "write_report", "rank_sweeps"]
 
+#: The original method of Nayar & Nakagawa as configured by the original script.
+BASELINE = {"measure": "sml", "window": 3, "interpolation": "gaussian", "median": 3}
+
 _METRICS = ("rmse", "mae", "bad1", "rmse_affine", "aif_psnr", "aif_ssim", "best_frame_psnr")
 
 
@@ -124,7 +127,9 @@ def _ranking_html(run_dir, ranking, records):
             + "<th>stacks</th><th>RMSE</th><th>MAE</th><th>&gt;1 frame</th><th>AiF PSNR (dB)</th>"
               "<th>min AiF gain over best frame (dB)</th></tr>"]
     for i, r in enumerate(ranking, 1):
-        rows.append(f"<tr><td>{i}</td><td>{_e(r['sweep'])}</td>"
+        base = all(r["params"].get(k) == v for k, v in BASELINE.items())
+        label = _e(r["sweep"]) + (" <b>(baseline: original method)</b>" if base else "")
+        rows.append(f"<tr><td>{i}</td><td>{label}</td>"
                     + "".join(f"<td>{_e(r['params'].get(k))}</td>" for k in PARAM_KEYS)
                     + f"<td>{r['n']}</td><td>{r['rmse']:.4f}</td><td>{r['mae']:.4f}</td><td>{r['bad1']:.3f}</td>"
                       f"<td>{r['aif_psnr']:.2f}</td><td>{r['aif_gain_min']:.2f}</td></tr>")

@@ -6,6 +6,19 @@ import sys
 
 from .synth import SHAPES, render_stack, write_stack
 
+#: The scene set of configs/sweep.yaml: shapes x textures, clean and noisy.
+#: name: (shape, texture, noise, seed)
+SWEEP_SUITE = {
+    "slant-noise-clean": ("slant", "noise", 0.0, 11),
+    "cone-noise-clean": ("cone", "noise", 0.0, 12),
+    "step-checker-clean": ("step", "checker", 0.0, 13),
+    "sphere-lowtex-clean": ("sphere", "lowtex", 0.0, 14),
+    "sinusoid-noise-noisy": ("sinusoid", "noise", 0.02, 15),
+    "terrain-noise-noisy": ("terrain", "noise", 0.02, 16),
+    "step-lowtex-noisy": ("step", "lowtex", 0.02, 17),
+    "plane-checker-noisy": ("plane", "checker", 0.02, 18),
+}
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="dffbatch synth", description="Render a synthetic focal stack with exact "
@@ -23,7 +36,17 @@ def main(argv=None) -> int:
     p.add_argument("--shift", type=float, default=0.0, help="random shift std per frame (pixels)")
     p.add_argument("--layers", type=int, default=8, help="depth layers per frame")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--suite", choices=["sweep"], help="render the named scene set into OUT/<scene>/ "
+                   "(shape/texture/noise/seed per scene; the other options apply to all)")
     a = p.parse_args(argv)
+    if a.suite:
+        from pathlib import Path
+        for name, (shape, tex, noise, seed) in SWEEP_SUITE.items():
+            frames, g, af, meta = render_stack(shape, tex, tuple(a.size), a.frames, a.blur, a.max_blur, noise,
+                                               a.bits, a.breathing, a.shift, a.layers, seed)
+            write_stack(Path(a.out) / name, frames, g, af, meta)
+            print(f"wrote {name}: {shape}, {tex}, noise {noise}")
+        return 0
     try:
         frames, g, af, meta = render_stack(a.shape, a.texture, tuple(a.size), a.frames, a.blur, a.max_blur,
                                            a.noise, a.bits, a.breathing, a.shift, a.layers, a.seed)
