@@ -267,3 +267,16 @@ def test_html_report_escapes_names(tmp_path):
     assert main([str(cfg), "--no-progress"]) == 0
     html = (tmp_path / "out/t/index.html").read_text()
     assert "<script>" not in html
+
+
+def test_mesh_and_plots_are_written(tmp_path):
+    small_stack(tmp_path / "data" / "a")
+    cfg = write_cfg(tmp_path, [str(tmp_path / "data")], outputs={"plots": True, "mesh": True, "plot_grid": 16})
+    assert main([str(cfg), "--no-progress"]) == 0
+    job = next((tmp_path / "out/t").glob("*/data__a"))
+    ply = (job / "mesh.ply").read_bytes()
+    header, _, body = ply.partition(b"end_header\n")
+    assert b"element vertex 768" in header and b"element face 1426" in header  # 24x32 grid
+    assert len(body) == 768 * 15 + 1426 * 13
+    for f in ("depth_2d.png", "depth_3d.png"):
+        assert (job / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
