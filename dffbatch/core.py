@@ -162,9 +162,9 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
             state = DepthState((H, W))
             f_cur = np.empty((H, W), np.float32)
             f_prev = np.zeros((H, W), np.float32)
-            frame3 = frame[:, :, None] if frame.ndim == 2 else frame
-            comp = Compositor(frame3.shape, frame.dtype, composite)
         frame3 = frame[:, :, None] if frame.ndim == 2 else frame
+        if comp is None:
+            comp = Compositor(frame3.shape, frame.dtype, composite)
         fm(frame, f_cur)
         t2 = time.perf_counter()
         state.update(f_cur, f_prev)

@@ -53,8 +53,3 @@ def pad_reflect(buf, p):
             buf[p - i, x] = buf[src_top, x]
             buf[p + H - 1 + i, x] = buf[src_bot, x]
 
-
-def as_hwc(frame: np.ndarray) -> np.ndarray:
-    """View a 2-D frame as ``(H, W, 1)``; 3-D frames are returned unchanged."""
-    return frame[:, :, None] if frame.ndim == 2 else frame
-
