@@ -104,16 +104,26 @@ def _rows(P, p, y, dy, dx, W):
     return row[p + dx:p + dx + W]
 
 
+@njit(cache=True, inline="always")
+def _cross(P, p, y, s, W):
+    """Centre, left, right, up and down row views at distance ``s``."""
+    return (_rows(P, p, y, 0, 0, W), _rows(P, p, y, 0, -s, W), _rows(P, p, y, 0, s, W),
+            _rows(P, p, y, -s, 0, W), _rows(P, p, y, s, 0, W))
+
+
+@njit(cache=True, inline="always")
+def _diagonals(P, p, y, W):
+    """Up-left, up-right, down-left and down-right row views."""
+    return (_rows(P, p, y, -1, -1, W), _rows(P, p, y, -1, 1, W),
+            _rows(P, p, y, 1, -1, W), _rows(P, p, y, 1, 1, W))
+
+
 @njit(**JIT)
 def _q_sml(P, p, s, threshold, q):
     H, W = q.shape
     two = np.float32(2.0)
     for y in prange(H):
-        c = _rows(P, p, y, 0, 0, W)
-        le = _rows(P, p, y, 0, -s, W)
-        ri = _rows(P, p, y, 0, s, W)
-        up = _rows(P, p, y, -s, 0, W)
-        dn = _rows(P, p, y, s, 0, W)
+        c, le, ri, up, dn = _cross(P, p, y, s, W)
         out = q[y]
         for x in range(W):
             c2 = two * c[x]
@@ -126,11 +136,7 @@ def _q_lap(P, p, square, q):
     H, W = q.shape
     four = np.float32(4.0)
     for y in prange(H):
-        c = _rows(P, p, y, 0, 0, W)
-        le = _rows(P, p, y, 0, -1, W)
-        ri = _rows(P, p, y, 0, 1, W)
-        up = _rows(P, p, y, -1, 0, W)
-        dn = _rows(P, p, y, 1, 0, W)
+        c, le, ri, up, dn = _cross(P, p, y, 1, W)
         out = q[y]
         if square:
             for x in range(W):
@@ -147,15 +153,8 @@ def _q_lapd(P, p, q):
     k = np.float32(_INV_SQRT2)
     two = np.float32(2.0)
     for y in prange(H):
-        c = _rows(P, p, y, 0, 0, W)
-        le = _rows(P, p, y, 0, -1, W)
-        ri = _rows(P, p, y, 0, 1, W)
-        up = _rows(P, p, y, -1, 0, W)
-        dn = _rows(P, p, y, 1, 0, W)
-        ul = _rows(P, p, y, -1, -1, W)
-        ur = _rows(P, p, y, -1, 1, W)
-        dl = _rows(P, p, y, 1, -1, W)
-        dr = _rows(P, p, y, 1, 1, W)
+        c, le, ri, up, dn = _cross(P, p, y, 1, W)
+        ul, ur, dl, dr = _diagonals(P, p, y, W)
         out = q[y]
         for x in range(W):
             c2 = two * c[x]
@@ -168,14 +167,8 @@ def _q_sobel(P, p, magnitude, q):
     H, W = q.shape
     two = np.float32(2.0)
     for y in prange(H):
-        le = _rows(P, p, y, 0, -1, W)
-        ri = _rows(P, p, y, 0, 1, W)
-        up = _rows(P, p, y, -1, 0, W)
-        dn = _rows(P, p, y, 1, 0, W)
-        ul = _rows(P, p, y, -1, -1, W)
-        ur = _rows(P, p, y, -1, 1, W)
-        dl = _rows(P, p, y, 1, -1, W)
-        dr = _rows(P, p, y, 1, 1, W)
+        _, le, ri, up, dn = _cross(P, p, y, 1, W)
+        ul, ur, dl, dr = _diagonals(P, p, y, W)
         out = q[y]
         for x in range(W):
             gx = ur[x] + two * ri[x] + dr[x] - ul[x] - two * le[x] - dl[x]

@@ -1,11 +1,16 @@
 """Stage *read*: decode frames from files, one at a time, ahead of the kernels."""
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 import queue
 import threading
 from typing import Iterable, Iterator
 
-__all__ = ["prefetch"]
+import numpy as np
+
+__all__ = ["prefetch", "read_frame", "iter_frames", "FrameError", "MAX_PIXELS"]
 
 _END = object()
 
@@ -56,11 +61,6 @@ def prefetch(items: Iterable, ahead: int = 1) -> Iterator:
 
 
 # ------------------------------------------------------------------ frames from files
-import hashlib  # noqa: E402
-import os  # noqa: E402
-
-import numpy as np  # noqa: E402
-
 
 class FrameError(Exception):
     """A frame that cannot be used; the message names the file and the problem."""
@@ -112,7 +112,6 @@ def read_frame(path, hashes=None, notes=None) -> np.ndarray:
     try:
         if name.lower().endswith((".tif", ".tiff")):
             import tifffile
-            import io
             arr = tifffile.imread(io.BytesIO(data), key=0)
         else:
             import imageio.v3 as iio
@@ -138,7 +137,6 @@ def iter_frames(files, multipage=False, hashes=None, notes=None):
                 data = fh.read()
             if hashes is not None:
                 hashes[path] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-            import io
             with tifffile.TiffFile(io.BytesIO(data)) as tif:
                 for i, page in enumerate(tif.pages):
                     try:
