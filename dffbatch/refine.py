@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._median_networks import _median5, _median7
 from .kernels import JIT, pad_reflect
 
 __all__ = ["median_filter"]
@@ -105,6 +106,10 @@ def median_filter(depth: np.ndarray, size: int = 3) -> np.ndarray:
     out = np.empty_like(depth)
     if r == 1:
         _median3(P, out)
+    elif r == 2:
+        _median5(P, out)
+    elif r == 3:
+        _median7(P, out)
     else:
         _median(P, r, out)
     return out
