@@ -25,6 +25,7 @@ def _png(fig) -> bytes:
 def depth_2d_png(depth, title="", unit="frame") -> bytes:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.11, top=0.93)
     d, s = _grid(depth, 400)  # the axes are about 400 px wide: no need to resample more
     im = ax.imshow(d, cmap="viridis", interpolation="nearest",
                    extent=(-0.5, depth.shape[1] - 0.5, depth.shape[0] - 0.5, -0.5))
@@ -33,7 +34,6 @@ def depth_2d_png(depth, title="", unit="frame") -> bytes:
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("x (px)")
     ax.set_ylabel("y (px)")
-    fig.tight_layout()
     return _png(fig)
 
 
@@ -49,6 +49,7 @@ def depth_3d_png(depth, grid=64, title="", unit="frame") -> bytes:
     d, s = _grid(depth, grid)
     yy, xx = np.mgrid[0:d.shape[0], 0:d.shape[1]] * s
     fig = plt.figure(figsize=(5.2, 4.2))
+    fig.subplots_adjust(left=0.0, right=0.92, bottom=0.04, top=0.95)
     ax = fig.add_subplot(projection="3d")
     ax.plot_surface(xx, yy, d, cmap="viridis", linewidth=0, antialiased=False, rcount=d.shape[0], ccount=d.shape[1])
     ax.set_xlabel("x (px)")
@@ -56,7 +57,6 @@ def depth_3d_png(depth, grid=64, title="", unit="frame") -> bytes:
     ax.set_zlabel(f"depth ({unit})")
     ax.invert_yaxis()
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
     return _png(fig)
 
 
