@@ -16,6 +16,9 @@ def _run_parser():
     p.add_argument("--dry-run", action="store_true", help="list the stacks and jobs, then exit")
     p.add_argument("--force", action="store_true", help="redo jobs that are already finished")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dask-address", metavar="ADDRESS",
+                   help="run on the Dask scheduler at ADDRESS (tcp://host:8786); same as "
+                        "--set execution.backend=dask --set execution.address=ADDRESS")
     return p
 
 
@@ -28,6 +31,8 @@ def main(argv=None) -> int:
         from .evaluate import main as eval_main
         return eval_main(argv[1:])
     args = _run_parser().parse_args(argv)
+    if args.dask_address:
+        args.overrides += ["execution.backend=dask", f"execution.address={args.dask_address}"]
     from .config import ConfigError
     from .runner import RunLockedError, run
     try:

@@ -40,7 +40,7 @@ _SECTIONS = {
     "sweep": {"mode": "product"},
     "outputs": {"plots": True, "mesh": False, "plot_grid": 64, "report": True},
     "execution": {"workers": "auto", "threads_per_worker": "auto", "backend": "local",
-                  "address": None, "retries": 1, "max_jobs": 5000},
+                  "address": None, "retries": None, "max_jobs": 5000},
 }
 _DATASET_KEYS = {"path": None, "layout": "auto", "include": ["*"], "exclude": [], "positions": None}
 LAYOUTS = ("auto", "folder", "prefix", "tiff")
@@ -248,8 +248,8 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
         _fail(ctx, "execution.backend", f"{x['backend']!r} is not one of local, dask")
     if x["address"] is not None and not isinstance(x["address"], str):
         _fail(ctx, "execution.address", "must be a scheduler address such as tcp://host:8786")
-    if not _is_int(x["retries"]) or x["retries"] < 0:
-        _fail(ctx, "execution.retries", f"must be an integer >= 0, got {x['retries']!r}")
+    if x["retries"] is not None and (not _is_int(x["retries"]) or x["retries"] < 0):
+        _fail(ctx, "execution.retries", f"must be an integer >= 0 (or null: 1 local, 2 dask), got {x['retries']!r}")
     if not _is_int(x["max_jobs"]) or x["max_jobs"] < 1:
         _fail(ctx, "execution.max_jobs", f"must be an integer >= 1, got {x['max_jobs']!r}")
 

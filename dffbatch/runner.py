@@ -200,6 +200,9 @@ def _execute(cfg, config_path, jobs, run_dir, force, progress, out):
     backend = make_backend(cfg["execution"], max(1, len(todo)))
     print(f"dffbatch: backend {backend.name}, {backend.workers} workers x {backend.threads} Numba threads",
           file=out)
+    if getattr(backend, "dashboard", None):
+        print(f"dffbatch: Dask dashboard {backend.dashboard}", file=out)
+    log.info("backend %s: %d workers x %d threads", backend.name, backend.workers, backend.threads)
     failures = 0
     status = "finished"
     t0 = time.perf_counter()

@@ -75,7 +75,9 @@ class LocalBackend:
                 for fut in done:
                     job = futures.pop(fut)
                     try:
-                        yield fut.result()
+                        rec = fut.result()
+                        rec["attempts"] = attempts[job["id"]]
+                        yield rec
                     except BrokenProcessPool:
                         broken = True
                         if attempts[job["id"]] <= self.retries:
@@ -111,5 +113,9 @@ def make_backend(execution: dict, n_jobs: int):
         except ImportError as exc:
             raise RuntimeError("backend 'dask' needs the distributed extra: pip install 'dffbatch[distributed]' "
                                f"({exc})") from None
-        return DaskBackend(execution.get("address"), workers, threads, execution["retries"])
-    return LocalBackend(workers, threads, execution["retries"])
+        try:
+            return DaskBackend(execution.get("address"), workers, 1,
+                               2 if execution["retries"] is None else execution["retries"])
+        except OSError as exc:
+            raise RuntimeError(f"cannot reach the Dask scheduler at {execution.get('address')}: {exc}") from None
+    return LocalBackend(workers, threads, 1 if execution["retries"] is None else execution["retries"])
