@@ -40,7 +40,8 @@ _SECTIONS = {
     "sweep": {"mode": "product"},
     "outputs": {"plots": True, "mesh": False, "plot_grid": 64, "report": True},
     "execution": {"workers": "auto", "threads_per_worker": "auto", "backend": "local",
-                  "address": None, "retries": None, "max_jobs": 5000},
+                  "address": None, "retries": None, "max_jobs": 5000,
+                  "max_pixels": 200_000_000},
 }
 _DATASET_KEYS = {"path": None, "layout": "auto", "include": ["*"], "exclude": [], "positions": None}
 LAYOUTS = ("auto", "folder", "prefix", "tiff")
@@ -250,6 +251,8 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
         _fail(ctx, "execution.address", "must be a scheduler address such as tcp://host:8786")
     if x["retries"] is not None and (not _is_int(x["retries"]) or x["retries"] < 0):
         _fail(ctx, "execution.retries", f"must be an integer >= 0 (or null: 1 local, 2 dask), got {x['retries']!r}")
+    if not _is_int(x["max_pixels"]) or x["max_pixels"] < 1:
+        _fail(ctx, "execution.max_pixels", f"must be an integer >= 1, got {x['max_pixels']!r}")
     if not _is_int(x["max_jobs"]) or x["max_jobs"] < 1:
         _fail(ctx, "execution.max_jobs", f"must be an integer >= 1, got {x['max_jobs']!r}")
 

@@ -37,7 +37,26 @@ def input_fingerprint(files) -> list:
     return out
 
 
-def make_job(stack, params, sweep, run_dir, outputs) -> dict:
+def estimate_memory(files, params, multipage=False) -> int:
+    """Rough peak bytes of one job, from the first frame's header and the parameters.
+
+    Frames in flight (the one measured, the one prefetched, decoder scratch), about 13
+    float32 H x W planes (luminance, measure, state, depth, confidence, filter), the
+    composite (1 frame for ``select``, 3 for ``interpolate``), plus 200 MB for the
+    interpreter, Numba and matplotlib. Unreadable headers count as 0 (the job will fail
+    with its own message).
+    """
+    from .read import image_size
+    try:
+        w, h, _ = image_size(files[0])
+    except Exception:  # noqa: BLE001
+        return 200 << 20
+    frame = w * h * (8 if files[0].lower().endswith((".tif", ".tiff")) else 3)
+    composite = 3 if params.get("composite") == "interpolate" else 1
+    return int(frame * (4 + composite) + w * h * 4 * 13 + (200 << 20))
+
+
+def make_job(stack, params, sweep, run_dir, outputs, max_pixels=None) -> dict:
     fp = input_fingerprint(stack.files)
     key_src = json.dumps({"v": OUTPUT_VERSION, "params": params, "inputs": fp,
                           "positions": stack.positions, "outputs": outputs}, sort_keys=True, default=str)
@@ -52,6 +71,7 @@ def make_job(stack, params, sweep, run_dir, outputs) -> dict:
         "params": dict(params),
         "outputs": dict(outputs),
         "out_dir": os.path.join(run_dir, sweep, stack.id),
+        "max_pixels": max_pixels,
         "key": hashlib.sha256(key_src.encode()).hexdigest()[:16],
     }
 
@@ -109,12 +129,31 @@ def _frame_error(exc, files, multipage):
     return msg
 
 
+def _inject_fault(job):
+    """Fault injection for the reliability tests: ``DFFBATCH_FAULT_KILL=<text>`` kills
+    the worker process (SIGKILL) when the job id contains ``<text>``; with
+    ``DFFBATCH_FAULT_ONCE=<file>`` only the first time (the file records it)."""
+    pattern = os.environ.get("DFFBATCH_FAULT_KILL")
+    if not pattern or pattern not in job["id"]:
+        return
+    once = os.environ.get("DFFBATCH_FAULT_ONCE")
+    if once:
+        try:
+            fd = os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.close(fd)
+        except FileExistsError:
+            return
+    import signal
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def run_job(job: dict) -> dict:
     """Run one job; return its manifest record (status ok/failed, timings, files, hashes)."""
     from .metrics import depth_metrics, image_metrics, psnr
     from .plots import depth_2d_png, depth_3d_png, mesh_ply
     from .write import atomic_bytes, write_png, write_tiff
 
+    _inject_fault(job)
     t_start = time.perf_counter()
     rec = {"id": job["id"], "key": job["key"], "status": "failed", "error": None, "inputs": {},
            "params": job["params"], "timings": {}, "outputs": {}, "metrics": {}, "notes": [],
@@ -126,7 +165,7 @@ def run_job(job: dict) -> dict:
         n_files = len(files) if not job["multipage"] else None
         positions = _positions(job["positions"], folder, n_files) if n_files else None
         hashes = {}
-        stream = iter_frames(files, job["multipage"], hashes, rec["notes"])
+        stream = iter_frames(files, job["multipage"], hashes, rec["notes"], job.get("max_pixels"))
         frame_psnr = []
         if "allfocus" in gt:
             def watch(frames, ref=gt["allfocus"]):

@@ -92,13 +92,30 @@ def _normalise(arr, name, notes):
     return np.ascontiguousarray(arr)
 
 
-def read_frame(path, hashes=None, notes=None) -> np.ndarray:
+def image_size(path, data=None):
+    """(width, height, pages) from an image file's header, without decoding pixels."""
+    if str(path).lower().endswith((".tif", ".tiff")):
+        import tifffile
+        with tifffile.TiffFile(io.BytesIO(data) if data is not None else path) as tif:
+            page = tif.pages[0]
+            return int(page.imagewidth), int(page.imagelength), len(tif.pages)
+    from PIL import Image
+    with Image.open(io.BytesIO(data) if data is not None else path) as im:
+        return im.size[0], im.size[1], 1
+
+
+def read_frame(path, hashes=None, notes=None, max_pixels=None) -> np.ndarray:
     """Decode one image file (PNG, JPEG, TIFF, BMP) into an array.
 
     The bytes are read once; their SHA-256 goes into ``hashes[path]`` when a dict is
-    given. Alpha is dropped (noted in ``notes``). Raises :class:`FrameError` naming the
-    file for anything unreadable: missing, empty, corrupt, truncated, not an image.
+    given. Alpha is dropped (noted in ``notes``). EXIF orientation is ignored: every
+    frame is used as the sensor recorded it, so the frames of a stack stay registered
+    whatever their tags say. Before decoding, the header's size is checked against
+    ``max_pixels`` (default :data:`MAX_PIXELS`), a guard against decompression bombs.
+    Raises :class:`FrameError` naming the file for anything unusable: missing, empty,
+    corrupt, truncated, not an image, too large, NaN/inf pixels.
     """
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
     name = os.path.basename(path)
     try:
         with open(path, "rb") as fh:
@@ -110,24 +127,28 @@ def read_frame(path, hashes=None, notes=None) -> np.ndarray:
     if not data:
         raise FrameError(f"{path}: empty file (0 bytes)")
     try:
+        w, h, _ = image_size(name, data)
+    except Exception as exc:  # noqa: BLE001 - not an image we can read
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FrameError(f"{path}: not a readable image ({msg})") from None
+    if w * h > limit:
+        raise FrameError(f"{path}: {w}x{h} pixels exceeds the limit of {limit} (execution.max_pixels)")
+    try:
         if name.lower().endswith((".tif", ".tiff")):
             import tifffile
             arr = tifffile.imread(io.BytesIO(data), key=0)
         else:
             import imageio.v3 as iio
             from PIL import Image
-            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+            Image.MAX_IMAGE_PIXELS = None  # checked above, with the configured limit
             arr = iio.imread(data, extension=os.path.splitext(name)[1].lower())
     except Exception as exc:  # noqa: BLE001 - every decoder error becomes one clear line
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise FrameError(f"{path}: cannot decode image ({msg})") from None
-    arr = np.asarray(arr)
-    if arr.size and arr.shape[0] * arr.shape[1] > MAX_PIXELS:
-        raise FrameError(f"{path}: {arr.shape[1]}x{arr.shape[0]} exceeds the pixel limit {MAX_PIXELS}")
-    return _normalise(arr, path, notes)
+    return _normalise(np.asarray(arr), path, notes)
 
 
-def iter_frames(files, multipage=False, hashes=None, notes=None):
+def iter_frames(files, multipage=False, hashes=None, notes=None, max_pixels=None):
     """Yield the frames of a stack one at a time (one file each, or the pages of one TIFF)."""
     if multipage:
         import tifffile
@@ -138,7 +159,11 @@ def iter_frames(files, multipage=False, hashes=None, notes=None):
             if hashes is not None:
                 hashes[path] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                limit = MAX_PIXELS if max_pixels is None else max_pixels
                 for i, page in enumerate(tif.pages):
+                    if page.imagewidth * page.imagelength > limit:
+                        raise FrameError(f"{path}: page {i}: {page.imagewidth}x{page.imagelength} pixels "
+                                         f"exceeds the limit of {limit} (execution.max_pixels)")
                     try:
                         arr = page.asarray()
                     except Exception as exc:  # noqa: BLE001
@@ -150,4 +175,4 @@ def iter_frames(files, multipage=False, hashes=None, notes=None):
             raise FrameError(f"{path}: cannot read TIFF ({exc})") from None
         return
     for f in files:
-        yield read_frame(f, hashes, notes)
+        yield read_frame(f, hashes, notes, max_pixels)

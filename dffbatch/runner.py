@@ -20,7 +20,7 @@ import yaml
 from . import __version__
 from .config import ConfigError, expand_sweep, load_config, sweep_id
 from .discover import discover
-from .jobs import make_job
+from .jobs import estimate_memory, make_job
 from .report import write_report, write_summary
 from .schedule import make_backend
 from .write import sha256_file, write_json, write_text
@@ -121,7 +121,8 @@ def plan(cfg):
     points = expand_sweep(cfg)
     outputs = {k: cfg["outputs"][k] for k in ("plots", "mesh", "plot_grid")}
     run_dir = os.path.join(cfg["run"]["output"], cfg["run"]["name"])
-    jobs = [make_job(s, p, sweep_id(p), run_dir, outputs) for p in points for s in stacks]
+    max_pixels = cfg["execution"]["max_pixels"]
+    jobs = [make_job(s, p, sweep_id(p), run_dir, outputs, max_pixels) for p in points for s in stacks]
     return stacks, points, jobs, decisions, run_dir
 
 
@@ -197,12 +198,16 @@ def _execute(cfg, config_path, jobs, run_dir, force, progress, out):
     log.info("run %s: %d jobs, %d already done, %d to do", cfg["run"]["name"], len(jobs), len(records), len(todo))
     print(f"dffbatch: {len(jobs)} jobs ({len(jobs) - len(todo)} already done) -> {run_dir}", file=out)
 
-    backend = make_backend(cfg["execution"], max(1, len(todo)))
+    kinds = {(j["files"][0], j["params"]["composite"], j["multipage"]) for j in todo if j["files"]}
+    job_memory = max((estimate_memory([f], {"composite": c}, m) for f, c, m in kinds), default=0)
+    manifest["job_memory_estimate_mb"] = round(job_memory / 2 ** 20)
+    backend = make_backend(cfg["execution"], max(1, len(todo)), job_memory)
     print(f"dffbatch: backend {backend.name}, {backend.workers} workers x {backend.threads} Numba threads",
           file=out)
     if getattr(backend, "dashboard", None):
         print(f"dffbatch: Dask dashboard {backend.dashboard}", file=out)
-    log.info("backend %s: %d workers x %d threads", backend.name, backend.workers, backend.threads)
+    log.info("backend %s: %d workers x %d threads; estimated peak memory per job %d MB",
+             backend.name, backend.workers, backend.threads, job_memory >> 20)
     failures = 0
     status = "finished"
     t0 = time.perf_counter()

@@ -16,11 +16,33 @@ from .jobs import run_job
 __all__ = ["plan_workers", "LocalBackend", "make_backend"]
 
 
-def plan_workers(n_jobs: int, workers="auto", threads="auto", cores=None):
-    """Workers and Numba threads per worker with workers x threads <= cores when auto."""
+def available_memory() -> int:
+    """Bytes of memory available to new processes (MemAvailable), or 0 if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def plan_workers(n_jobs: int, workers="auto", threads="auto", cores=None, job_memory=0, memory=None):
+    """Workers and Numba threads per worker.
+
+    ``auto`` keeps workers x threads <= cores, and workers x ``job_memory`` within 80%
+    of the available memory (``memory``, default: read from the system).
+    """
     cores = cores or os.cpu_count() or 1
     if workers == "auto":
         workers = max(1, min(n_jobs, cores if threads == "auto" else max(1, cores // threads)))
+        memory = available_memory() if memory is None else memory
+        if job_memory and memory:
+            workers = max(1, min(workers, int(0.8 * memory // job_memory)))
     if threads == "auto":
         threads = max(1, cores // workers)
     return int(workers), int(threads)
@@ -38,7 +60,15 @@ def _failed(job, error):
 
 
 class LocalBackend:
-    """Process pool (``spawn``); a job whose worker died is retried ``retries`` times."""
+    """Process pool (``spawn``).
+
+    When a worker process dies (killed, out of memory), the pool breaks and every job
+    in flight with it. Those jobs are then re-run one at a time in a pool of their own,
+    so that the job that kills its worker is told apart from its neighbours: a job in
+    flight at a death is retried alone up to ``retries`` times, and recorded as failed
+    when its worker dies on each of them; its neighbours simply finish alone. Then the
+    run goes on in parallel.
+    """
 
     name = "local"
 
@@ -46,58 +76,74 @@ class LocalBackend:
         self.workers, self.threads, self.retries = workers, threads, retries
         self._pool = None
 
-    def _new_pool(self):
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.threads,))
+    def _new_pool(self, workers):
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                         initializer=_init_worker, initargs=(self.threads,))
+        return self._pool
+
+    def _shutdown(self, cancel=False):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
+            self._pool = None
 
     def run(self, jobs):
-        pending = list(jobs)
-        attempts = {j["id"]: 0 for j in pending}
-        while pending:
-            self._pool = self._new_pool()
+        queue = list(jobs)
+        attempts = {j["id"]: 0 for j in queue}
+        while queue:
+            suspects = []
+            pool = self._new_pool(self.workers)
             futures = {}
-            queue = list(pending)
-            pending = []
-            broken = False
-
-            def top_up():
-                while queue and len(futures) < 2 * self.workers:
-                    j = queue.pop(0)
-                    attempts[j["id"]] += 1
-                    futures[self._pool.submit(run_job, j)] = j
-
             try:
-                top_up()
-            except BrokenProcessPool:
-                broken = True
-            while futures:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    job = futures.pop(fut)
-                    try:
-                        rec = fut.result()
-                        rec["attempts"] = attempts[job["id"]]
-                        yield rec
-                    except BrokenProcessPool:
-                        broken = True
-                        if attempts[job["id"]] <= self.retries:
-                            pending.append(job)
+                while queue or futures:
+                    while queue and len(futures) < 2 * self.workers:
+                        j = queue.pop(0)
+                        attempts[j["id"]] += 1
+                        futures[pool.submit(run_job, j)] = j
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        job = futures.pop(fut)
+                        rec = self._result(fut, job, attempts)
+                        if rec is None:
+                            suspects.append(job)
                         else:
-                            yield _failed(job, "worker process died (killed or out of memory), "
-                                               f"after {attempts[job['id']]} attempts")
-                    except Exception as exc:  # noqa: BLE001
-                        yield _failed(job, f"worker error: {type(exc).__name__}: {exc}")
-                if not broken:
-                    try:
-                        top_up()
-                    except BrokenProcessPool:
-                        broken = True
-            if broken:  # jobs never started are not attempts; start a fresh pool for the rest
-                pending = pending + queue
-                self._pool.shutdown(wait=True, cancel_futures=True)
-            else:
-                self._pool.shutdown(wait=True)
-            self._pool = None
+                            yield rec
+            except BrokenProcessPool:  # raised by submit on a broken pool
+                pass
+            suspects += list(futures.values())
+            self._shutdown(cancel=True)
+            for job in suspects:  # alone, one at a time
+                yield from self._run_alone(job, attempts)
+
+    def _result(self, fut, job, attempts):
+        try:
+            rec = fut.result()
+        except BrokenProcessPool:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            rec = _failed(job, f"worker error: {type(exc).__name__}: {exc}")
+        rec["attempts"] = attempts[job["id"]]
+        return rec
+
+    def _run_alone(self, job, attempts):
+        deaths = 1  # it was in flight when a worker died: that counts as its first failure
+        while True:
+            pool = self._new_pool(1)
+            attempts[job["id"]] += 1
+            try:
+                rec = self._result(pool.submit(run_job, job), job, attempts)
+            except BrokenProcessPool:
+                rec = None
+            self._shutdown(cancel=True)
+            if rec is not None:
+                yield rec
+                return
+            deaths += 1
+            if deaths > self.retries:
+                rec = _failed(job, "worker process died (killed or out of memory) while running this job "
+                                   f"alone, after {attempts[job['id']]} attempts")
+                rec["attempts"] = attempts[job["id"]]
+                yield rec
+                return
 
     def close(self, cancel=False):
         if self._pool is not None:
@@ -105,8 +151,9 @@ class LocalBackend:
             self._pool = None
 
 
-def make_backend(execution: dict, n_jobs: int):
-    workers, threads = plan_workers(n_jobs, execution["workers"], execution["threads_per_worker"])
+def make_backend(execution: dict, n_jobs: int, job_memory: int = 0):
+    workers, threads = plan_workers(n_jobs, execution["workers"], execution["threads_per_worker"],
+                                    job_memory=job_memory)
     if execution["backend"] == "dask":
         try:
             from .distributed import DaskBackend

@@ -1,0 +1,307 @@
+"""Reliability: every case of docs/reliability.md, one test each (or a parameter of one)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+import yaml
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from conftest import ROOT
+from test_runner import small_stack, write_cfg
+from dffbatch.cli import main
+from dffbatch.config import ConfigError, load_config
+from dffbatch.discover import discover
+from dffbatch.read import FrameError, read_frame
+
+
+def run_jobs(tmp_path, capsys=None, **sections):
+    cfg = write_cfg(tmp_path, [str(tmp_path / "data")], **sections)
+    rc = main([str(cfg), "--no-progress"])
+    jobs = json.loads((tmp_path / "out/t/manifest.json").read_text())["jobs"]
+    return rc, {k.split("/", 1)[1]: v for k, v in jobs.items()}
+
+
+# ----------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("case,needle", [
+    ("zero", "empty file (0 bytes)"),
+    ("text", "not a readable image"),
+    ("size", "shape (20, 32, 3) differs from frame 0's (24, 32, 3)"),
+    ("grey", "shape (24, 32) differs from frame 0's (24, 32, 3)"),
+    ("nan", "contains NaN or infinite pixels"),
+])
+def test_bad_frame_fails_its_job_naming_the_file(tmp_path, case, needle):
+    good = small_stack(tmp_path / "data" / "good")
+    bad = small_stack(tmp_path / "data" / "bad", seed=3)
+    victim = bad / "f02.png"
+    if case == "zero":
+        victim.write_bytes(b"")
+    elif case == "text":
+        victim.write_text("this is not an image\n")
+    elif case == "size":
+        iio.imwrite(victim, iio.imread(victim)[:20])
+    elif case == "grey":
+        iio.imwrite(victim, iio.imread(victim)[:, :, 0])
+    elif case == "nan":
+        for f in sorted(bad.glob("*.png")):
+            tifffile.imwrite(f.with_suffix(".tif"), iio.imread(f).astype(np.float32), photometric="rgb")
+            f.unlink()
+        a = tifffile.imread(bad / "f02.tif")
+        a[3, 3, 0] = np.nan
+        tifffile.imwrite(bad / "f02.tif", a, photometric="rgb")
+        victim = bad / "f02.tif"
+    rc, jobs = run_jobs(tmp_path)
+    assert rc == 1 and jobs["data__good"]["status"] == "ok"
+    err = jobs["data__bad"]["error"]
+    assert str(victim) in err and needle in err, err
+    assert "\n" not in err
+    assert good.exists()
+
+
+def test_stack_of_one_frame_is_reported(tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    frames = [iio.imread(f) for f in sorted(small_stack(tmp_path / "src").glob("*.png"))]
+    for k, f in enumerate(frames):
+        iio.imwrite(d / f"a_{k}.png", f)
+    iio.imwrite(d / "b_0.png", frames[0])
+    rc, jobs = run_jobs(tmp_path)
+    assert rc == 1 and jobs["data__a"]["status"] == "ok"
+    assert "needs at least 2 frames, got 1" in jobs["data__b"]["error"]
+
+
+def test_rgba_alpha_is_dropped_with_a_note(tmp_path):
+    d = small_stack(tmp_path / "data" / "a")
+    for f in d.glob("*.png"):
+        a = iio.imread(f)
+        iio.imwrite(f, np.dstack([a, np.full(a.shape[:2], 200, np.uint8)]))
+    rc, jobs = run_jobs(tmp_path)
+    assert rc == 0 and "alpha channel dropped" in jobs["data__a"]["notes"]
+    assert jobs["data__a"]["shape"] == [24, 32, 3]
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_16bit_and_float_tiffs(tmp_path, dtype):
+    d = small_stack(tmp_path / "data" / "a")
+    for f in sorted(d.glob("*.png")):
+        a = iio.imread(f).astype(dtype) * (257 if dtype == np.uint16 else 1 / 255)
+        tifffile.imwrite(f.with_suffix(".tif"), a.astype(dtype), photometric="rgb")
+        f.unlink()
+    rc, jobs = run_jobs(tmp_path)
+    assert rc == 0
+    af = tifffile.imread(tmp_path / "out/t" / next(iter(jobs.values()))["id"] / "allfocus.tif")
+    assert af.dtype == dtype
+
+
+def test_exif_orientation_is_ignored_consistently(tmp_path):
+    from PIL import Image
+    a = np.zeros((20, 40, 3), np.uint8)
+    a[:, :20] = 255
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    im.save(tmp_path / "x.jpg", exif=exif)
+    b = read_frame(str(tmp_path / "x.jpg"))
+    assert b.shape == (20, 40, 3) and b[:, :10].mean() > 200  # as recorded, not rotated
+
+
+def test_pixel_limit_guards_against_decompression_bombs(tmp_path):
+    iio.imwrite(tmp_path / "big.png", np.zeros((300, 400), np.uint8))
+    with pytest.raises(FrameError, match=r"big.png: 400x300 pixels exceeds the limit of 100000"):
+        read_frame(str(tmp_path / "big.png"), max_pixels=100_000)
+    small_stack(tmp_path / "data" / "a")
+    rc, jobs = run_jobs(tmp_path, execution={"max_pixels": 500})
+    assert rc == 1 and "exceeds the limit of 500 (execution.max_pixels)" in jobs["data__a"]["error"]
+
+
+# ----------------------------------------------------------------------- configs
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["run", "datasets", "params", "outputs", "execution", "sweep", "name", "path",
+                         "measure", "window", "workers", "x"]) | st.text(max_size=6), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=yaml_values)
+def test_fuzzed_configs_never_raise_anything_but_config_errors(tmp_path, doc):
+    p = tmp_path / "fuzz.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    try:
+        load_config(p, base_dir=tmp_path)
+    except ConfigError as exc:
+        assert str(p) in str(exc)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=64))
+def test_fuzzed_bytes_never_raise_anything_but_config_errors(tmp_path, raw):
+    p = tmp_path / "fuzz.yaml"
+    p.write_bytes(raw)
+    try:
+        load_config(p, base_dir=tmp_path)
+    except ConfigError:
+        pass
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("!!python/object/apply:os.system ['touch PWNED']\n", "invalid YAML"),
+    ("base: &b {measure: sml}\nparams: *b\ndatasets: [DATA]\n", "base: unknown key"),
+    ("params: {window: [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21]}\nexecution: {max_jobs: 10}\ndatasets: [DATA]\n",
+     "the run has 11 jobs, more than 10"),
+])
+def test_tags_anchors_and_huge_sweeps(tmp_path, capsys, text, needle):
+    small_stack(tmp_path / "data" / "a")
+    p = tmp_path / "c.yaml"
+    p.write_text(f"run: {{output: {tmp_path / 'out'}}}\n" + text.replace("DATA", str(tmp_path / "data")))
+    assert main([str(p)]) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "PWNED").exists() and not (ROOT / "PWNED").exists()
+    assert not (tmp_path / "out").exists()
+
+
+def test_anchors_are_fine_when_keys_are_valid(tmp_path):
+    small_stack(tmp_path / "data" / "a")
+    p = tmp_path / "c.yaml"
+    p.write_text(f"run: {{output: {tmp_path / 'out'}}}\ndatasets: [&d {tmp_path / 'data'}]\n"
+                 "params: {measure: &m sml}\n")
+    assert load_config(p)["params"]["measure"] == "sml"
+
+
+# ----------------------------------------------------------------------- faults
+def _spawn_run(cfg, env=None):
+    return subprocess.Popen([sys.executable, "-m", "dffbatch", str(cfg), "--no-progress"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, **(env or {})), start_new_session=True)
+
+
+def test_worker_killed_once_is_retried(tmp_path):
+    for i in range(3):
+        small_stack(tmp_path / "data" / f"s{i}", seed=i)
+    cfg = write_cfg(tmp_path, [str(tmp_path / "data")])
+    p = _spawn_run(cfg, {"DFFBATCH_FAULT_KILL": "data__s1", "DFFBATCH_FAULT_ONCE": str(tmp_path / "once")})
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 0, out
+    jobs = json.loads((tmp_path / "out/t/manifest.json").read_text())["jobs"]
+    by = {k.split("/")[1]: v for k, v in jobs.items()}
+    assert all(r["status"] == "ok" for r in by.values())
+    assert by["data__s1"]["attempts"] == 2
+
+
+def test_worker_killed_every_time_fails_that_job_only(tmp_path):
+    for i in range(3):
+        small_stack(tmp_path / "data" / f"s{i}", seed=i)
+    cfg = write_cfg(tmp_path, [str(tmp_path / "data")])
+    p = _spawn_run(cfg, {"DFFBATCH_FAULT_KILL": "data__s1"})
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 1, out
+    by = {k.split("/")[1]: v for k, v in json.loads((tmp_path / "out/t/manifest.json").read_text())["jobs"].items()}
+    assert by["data__s0"]["status"] == by["data__s2"]["status"] == "ok"
+    assert by["data__s1"]["status"] == "failed" and "worker process died" in by["data__s1"]["error"]
+    assert by["data__s1"]["attempts"] == 2 and "after 2 attempts" in by["data__s1"]["error"]  # retried once
+
+
+@pytest.mark.parametrize("sig,group", [(signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_signals_stop_cleanly_and_resume(tmp_path, sig, group):
+    for i in range(6):
+        small_stack(tmp_path / "data" / f"s{i}", n=6, seed=i, size=(200, 240))
+    cfg = write_cfg(tmp_path, [str(tmp_path / "data")], execution={"workers": 1})
+    p = _spawn_run(cfg)
+    man = tmp_path / "out/t/manifest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if any(r["status"] == "ok" for r in json.loads(man.read_text())["jobs"].values()):
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    (os.killpg if group else os.kill)(p.pid, sig)
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 130, out
+    m = json.loads(man.read_text())
+    assert m["status"] == "interrupted" and "run the same command again to resume" in out
+    done = {k for k, r in m["jobs"].items() if r["status"] == "ok"}
+    assert 1 <= len(done) < 6
+    assert not (man.parent / ".lock").exists()
+    assert main([str(cfg), "--no-progress"]) == 0
+    jobs = json.loads(man.read_text())["jobs"]
+    assert all(jobs[k].get("resumed") for k in done) and len(jobs) == 6
+
+
+def test_disk_full_fails_the_job_and_keeps_previous_files(tmp_path, monkeypatch):
+    import errno
+    from dffbatch import write as W
+    from dffbatch.jobs import make_job, run_job
+    from dffbatch.discover import discover as disc
+    small_stack(tmp_path / "data" / "a")
+    stack = disc({"path": str(tmp_path / "data")})[0]
+    job = make_job(stack, dict(measure="sml", window=3, step=1, threshold=0.0, interpolation="gaussian",
+                               median=3, composite="select"), "p", str(tmp_path / "run"),
+                   {"plots": False, "mesh": False})
+    assert run_job(job)["status"] == "ok"
+    before = {f.name: f.read_bytes() for f in (tmp_path / "run/p/data__a").iterdir()}
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.fh.close()
+
+        def write(self, data):
+            self.fh.write(data[: len(data) // 2])  # half lands, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(W.os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
+    rec = run_job(job)
+    assert rec["status"] == "failed" and "No space left on device" in rec["error"]
+    after = {f.name: f.read_bytes() for f in (tmp_path / "run/p/data__a").iterdir()}
+    assert after == before  # nothing truncated, no temporary left behind
+
+
+def test_memory_estimate_caps_auto_workers(tmp_path):
+    from dffbatch.jobs import estimate_memory
+    from dffbatch.schedule import plan_workers
+    small_stack(tmp_path / "a", size=(1080, 1080), n=2)
+    est = estimate_memory([str(tmp_path / "a" / "f00.png")], {"composite": "select"})
+    assert 200 << 20 < est < 600 << 20  # the benchmark measured 262 MB peak RSS per worker
+    assert plan_workers(10, "auto", "auto", cores=8, job_memory=est, memory=4 * est) == (3, 2)
+    assert plan_workers(10, "auto", "auto", cores=8, job_memory=est, memory=est // 2) == (1, 8)
+    assert plan_workers(10, 4, "auto", cores=8, job_memory=est, memory=est) == (4, 2)  # explicit wins
+
+
+# ----------------------------------------------------------------------- names and paths
+def test_hostile_names_stay_inside_the_output_root(tmp_path):
+    names = ["...", "a b", "ünï €", "$(touch PWNED); `x`", "x" * 250, "-rf", "<script>alert(1)</script>"]
+    for i, n in enumerate(names):
+        small_stack(tmp_path / "data" / n, seed=i)
+    (tmp_path / "data" / names[-1] / "f01.png").write_bytes(b"corrupt")  # its error names the file
+    rc, jobs = run_jobs(tmp_path)
+    assert rc == 1 and len(jobs) == len(names)
+    root = (tmp_path / "out/t").resolve()
+    for r in jobs.values():
+        d = (tmp_path / "out/t" / r["id"]).resolve()
+        assert root in d.parents and len(d.name) <= 120
+    assert not (tmp_path / "PWNED").exists() and not (ROOT / "PWNED").exists()
+    html = (tmp_path / "out/t/index.html").read_text()
+    assert "<script>alert" not in html and "&lt;script&gt;" in html
+
+
+def test_symlink_loops_are_detected(tmp_path):
+    small_stack(tmp_path / "data" / "a")
+    os.symlink(tmp_path / "data", tmp_path / "data" / "a" / "loop")
+    os.symlink(tmp_path / "data" / "a", tmp_path / "data" / "again")
+    st = discover({"path": str(tmp_path / "data")})
+    assert [s.id for s in st] == ["data__a"]
