@@ -31,7 +31,8 @@ class ConfigError(Exception):
     """An invalid configuration; the message is meant for the user as is."""
 
 
-PARAM_KEYS = ("measure", "window", "step", "threshold", "interpolation", "median", "composite")
+PARAM_KEYS = ("measure", "window", "step", "threshold", "interpolation", "median", "composite",
+              "align", "align_reference")
 
 _SECTIONS = {
     "run": {"name": "run", "output": "outputs", "seed": 0, "notes": ""},
@@ -84,6 +85,12 @@ def _check_param(ctx, key, value):
     elif key == "composite":
         if value not in COMPOSITES:
             _fail(ctx, path, f"{value!r} is not one of {', '.join(COMPOSITES)}")
+    elif key == "align":
+        if value not in ("none", "translation", "similarity", "auto"):
+            _fail(ctx, path, f"{value!r} is not one of none, translation, similarity, auto")
+    elif key == "align_reference":
+        if value not in ("middle", "first", "last") and not (_is_int(value) and value >= 0):
+            _fail(ctx, path, f"must be middle, first, last or a frame index >= 0, got {value!r}")
 
 
 def _set_path(cfg, dotted, raw, ctx):

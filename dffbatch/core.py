@@ -24,7 +24,8 @@ __all__ = ["DFFResult", "depth_from_focus", "DEFAULTS", "check_frame"]
 #: the best point of the ranked sweep ``configs/sweep.yaml`` over 8 synthetic scenes
 #: (mean depth RMSE 0.617 frame against 0.824 for the original sml/3/gaussian/median 3).
 DEFAULTS = dict(measure="lapd", window=9, step=1, threshold=0.0,
-                interpolation="gaussian", median=5, composite="select")
+                interpolation="gaussian", median=5, composite="select",
+                align="none", align_reference="middle")
 
 _DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 
@@ -49,6 +50,9 @@ class DFFResult:
         positions of the frames around the sub-frame depth), when given.
     params : dict
         The parameters used.
+    alignment : dffbatch.align.Alignment or None
+        Per-frame transforms, the crop applied to every output, and the ``auto``
+        decision, when alignment was asked for.
     timings : dict
         Seconds per stage: read (waiting for frames), measure, depth, composite, refine.
     """
@@ -60,6 +64,7 @@ class DFFResult:
     n_frames: int
     depth_units: Optional[np.ndarray] = None
     positions: Optional[np.ndarray] = None
+    alignment: Optional[object] = None
     params: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
@@ -95,6 +100,7 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
                      interpolation: str = DEFAULTS["interpolation"],
                      median: int = DEFAULTS["median"], composite: str = DEFAULTS["composite"],
                      positions: Optional[Sequence[float]] = None,
+                     align: str = DEFAULTS["align"], align_reference=DEFAULTS["align_reference"],
                      prefetch: int = 1) -> DFFResult:
     """Depth, confidence and all-in-focus image of a focus stack.
 
@@ -118,6 +124,13 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         All-in-focus construction (see :mod:`dffbatch.composite`).
     positions : sequence of float, optional
         Focus position of each frame (e.g. micrometres); adds ``depth_units``.
+    align : {"none", "translation", "similarity", "auto"}
+        Correct focus breathing and camera shift first (see :mod:`dffbatch.align`;
+        needs OpenCV). Alignment reads the stack twice, so ``frames`` must then be a
+        sequence or a callable returning a fresh iterator; outputs are cropped to the
+        region every frame covers.
+    align_reference : "middle", "first", "last" or int
+        The frame the others are aligned to.
     prefetch : int
         Frames decoded ahead in a background thread while the kernels run (0 = off).
 
@@ -142,10 +155,35 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         positions = np.asarray(positions, dtype=np.float64)
         if positions.ndim != 1 or not np.isfinite(positions).all():
             raise ValueError("positions must be a 1-D sequence of finite numbers, one per frame")
+    _check_choice("alignment", align, ("none", "translation", "similarity", "auto"))
     params = dict(measure=measure, window=int(window), step=int(step), threshold=float(threshold),
-                  interpolation=interpolation, median=int(median), composite=composite)
+                  interpolation=interpolation, median=int(median), composite=composite,
+                  align=align, align_reference=align_reference)
 
-    timings = dict(read=0.0, measure=0.0, depth=0.0, composite=0.0, refine=0.0)
+    timings = dict(read=0.0, align=0.0, measure=0.0, depth=0.0, composite=0.0, refine=0.0)
+    alignment = alignment_warp = None
+    if align != "none":
+        from .align import estimate_alignment
+        if callable(frames):
+            source = frames
+        elif isinstance(frames, (Sequence, np.ndarray)):
+            source = lambda: iter(frames)  # noqa: E731
+        else:
+            raise TypeError("alignment reads the stack twice: pass frames as a sequence or as a callable "
+                            "that returns a fresh iterator")
+        t0 = time.perf_counter()
+        est_stream = _prefetch(source(), prefetch) if prefetch > 0 else source()
+        alignment = estimate_alignment((check_frame(f, k) for k, f in enumerate(est_stream)), align,
+                                       align_reference)
+        timings["align"] += time.perf_counter() - t0
+        frames = source()
+        if not alignment.applied:
+            alignment_warp = None
+        else:
+            from .align import Warper
+            alignment_warp = Warper(alignment)
+    elif callable(frames):
+        frames = frames()
     stream = _prefetch(frames, prefetch) if prefetch > 0 else iter(frames)
     ref = fm = state = comp = None
     f_cur = f_prev = prev3 = None
@@ -159,13 +197,23 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
             ref = frame
             H, W = frame.shape[:2]
             fm = FocusMeasure((H, W), measure, window, step, threshold)
+            if alignment_warp is not None:
+                f_full = np.empty((H, W), np.float32)
+                H, W = alignment_warp.out_shape
             state = DepthState((H, W))
             f_cur = np.empty((H, W), np.float32)
             f_prev = np.zeros((H, W), np.float32)
+        if alignment_warp is None:
+            fm(frame, f_cur)
+        else:
+            # measure focus on the frame's own pixels, then move the (smooth) measure onto
+            # the reference grid: resampling the frame first would blur it and bias depth
+            fm(frame, f_full)
+            alignment_warp.measure(f_full, k, f_cur)
+            frame = alignment_warp.image(frame, k)
         frame3 = frame[:, :, None] if frame.ndim == 2 else frame
         if comp is None:
             comp = Compositor(frame3.shape, frame.dtype, composite)
-        fm(frame, f_cur)
         t2 = time.perf_counter()
         state.update(f_cur, f_prev)
         t3 = time.perf_counter()
@@ -200,5 +248,5 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
     if positions is not None:
         depth_units = np.interp(depth, np.arange(k), positions).astype(np.float32)
     return DFFResult(depth=depth, index=state.best, confidence=conf, allfocus=allfocus,
-                     n_frames=k, depth_units=depth_units, positions=positions,
+                     n_frames=k, depth_units=depth_units, positions=positions, alignment=alignment,
                      params=params, timings=timings)

@@ -165,16 +165,26 @@ def run_job(job: dict) -> dict:
         n_files = len(files) if not job["multipage"] else None
         positions = _positions(job["positions"], folder, n_files) if n_files else None
         hashes = {}
-        stream = iter_frames(files, job["multipage"], hashes, rec["notes"], job.get("max_pixels"))
         frame_psnr = []
-        if "allfocus" in gt:
-            def watch(frames, ref=gt["allfocus"]):
-                for f in frames:
-                    if f.shape == ref.shape:
-                        frame_psnr.append(psnr(f, ref))
-                    yield f
-            stream = watch(stream)
-        res = depth_from_focus(stream, positions=positions, **job["params"])
+
+        def source():
+            stream = iter_frames(files, job["multipage"], hashes, rec["notes"], job.get("max_pixels"))
+            if "allfocus" in gt and not frame_psnr:
+                def watch(frames, ref=gt["allfocus"]):
+                    for f in frames:
+                        if f.shape == ref.shape:
+                            frame_psnr.append(psnr(f, ref))
+                        yield f
+                return watch(stream)
+            return stream
+
+        res = depth_from_focus(source, positions=positions, **job["params"])
+        al = res.alignment
+        if al is not None:
+            rec["alignment"] = al.to_json()
+            if al.applied:
+                y0, y1, x0, x1 = al.crop
+                gt = {k: v[y0:y1, x0:x1] for k, v in gt.items()}
         rec["inputs"] = {os.path.basename(k): v for k, v in hashes.items()}
         rec["n_frames"] = res.n_frames
         rec["shape"] = list(res.allfocus.shape)
@@ -209,6 +219,9 @@ def run_job(job: dict) -> dict:
             o["depth_3d.png"] = atomic_bytes(os.path.join(out, "depth_3d.png"),
                                              depth_3d_png(res.depth, job["outputs"].get("plot_grid", 64), title))
             rec["timings"]["plots"] = round(time.perf_counter() - t0, 4)
+        if al is not None and job["outputs"].get("plots", True):
+            from .plots import alignment_png
+            o["alignment.png"] = atomic_bytes(os.path.join(out, "alignment.png"), alignment_png(al.per_frame, job["stack"]))
         if job["outputs"].get("mesh", False):
             o["mesh.ply"] = atomic_bytes(os.path.join(out, "mesh.ply"), mesh_ply(res.depth, af))
 

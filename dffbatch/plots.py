@@ -5,7 +5,8 @@ import io
 
 import numpy as np
 
-__all__ = ["depth_2d_png", "depth_3d_png", "mesh_ply", "bar_chart_png", "error_map_png"]
+__all__ = ["depth_2d_png", "depth_3d_png", "mesh_ply", "bar_chart_png", "error_map_png", "alignment_png",
+           "side_by_side_png"]
 
 
 def _plt():
@@ -118,4 +119,35 @@ def error_map_png(err, title="") -> bytes:
     fig.colorbar(im, ax=ax, shrink=0.85).set_label("depth error (frame)")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    return _png(fig)
+
+
+def alignment_png(per_frame, title="") -> bytes:
+    """Scale and shift of each frame relative to the reference, against the frame index."""
+    plt = _plt()
+    k = [p["frame"] for p in per_frame]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8.0, 3.2))
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.16, top=0.86, wspace=0.35)
+    a1.plot(k, [p["scale"] for p in per_frame], "o-", ms=3)
+    a1.set_xlabel("frame")
+    a1.set_ylabel("scale")
+    a1.ticklabel_format(useOffset=False)
+    a2.plot(k, [p["shift_x"] for p in per_frame], "o-", ms=3, label="x")
+    a2.plot(k, [p["shift_y"] for p in per_frame], "o-", ms=3, label="y")
+    a2.set_xlabel("frame")
+    a2.set_ylabel("shift of the image centre (px)")
+    a2.legend(fontsize=8)
+    fig.suptitle(f"alignment {title}", fontsize=9)
+    return _png(fig)
+
+
+def side_by_side_png(images, titles, suptitle="") -> bytes:
+    """A row of images (arrays) with titles: for before/after comparisons in reports."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(images), figsize=(4.0 * len(images), 3.6))
+    for ax, img, t in zip(np.atleast_1d(axes), images, titles):
+        ax.imshow(img, cmap=None if img.ndim == 3 else "viridis")
+        ax.set_title(t, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(suptitle, fontsize=10)
     return _png(fig)

@@ -105,7 +105,7 @@ dffbatch {_e(manifest['versions'].get('dffbatch'))} &middot; {_e(len(ok))} ok, {
         base = f"{sweep}/{stack}"
         m = r.get("metrics", {})
         mtxt = " &middot; ".join(f"{k} {_e(_fmt(m[k]))}" for k in ("rmse", "aif_psnr") if k in m)
-        imgs = "".join(_img(f"{base}/{f}", f) for f in ("allfocus.png", "depth_2d.png", "depth_3d.png")
+        imgs = "".join(_img(f"{base}/{f}", f) for f in ("allfocus.png", "depth_2d.png", "depth_3d.png", "alignment.png")
                        if f in r.get("outputs", {}))
         parts.append(f"<div class='card'><b>{_e(stack)}</b><br><span class='small'>{_e(sweep)} &middot; "
                      f"{_e(r.get('n_frames'))} frames {mtxt}</span><br>{imgs}</div>")

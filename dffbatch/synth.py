@@ -10,15 +10,21 @@ Model
   times the inverse-depth spacing of the frames: the aperture), capped at ``max_blur``.
 * Occlusion-aware rendering: depth is quantised into layers ``1/layers_per_frame``
   frame apart; each layer's premultiplied colour and alpha are blurred with an
-  anti-aliased disk PSF of the layer's radius (FFT, reflected borders) and composited
-  far to near with the *over* operator. Blurring happens in linear light: the sRGB
+  anti-aliased disk PSF of the layer's radius (FFT, reflected borders). Layers of one
+  continuous surface are summed (a surface does not occlude itself: compositing its
+  own layers with *over* would smear content towards the far side as blur grows, a
+  false motion of up to 1 px that alignment would then "correct"); separate surfaces
+  (the near rectangle of ``step``) are composited far to near with the *over*
+  operator, so a defocused foreground edge bleeds over the background as it should. Blurring happens in linear light: the sRGB
   curve is undone before and redone after.
 * Sensor: Poisson-Gaussian noise in linear light, variance ``noise**2 * I +
   (noise/5)**2`` for intensity ``I`` in [0, 1]; then sRGB encoding and 8- or 16-bit
   quantisation.
 * Focus breathing (for alignment tests): frame ``k`` is magnified by
-  ``1 + breathing * k`` about the image centre and shifted by a random offset of
-  standard deviation ``shift`` pixels (bilinear resampling).
+  ``1 + breathing * (k - m)`` about the image centre and shifted by a random offset of
+  standard deviation ``shift`` pixels (band-limited resampling, see ``_warp``), where ``m = (N-1)//2`` is
+  the middle frame, which stays put: ground truth is in its coordinates, the default
+  reference of alignment.
 
 Everything is seeded: the same options and seed give byte-identical files.
 """
@@ -96,6 +102,20 @@ def depth_shape(shape: str, H: int, W: int, n_frames: int, rng=None) -> np.ndarr
     return np.clip(g, 0.0, top)
 
 
+def surface_segments(shape: str, H: int, W: int) -> np.ndarray:
+    """Label of the continuous surface each pixel lies on (0 = the background surface).
+
+    Only ``step`` has two surfaces (its near rectangle, label 1, occludes the far
+    plane); every other shape is one continuous surface.
+    """
+    seg = np.zeros((H, W), np.int64)
+    if shape == "step":
+        y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+        u, v = (x + 0.5) / W, (y + 0.5) / H
+        seg[(np.abs(u - 0.5) < 0.25) & (np.abs(v - 0.5) < 0.3)] = 1
+    return seg
+
+
 def make_texture(texture, H: int, W: int, rng=None) -> np.ndarray:
     """An sRGB texture in [0, 1], float64 (H, W, 3).
 
@@ -154,27 +174,41 @@ def _disk_otf(radius, shape):
     return np.fft.rfft2(k)
 
 
-def _warp(img, scale, tx, ty):
-    """Magnify ``img`` by ``scale`` about its centre and shift by (tx, ty), bilinear."""
+def _warp(img, scale, tx, ty, oversample=4):
+    """Magnify ``img`` by ``scale`` about its centre and shift it by (tx, ty) pixels.
+
+    Resampling a sharp frame bilinearly blurs it by a varying amount (the fractional
+    sample phase changes across the image), which a focus measure takes for defocus.
+    To keep breathing a purely geometric change, the frame is upsampled ``oversample``
+    times by band-limited (FFT) interpolation and sampled bilinearly there: close to
+    ideal (sinc) resampling, and exact where a sample falls on a pixel.
+    """
     H, W = img.shape[:2]
+    f = int(oversample)
+    if f > 1:
+        F = np.fft.fftshift(np.fft.fft2(img, axes=(0, 1)), axes=(0, 1))
+        ph, pw = (H * f - H) // 2, (W * f - W) // 2
+        F = np.pad(F, ((ph, H * f - H - ph), (pw, W * f - W - pw), (0, 0)))
+        big = np.fft.ifft2(np.fft.ifftshift(F, axes=(0, 1)), axes=(0, 1)).real * (f * f)
+    else:
+        big = img
+    Hb, Wb = big.shape[:2]
     cy, cx = (H - 1) / 2.0, (W - 1) / 2.0
     y, x = np.mgrid[0:H, 0:W].astype(np.float64)
-    sy = (y - cy - ty) / scale + cy
-    sx = (x - cx - tx) / scale + cx
+    sy = ((y - cy - ty) / scale + cy) * f  # big[j] holds the image at pixel coordinate j / f
+    sx = ((x - cx - tx) / scale + cx) * f
 
-    def refl(i, n):
-        p = 2 * (n - 1) if n > 1 else 1
-        i = np.abs(i) % p
-        return np.where(i >= n, p - i, i)
+    def wrap(i, n):  # the FFT interpolant is periodic
+        return np.mod(i, n)
 
     y0 = np.floor(sy).astype(int)
     x0 = np.floor(sx).astype(int)
     fy = (sy - y0)[..., None]
     fx = (sx - x0)[..., None]
-    y0r, y1r = refl(y0, H), refl(y0 + 1, H)
-    x0r, x1r = refl(x0, W), refl(x0 + 1, W)
-    return ((1 - fy) * ((1 - fx) * img[y0r, x0r] + fx * img[y0r, x1r])
-            + fy * ((1 - fx) * img[y1r, x0r] + fx * img[y1r, x1r]))
+    y0r, y1r = wrap(y0, Hb), wrap(y0 + 1, Hb)
+    x0r, x1r = wrap(x0, Wb), wrap(x0 + 1, Wb)
+    return ((1 - fy) * ((1 - fx) * big[y0r, x0r] + fx * big[y0r, x1r])
+            + fy * ((1 - fx) * big[y1r, x0r] + fx * big[y1r, x1r]))
 
 
 def render_stack(shape="slant", texture="noise", size=(256, 256), n_frames=16,
@@ -225,24 +259,30 @@ def render_stack(shape="slant", texture="noise", size=(256, 256), n_frames=16,
     pad = int(math.ceil(max_blur)) + 2
     Hp, Wp = H + 2 * pad, W + 2 * pad
     layer = np.round(g * layers_per_frame).astype(np.int64)
-    ids = np.unique(layer)  # ascending depth index = far to near
+    seg = surface_segments(shape, H, W)
+    order = sorted(np.unique(seg), key=lambda s_: g[seg == s_].mean())  # far to near
     acc = np.zeros((n_frames, H, W, 3))
     otf_cache = {}
-    for lid in ids:
-        gl = lid / layers_per_frame
-        alpha = (layer == lid).astype(np.float64)
-        planes = np.concatenate([lin * alpha[:, :, None], alpha[:, :, None]], axis=2)
-        planes = np.pad(planes, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-        F = np.fft.rfft2(planes, axes=(0, 1))
-        for k in range(n_frames):
-            r = min(max_blur, blur_per_frame * abs(k - gl))
-            key = round(r, 6)
-            if key not in otf_cache:
-                otf_cache[key] = _disk_otf(r, (Hp, Wp))
-            blurred = np.fft.irfft2(F * otf_cache[key][:, :, None], s=(Hp, Wp), axes=(0, 1))
-            blurred = blurred[pad:pad + H, pad:pad + W]
-            a = np.clip(blurred[:, :, 3:4], 0.0, 1.0)
-            acc[k] = acc[k] * (1.0 - a) + blurred[:, :, :3]
+    for s_id in order:
+        in_seg = seg == s_id
+        seg_c = np.zeros((n_frames, H, W, 3))
+        seg_a = np.zeros((n_frames, H, W, 1))
+        for lid in np.unique(layer[in_seg]):
+            gl = lid / layers_per_frame
+            alpha = ((layer == lid) & in_seg).astype(np.float64)
+            planes = np.concatenate([lin * alpha[:, :, None], alpha[:, :, None]], axis=2)
+            planes = np.pad(planes, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+            F = np.fft.rfft2(planes, axes=(0, 1))
+            for k in range(n_frames):
+                r = min(max_blur, blur_per_frame * abs(k - gl))
+                key = round(r, 6)
+                if key not in otf_cache:
+                    otf_cache[key] = _disk_otf(r, (Hp, Wp))
+                blurred = np.fft.irfft2(F * otf_cache[key][:, :, None], s=(Hp, Wp), axes=(0, 1))
+                blurred = blurred[pad:pad + H, pad:pad + W]
+                seg_c[k] += blurred[:, :, :3]
+                seg_a[k] += blurred[:, :, 3:4]
+        acc = acc * (1.0 - np.clip(seg_a, 0.0, 1.0)) + seg_c
 
     maxv = 255 if bit_depth == 8 else 65535
     dtype = np.uint8 if bit_depth == 8 else np.uint16
@@ -257,10 +297,11 @@ def render_stack(shape="slant", texture="noise", size=(256, 256), n_frames=16,
         if noise > 0:
             std = np.sqrt(noise ** 2 * img + (noise / 5.0) ** 2)
             img = np.clip(img + std * rng.standard_normal(img.shape), 0.0, 1.0)
-        s = 1.0 + breathing * k
-        tx = float(rng.normal(0, shift)) if shift > 0 else 0.0
-        ty = float(rng.normal(0, shift)) if shift > 0 else 0.0
-        if breathing != 0 or shift > 0:
+        middle = (n_frames - 1) // 2
+        s = 1.0 + breathing * (k - middle)
+        tx = float(rng.normal(0, shift)) if shift > 0 and k != middle else 0.0
+        ty = float(rng.normal(0, shift)) if shift > 0 and k != middle else 0.0
+        if (breathing != 0 or shift > 0) and k != middle:
             img = _warp(img, s, tx, ty)
         transforms.append({"frame": k, "scale": s, "tx": tx, "ty": ty})
         frames.append(encode(img))

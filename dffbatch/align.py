@@ -1,0 +1,321 @@
+"""Stage *align*: correct focus breathing and hand-held shift before measuring focus.
+
+Two passes over the stack, never more than two frames in memory:
+
+1. **estimate**: each frame is registered to its neighbour (their blur is similar),
+   on a contrast-normalised band-pass image (difference of Gaussians divided by its
+   local RMS) at most ``estimate_side`` pixels a side, coarse to fine, with OpenCV's
+   ECC (enhanced correlation coefficient) maximisation; the neighbour transforms are
+   chained to the reference frame (default: the middle one).
+2. **apply**: each frame is warped onto the reference with bilinear interpolation
+   (OpenCV ``warpAffine``) and cropped to the rectangle that is valid in every frame;
+   the reference frame itself is only cropped.
+
+Models: ``translation`` (2 parameters), ``similarity`` (scale, rotation, translation:
+affine ECC projected onto a similarity), ``auto`` (similarity, applied only when some
+frame moves a corner of the image by more than ``auto_threshold`` pixels; otherwise
+nothing is done, and the decision is reported). OpenCV is an optional dependency
+(the ``align`` extra); asking for alignment without it raises a clear error.
+
+Transforms are 2x3 matrices mapping reference pixel coordinates to frame pixel
+coordinates (x right, y down).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, List, Optional
+
+import numpy as np
+
+__all__ = ["ALIGN_MODES", "Alignment", "estimate_alignment", "apply_alignment", "require_cv2"]
+
+ALIGN_MODES = ("none", "translation", "similarity", "auto")
+
+
+def require_cv2():
+    try:
+        import cv2
+    except ImportError as exc:
+        raise RuntimeError("alignment needs OpenCV: pip install 'dffbatch[align]' "
+                           f"(opencv-python-headless) ({exc})") from None
+    return cv2
+
+
+@dataclass
+class Alignment:
+    """Per-frame transforms to the reference, the common valid crop, and the decision."""
+
+    mode: str
+    reference: int
+    matrices: List[np.ndarray]          # 2x3 float64, reference -> frame coordinates
+    crop: tuple                          # (y0, y1, x0, x1), half-open, in reference pixels
+    applied: bool
+    max_motion: float                    # largest corner displacement over the frames, pixels
+    note: str = ""
+    shape: tuple = ()
+    per_frame: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"mode": self.mode, "reference": self.reference, "applied": self.applied,
+                "max_motion_px": round(self.max_motion, 4), "crop": list(self.crop), "note": self.note,
+                "frames": self.per_frame}
+
+
+def _grey(frame):
+    f = frame.astype(np.float32)
+    if f.ndim == 3:
+        f = f[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32) if f.shape[2] >= 3 else f[..., 0]
+    return f
+
+
+def _bandpass(cv2, grey):
+    """Difference of Gaussians normalised by its local RMS: insensitive to contrast and defocus level."""
+    g1 = cv2.GaussianBlur(grey, (0, 0), 1.0)
+    g2 = cv2.GaussianBlur(grey, (0, 0), 4.0)
+    bp = g1 - g2
+    rms = np.sqrt(cv2.GaussianBlur(bp * bp, (0, 0), 8.0)) + 1e-3 * (float(np.abs(bp).mean()) + 1e-12)
+    return (bp / rms).astype(np.float32)
+
+
+def _prepare(cv2, frame, side):
+    grey = _grey(frame)
+    H, W = grey.shape
+    s = min(1.0, side / max(H, W))
+    if s < 1.0:
+        grey = cv2.resize(grey, (max(8, round(W * s)), max(8, round(H * s))), interpolation=cv2.INTER_AREA)
+    return _bandpass(cv2, grey), s
+
+
+def _ecc(cv2, template, image, motion, levels=3):
+    """Affine/translation warp (2x3, template -> image coordinates), coarse to fine."""
+    pyr_t, pyr_i = [template], [image]
+    for _ in range(levels - 1):
+        if min(pyr_t[-1].shape) < 64:
+            break
+        pyr_t.append(cv2.pyrDown(pyr_t[-1]))
+        pyr_i.append(cv2.pyrDown(pyr_i[-1]))
+    M = np.eye(2, 3, dtype=np.float32)
+    mtype = cv2.MOTION_TRANSLATION if motion == "translation" else cv2.MOTION_AFFINE
+    for lvl in range(len(pyr_t) - 1, -1, -1):
+        if lvl != len(pyr_t) - 1:
+            M[:, 2] *= 2.0
+        crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100 if lvl == 0 else 50, 1e-6)
+        # leave out a border of 1/16 of the size: content there may have no partner in the
+        # other frame (it entered or left the field of view) and pulls the estimate to identity
+        h, w = pyr_t[lvl].shape
+        m = max(2, min(h, w) // 16)
+        mask = np.zeros((h, w), np.uint8)
+        mask[m:h - m, m:w - m] = 1
+        try:
+            _, M = cv2.findTransformECC(pyr_t[lvl], pyr_i[lvl], M, mtype, crit, mask, 1)
+        except cv2.error:
+            if lvl == 0:
+                raise
+    return M.astype(np.float64)
+
+
+def _to_similarity(A):
+    a, b, c, d = A[0, 0], A[0, 1], A[1, 0], A[1, 1]
+    sc, ss = (a + d) / 2.0, (c - b) / 2.0
+    return np.array([[sc, -ss, A[0, 2]], [ss, sc, A[1, 2]]])
+
+
+def _h(M):
+    return np.vstack([M, [0.0, 0.0, 1.0]])
+
+
+def _to_full_size(A, s):
+    """A warp estimated on an image resized by ``s`` (pixel centres kept), in full-size pixels."""
+    out = A.copy()
+    L = A[:, :2]
+    out[:, 2] = A[:, 2] / s + (L - np.eye(2)) @ np.full(2, 0.5 - 0.5 / s)
+    return out
+
+
+def _smooth_scale(Ms, H, W):
+    """Replace each frame's scale by a quadratic fit of log-scale over the frame index.
+
+    Focus breathing is a smooth function of the focus position, while hand-held motion
+    is not: the fit averages out the estimation noise of the scale (chained over many
+    neighbour registrations) and keeps each frame's rotation and the position of its
+    image centre as estimated.
+    """
+    n = len(Ms)
+    k = np.arange(n, dtype=np.float64)
+    logs = np.array([0.5 * math.log(abs(np.linalg.det(M[:2, :2]))) for M in Ms])
+    fit = np.polyval(np.polyfit(k, logs, 2), k)
+    centre = np.array([(W - 1) / 2.0, (H - 1) / 2.0, 1.0])
+    out = []
+    for M, lf, l in zip(Ms, fit, logs):
+        L = M[:2, :2] * math.exp(lf - l)
+        c_to = (M @ centre)[:2]
+        t = c_to - L @ centre[:2]
+        out.append(np.vstack([np.hstack([L, t[:, None]]), [0.0, 0.0, 1.0]]))
+    r = int(np.argmin([np.abs(M - np.eye(3)).max() for M in Ms]))  # the reference stays exact
+    ref_inv = np.linalg.inv(out[r])
+    return [M @ ref_inv for M in out]
+
+
+def _corners(H, W):
+    return np.array([[0, 0, 1], [W - 1, 0, 1], [0, H - 1, 1], [W - 1, H - 1, 1]], np.float64).T
+
+
+def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", reference="middle",
+                       estimate_side: int = 512, auto_threshold: float = 0.5,
+                       n_frames: Optional[int] = None) -> Alignment:
+    """Estimate per-frame transforms to the reference frame (pass 1).
+
+    Parameters
+    ----------
+    frames : iterable of ndarray
+        The stack in focus order (consumed once, one frame at a time).
+    mode : {"translation", "similarity", "auto"}
+    reference : "middle", "first", "last" or int
+        Frame the others are aligned to.
+    estimate_side : int
+        Registration runs on images at most this many pixels a side.
+    auto_threshold : float
+        ``auto`` applies similarity only if a corner moves by more than this (pixels).
+    """
+    if mode not in ALIGN_MODES or mode == "none":
+        raise ValueError(f"unknown alignment {mode!r}; choose one of translation, similarity, auto")
+    cv2 = require_cv2()
+    motion = "translation" if mode == "translation" else "similarity"
+    neighbours = []  # A_k: frame k-1 coords -> frame k coords (full-size pixels)
+    prev = None
+    shape = None
+    for k, frame in enumerate(frames):
+        img, s = _prepare(cv2, frame, estimate_side)
+        if shape is None:
+            shape = frame.shape[:2]
+        elif frame.shape[:2] != shape:
+            raise ValueError(f"frame {k}: shape {frame.shape[:2]} differs from frame 0's {shape}")
+        if prev is not None:
+            try:
+                A = _ecc(cv2, prev, img, motion)
+            except Exception as exc:  # noqa: BLE001 - cv2.error: no convergence
+                raise ValueError(f"frame {k}: alignment to frame {k - 1} failed ({str(exc).splitlines()[0]})") from None
+            if motion == "similarity":
+                A = _to_similarity(A)
+            neighbours.append(_to_full_size(A, s))
+        prev = img
+    n = len(neighbours) + 1
+    if n < 2:
+        raise ValueError(f"a focus stack needs at least 2 frames, got {n - 1 if shape is None else n}")
+    r = {"middle": (n - 1) // 2, "first": 0, "last": n - 1}.get(reference, reference)
+    if not isinstance(r, (int, np.integer)) or not 0 <= r < n:
+        raise ValueError(f"alignment reference {reference!r} is not a frame of this {n}-frame stack")
+    Ms = [None] * n
+    Ms[r] = np.eye(3)
+    for k in range(r + 1, n):
+        Ms[k] = _h(neighbours[k - 1]) @ Ms[k - 1]
+    for k in range(r - 1, -1, -1):
+        Ms[k] = np.linalg.inv(_h(neighbours[k])) @ Ms[k + 1]
+    H, W = shape
+    if motion == "similarity" and n >= 4:
+        Ms = _smooth_scale(Ms, H, W)
+    C = _corners(H, W)
+    motion_px = max(float(np.abs((M @ C)[:2] - C[:2]).max()) for M in Ms)
+    applied = not (mode == "auto" and motion_px <= auto_threshold)
+    note = (f"auto: largest corner motion {motion_px:.2f} px > {auto_threshold} px, similarity applied"
+            if mode == "auto" and applied else
+            f"auto: largest corner motion {motion_px:.2f} px <= {auto_threshold} px, not applied"
+            if mode == "auto" else "")
+    # valid crop: reference pixels that every frame covers
+    y0, y1, x0, x1 = 0.0, H - 1.0, 0.0, W - 1.0
+    if applied:
+        for M in Ms:
+            inv = np.linalg.inv(M)
+            c = inv @ C  # frame corners in reference coordinates
+            x0 = max(x0, c[0, 0], c[0, 2])
+            x1 = min(x1, c[0, 1], c[0, 3])
+            y0 = max(y0, c[1, 0], c[1, 1])
+            y1 = min(y1, c[1, 2], c[1, 3])
+    crop = (int(math.ceil(y0 - 1e-6)), int(math.floor(y1 + 1e-6)) + 1,
+            int(math.ceil(x0 - 1e-6)), int(math.floor(x1 + 1e-6)) + 1)
+    if crop[1] - crop[0] < 2 or crop[3] - crop[2] < 2:
+        raise ValueError(f"alignment leaves no region common to every frame (crop {crop})")
+    per_frame = []
+    centre = np.array([(W - 1) / 2.0, (H - 1) / 2.0])
+    for k, M in enumerate(Ms):
+        A = M[:2]
+        shift = A[:, :2] @ centre + A[:, 2] - centre  # where the image centre moves
+        per_frame.append({"frame": k, "scale": float(math.sqrt(abs(np.linalg.det(A[:, :2])))),
+                          "rotation_deg": float(math.degrees(math.atan2(A[1, 0], A[0, 0]))),
+                          "shift_x": float(shift[0]), "shift_y": float(shift[1]),
+                          "matrix": [[float(v) for v in row] for row in A]})
+    return Alignment(mode, int(r), [M[:2] for M in Ms], crop, applied, motion_px, note, (H, W), per_frame)
+
+
+def apply_alignment(frames: Iterable[np.ndarray], al: Alignment):
+    """Warp each frame onto the reference and crop to the common valid region (pass 2)."""
+    y0, y1, x0, x1 = al.crop
+    if not al.applied:
+        for f in frames:
+            yield f
+        return
+    cv2 = require_cv2()
+    H, W = al.shape
+    for k, f in enumerate(frames):
+        if k == al.reference:
+            yield np.ascontiguousarray(f[y0:y1, x0:x1])
+            continue
+        M = al.matrices[k].astype(np.float64)
+        src = f if f.dtype != np.float64 else f.astype(np.float32)
+        w = cv2.warpAffine(src, M, (W, H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REFLECT101)
+        if w.ndim == 2 and f.ndim == 3:
+            w = w[:, :, None]
+        yield np.ascontiguousarray(w[y0:y1, x0:x1]).astype(f.dtype, copy=False)
+
+
+class Warper:
+    """Moves per-frame images onto the reference grid, cropped (pass 2 of the core loop).
+
+    ``measure`` resamples a focus-measure map bilinearly (it is window-smoothed, so
+    bilinear interpolation barely alters it); ``image`` resamples a frame with
+    Lanczos-4 (sharper than bilinear: the all-in-focus image keeps its detail). The
+    reference frame is only cropped.
+    """
+
+    def __init__(self, al: Alignment):
+        self.al = al
+        self.cv2 = require_cv2()
+        y0, y1, x0, x1 = al.crop
+        self.out_shape = (y1 - y0, x1 - x0)
+        # reference -> frame, expressed on the cropped grid: x_frame = M (x_crop + offset)
+        self._M = []
+        for M in al.matrices:
+            Mc = M.astype(np.float64).copy()
+            Mc[:, 2] += M[:, :2] @ np.array([x0, y0], np.float64)
+            self._M.append(Mc)
+
+    def _warp(self, img, k, flag):
+        cv2 = self.cv2
+        y0, y1, x0, x1 = self.al.crop
+        if k == self.al.reference:
+            return np.ascontiguousarray(img[y0:y1, x0:x1])
+        h, w = self.out_shape
+        src = img.astype(np.float32) if img.dtype == np.float64 else img
+        out = cv2.warpAffine(src, self._M[k], (w, h), flags=flag | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_REFLECT101)
+        if out.ndim == 2 and img.ndim == 3:
+            out = out[:, :, None]
+        return out.astype(img.dtype, copy=False)
+
+    def measure(self, f, k, out):
+        out[...] = self._warp(f, k, self.cv2.INTER_LINEAR)
+        return out
+
+    def image(self, img, k):
+        return np.ascontiguousarray(self._warp(img, k, self.cv2.INTER_LANCZOS4))
+
+
+def align_frames(source: Callable[[], Iterable[np.ndarray]], mode="similarity", reference="middle", **kw):
+    """Both passes: ``source()`` must give a fresh iterator over the stack each call.
+
+    Returns ``(alignment, frames)`` where ``frames`` is a generator of aligned frames.
+    """
+    al = estimate_alignment(source(), mode, reference, **kw)
+    return al, apply_alignment(source(), al)
