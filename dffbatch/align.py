@@ -100,7 +100,7 @@ def _ecc(cv2, template, image, motion, levels=3):
     for lvl in range(len(pyr_t) - 1, -1, -1):
         if lvl != len(pyr_t) - 1:
             M[:, 2] *= 2.0
-        crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100 if lvl == 0 else 50, 1e-6)
+        crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 60 if lvl == 0 else 30, 1e-5)
         # leave out a border of 1/16 of the size: content there may have no partner in the
         # other frame (it entered or left the field of view) and pulls the estimate to identity
         h, w = pyr_t[lvl].shape
@@ -134,21 +134,22 @@ def _to_full_size(A, s):
 
 
 def _smooth_scale(Ms, H, W):
-    """Replace each frame's scale by a quadratic fit of log-scale over the frame index.
+    """Replace each frame's scale by a straight-line fit of the scale over the frame index.
 
-    Focus breathing is a smooth function of the focus position, while hand-held motion
-    is not: the fit averages out the estimation noise of the scale (chained over many
-    neighbour registrations) and keeps each frame's rotation and the position of its
-    image centre as estimated.
+    Focus breathing is a smooth, monotonic function of the focus position, while
+    hand-held motion is not: the fit averages out the estimation noise of the scale
+    (chained over many neighbour registrations) and keeps each frame's rotation and
+    the position of its image centre as estimated. The measured scales are kept in
+    the per-frame report (``scale_measured``).
     """
     n = len(Ms)
     k = np.arange(n, dtype=np.float64)
-    logs = np.array([0.5 * math.log(abs(np.linalg.det(M[:2, :2]))) for M in Ms])
-    fit = np.polyval(np.polyfit(k, logs, 2), k)
+    scales = np.array([math.sqrt(abs(np.linalg.det(M[:2, :2]))) for M in Ms])
+    fit = np.polyval(np.polyfit(k, scales, 1), k)
     centre = np.array([(W - 1) / 2.0, (H - 1) / 2.0, 1.0])
     out = []
-    for M, lf, l in zip(Ms, fit, logs):
-        L = M[:2, :2] * math.exp(lf - l)
+    for M, sf, sm in zip(Ms, fit, scales):
+        L = M[:2, :2] * (sf / sm)
         c_to = (M @ centre)[:2]
         t = c_to - L @ centre[:2]
         out.append(np.vstack([np.hstack([L, t[:, None]]), [0.0, 0.0, 1.0]]))
@@ -163,7 +164,7 @@ def _corners(H, W):
 
 def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", reference="middle",
                        estimate_side: int = 512, auto_threshold: float = 0.5,
-                       n_frames: Optional[int] = None) -> Alignment:
+                       frame_scale: float = 1.0, full_shape: Optional[tuple] = None) -> Alignment:
     """Estimate per-frame transforms to the reference frame (pass 1).
 
     Parameters
@@ -177,6 +178,9 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
         Registration runs on images at most this many pixels a side.
     auto_threshold : float
         ``auto`` applies similarity only if a corner moves by more than this (pixels).
+    frame_scale, full_shape : float, (H, W)
+        When ``frames`` are previews (e.g. JPEGs decoded at half size), their scale
+        and the full frame size: transforms are returned for full-size frames.
     """
     if mode not in ALIGN_MODES or mode == "none":
         raise ValueError(f"unknown alignment {mode!r}; choose one of translation, similarity, auto")
@@ -187,6 +191,7 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
     shape = None
     for k, frame in enumerate(frames):
         img, s = _prepare(cv2, frame, estimate_side)
+        s *= frame_scale
         if shape is None:
             shape = frame.shape[:2]
         elif frame.shape[:2] != shape:
@@ -212,7 +217,8 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
         Ms[k] = _h(neighbours[k - 1]) @ Ms[k - 1]
     for k in range(r - 1, -1, -1):
         Ms[k] = np.linalg.inv(_h(neighbours[k])) @ Ms[k + 1]
-    H, W = shape
+    H, W = shape = tuple(full_shape) if full_shape is not None else shape
+    measured = [float(math.sqrt(abs(np.linalg.det(M[:2, :2])))) for M in Ms]
     if motion == "similarity" and n >= 4:
         Ms = _smooth_scale(Ms, H, W)
     C = _corners(H, W)
@@ -242,6 +248,7 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
         A = M[:2]
         shift = A[:, :2] @ centre + A[:, 2] - centre  # where the image centre moves
         per_frame.append({"frame": k, "scale": float(math.sqrt(abs(np.linalg.det(A[:, :2])))),
+                          "scale_measured": measured[k],
                           "rotation_deg": float(math.degrees(math.atan2(A[1, 0], A[0, 0]))),
                           "shift_x": float(shift[0]), "shift_y": float(shift[1]),
                           "matrix": [[float(v) for v in row] for row in A]})
@@ -274,9 +281,9 @@ class Warper:
     """Moves per-frame images onto the reference grid, cropped (pass 2 of the core loop).
 
     ``measure`` resamples a focus-measure map bilinearly (it is window-smoothed, so
-    bilinear interpolation barely alters it); ``image`` resamples a frame with
-    Lanczos-4 (sharper than bilinear: the all-in-focus image keeps its detail). The
-    reference frame is only cropped.
+    bilinear interpolation barely alters it); ``image`` resamples a frame with Lanczos-4
+    (bicubic was 3.6x faster but left the all-in-focus image measurably softer than
+    no alignment at all on the phone stacks). The reference frame is only cropped.
     """
 
     def __init__(self, al: Alignment):

@@ -128,7 +128,9 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         Correct focus breathing and camera shift first (see :mod:`dffbatch.align`;
         needs OpenCV). Alignment reads the stack twice, so ``frames`` must then be a
         sequence or a callable returning a fresh iterator; outputs are cropped to the
-        region every frame covers.
+        region every frame covers. A callable may carry a ``preview`` attribute: a
+        callable returning ``(scale, (H, W), iterator)`` over frames decoded at reduced
+        size (``scale``), used for the estimation pass.
     align_reference : "middle", "first", "last" or int
         The frame the others are aligned to.
     prefetch : int
@@ -172,9 +174,14 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
             raise TypeError("alignment reads the stack twice: pass frames as a sequence or as a callable "
                             "that returns a fresh iterator")
         t0 = time.perf_counter()
-        est_stream = _prefetch(source(), prefetch) if prefetch > 0 else source()
+        preview = getattr(frames, "preview", None)  # a cheaper decode for estimation, if offered
+        if preview is not None:
+            scale, full_shape, it = preview()
+        else:
+            scale, full_shape, it = 1.0, None, source()
+        est_stream = _prefetch(it, prefetch) if prefetch > 0 else it
         alignment = estimate_alignment((check_frame(f, k) for k, f in enumerate(est_stream)), align,
-                                       align_reference)
+                                       align_reference, frame_scale=scale, full_shape=full_shape)
         timings["align"] += time.perf_counter() - t0
         frames = source()
         if not alignment.applied:

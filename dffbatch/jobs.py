@@ -178,11 +178,15 @@ def run_job(job: dict) -> dict:
                 return watch(stream)
             return stream
 
+        if not job["multipage"]:
+            from .read import iter_previews
+            source.preview = lambda: iter_previews(files)
         res = depth_from_focus(source, positions=positions, **job["params"])
         al = res.alignment
         if al is not None:
             rec["alignment"] = al.to_json()
             if al.applied:
+                rec["crop"] = list(al.crop)
                 y0, y1, x0, x1 = al.crop
                 gt = {k: v[y0:y1, x0:x1] for k, v in gt.items()}
         rec["inputs"] = {os.path.basename(k): v for k, v in hashes.items()}

@@ -148,6 +148,35 @@ def read_frame(path, hashes=None, notes=None, max_pixels=None) -> np.ndarray:
     return _normalise(np.asarray(arr), path, notes)
 
 
+def iter_previews(files, reduce=2):
+    """``(scale, (H, W), iterator)`` over the frames decoded at about 1/``reduce`` size.
+
+    JPEGs use the decoder's DCT scaling (several times faster than a full decode);
+    other formats are decoded fully and returned at full size (scale 1).
+    """
+    from PIL import Image
+    first = files[0]
+    w, h, _ = image_size(first)
+    jpeg = all(f.lower().endswith((".jpg", ".jpeg")) for f in files)
+    if not jpeg or reduce <= 1:
+        return 1.0, (h, w), (read_frame(f) for f in files)
+
+    def gen():
+        for f in files:
+            try:
+                with Image.open(f) as im:
+                    im.draft("RGB", (im.size[0] // reduce, im.size[1] // reduce))
+                    yield np.asarray(im.convert("RGB"))
+            except Exception as exc:  # noqa: BLE001
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise FrameError(f"{f}: cannot decode image ({msg})") from None
+
+    with Image.open(first) as im:
+        im.draft("RGB", (w // reduce, h // reduce))
+        pw = im.size[0]
+    return pw / w, (h, w), gen()
+
+
 def iter_frames(files, multipage=False, hashes=None, notes=None, max_pixels=None):
     """Yield the frames of a stack one at a time (one file each, or the pages of one TIFF)."""
     if multipage:

@@ -152,7 +152,11 @@ def _ranking_html(run_dir, ranking, records):
             try:
                 gt_path = rec.get("gt_depth")
                 if gt_path and os.path.exists(gt_path):
-                    err = tifffile.imread(os.path.join(d, "depth.tif")) - tifffile.imread(gt_path)
+                    gt = tifffile.imread(gt_path)
+                    if rec.get("crop"):
+                        y0, y1, x0, x1 = rec["crop"]
+                        gt = gt[y0:y1, x0:x1]
+                    err = tifffile.imread(os.path.join(d, "depth.tif")) - gt
                     atomic_bytes(os.path.join(run_dir, f"error_{tag}.png"),
                                  error_map_png(err, f"{tag}: {r['sweep']} on {rec['id'].partition('/')[2]}"))
                     rows.append(_img(f"error_{tag}.png", f"{tag} error map"))
