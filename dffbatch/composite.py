@@ -20,7 +20,7 @@ from .kernels import JIT
 
 __all__ = ["COMPOSITES", "Compositor"]
 
-COMPOSITES = ("select", "interpolate")
+COMPOSITES = ("select", "interpolate", "pyramid")  # pyramid: dffbatch.fusion
 
 
 @njit(**JIT)
@@ -83,7 +83,7 @@ class Compositor:
     """Running all-in-focus image for frames of shape (H, W, C) and one dtype."""
 
     def __init__(self, shape_hwc, dtype, mode="select"):
-        if mode not in COMPOSITES:
+        if mode not in ("select", "interpolate"):
             raise ValueError(f"unknown composite {mode!r}; choose one of {', '.join(COMPOSITES)}")
         self.mode = mode
         self.dtype = np.dtype(dtype)

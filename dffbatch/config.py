@@ -32,7 +32,7 @@ class ConfigError(Exception):
 
 
 PARAM_KEYS = ("measure", "window", "step", "threshold", "interpolation", "median", "composite",
-              "align", "align_reference")
+              "refine", "refine_radius", "refine_strength", "align", "align_reference")
 
 _SECTIONS = {
     "run": {"name": "run", "output": "outputs", "seed": 0, "notes": ""},
@@ -85,6 +85,15 @@ def _check_param(ctx, key, value):
     elif key == "composite":
         if value not in COMPOSITES:
             _fail(ctx, path, f"{value!r} is not one of {', '.join(COMPOSITES)}")
+    elif key == "refine":
+        if value not in ("none", "median", "bilateral", "sgm"):
+            _fail(ctx, path, f"{value!r} is not one of none, median, bilateral, sgm")
+    elif key == "refine_radius":
+        if not _is_int(value) or value < 1:
+            _fail(ctx, path, f"must be an integer >= 1, got {value!r}")
+    elif key == "refine_strength":
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            _fail(ctx, path, f"must be a number >= 0 or null (the mode's default), got {value!r}")
     elif key == "align":
         if value not in ("none", "translation", "similarity", "auto"):
             _fail(ctx, path, f"{value!r} is not one of none, translation, similarity, auto")

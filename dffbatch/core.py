@@ -25,7 +25,12 @@ __all__ = ["DFFResult", "depth_from_focus", "DEFAULTS", "check_frame"]
 #: (mean depth RMSE 0.617 frame against 0.824 for the original sml/3/gaussian/median 3).
 DEFAULTS = dict(measure="lapd", window=9, step=1, threshold=0.0,
                 interpolation="gaussian", median=5, composite="select",
+                refine="median", refine_radius=7, refine_strength=None,
                 align="none", align_reference="middle")
+
+REFINES = ("none", "median", "bilateral", "sgm")
+#: ``refine_strength`` when None: the bilateral filter's confidence power, SGM's P2.
+STRENGTH_DEFAULT = {"bilateral": 2.0, "sgm": 0.5}
 
 _DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 
@@ -89,6 +94,18 @@ def check_frame(frame, k: int, ref=None) -> np.ndarray:
     return frame
 
 
+def _check_volume_memory(shape, n):
+    """Stop SGM with a clear error before its focus volume outgrows the memory."""
+    from .schedule import available_memory
+    from .sgm import sgm_memory
+    need = sgm_memory(shape[0], shape[1], n)
+    avail = available_memory()
+    if avail and need > 0.8 * avail:
+        raise MemoryError(f"refine 'sgm' needs {need / 2**20:.0f} MB for {n} frames of {shape[1]}x{shape[0]} "
+                          f"but only {avail / 2**20:.0f} MB are available; use refine 'bilateral' "
+                          "(streaming) or fewer/smaller frames")
+
+
 def _check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
@@ -100,6 +117,8 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
                      interpolation: str = DEFAULTS["interpolation"],
                      median: int = DEFAULTS["median"], composite: str = DEFAULTS["composite"],
                      positions: Optional[Sequence[float]] = None,
+                     refine: str = DEFAULTS["refine"], refine_radius: int = DEFAULTS["refine_radius"],
+                     refine_strength: Optional[float] = DEFAULTS["refine_strength"],
                      align: str = DEFAULTS["align"], align_reference=DEFAULTS["align_reference"],
                      prefetch: int = 1) -> DFFResult:
     """Depth, confidence and all-in-focus image of a focus stack.
@@ -120,8 +139,17 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         Sub-frame refinement of the best frame.
     median : int
         Side of the median filter on the depth map, pixels (0 or 1 = off).
-    composite : {"select", "interpolate"}
-        All-in-focus construction (see :mod:`dffbatch.composite`).
+    composite : {"select", "interpolate", "pyramid"}
+        All-in-focus construction: see :mod:`dffbatch.composite`; ``pyramid`` is the
+        Laplacian-pyramid fusion of :mod:`dffbatch.fusion`.
+    refine : {"none", "median", "bilateral", "sgm"}
+        Depth clean-up: ``median`` (the ``median`` filter alone); ``bilateral``, the
+        confidence-weighted joint bilateral filter guided by the all-in-focus image
+        (:func:`dffbatch.refine.joint_bilateral`, ``refine_radius`` pixels,
+        ``refine_strength`` = confidence power, default 2), then the median; ``sgm``,
+        semi-global aggregation of the focus volume (:mod:`dffbatch.sgm`;
+        ``refine_strength`` = P2, default 0.5, P1 = P2 / 10; keeps the volume: 8 x H x W
+        x N bytes, checked against available memory), then the median.
     positions : sequence of float, optional
         Focus position of each frame (e.g. micrometres); adds ``depth_units``.
     align : {"none", "translation", "similarity", "auto"}
@@ -158,8 +186,15 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         if positions.ndim != 1 or not np.isfinite(positions).all():
             raise ValueError("positions must be a 1-D sequence of finite numbers, one per frame")
     _check_choice("alignment", align, ("none", "translation", "similarity", "auto"))
+    _check_choice("refine", refine, REFINES)
+    if isinstance(refine_radius, bool) or not isinstance(refine_radius, (int, np.integer)) or refine_radius < 1:
+        raise ValueError(f"refine_radius must be an integer >= 1, got {refine_radius!r}")
+    strength = STRENGTH_DEFAULT.get(refine, 0.0) if refine_strength is None else float(refine_strength)
+    if not np.isfinite(strength) or strength < 0:
+        raise ValueError(f"refine_strength must be a number >= 0, got {refine_strength!r}")
     params = dict(measure=measure, window=int(window), step=int(step), threshold=float(threshold),
                   interpolation=interpolation, median=int(median), composite=composite,
+                  refine=refine, refine_radius=int(refine_radius), refine_strength=refine_strength,
                   align=align, align_reference=align_reference)
 
     timings = dict(read=0.0, align=0.0, measure=0.0, depth=0.0, composite=0.0, refine=0.0)
@@ -194,6 +229,7 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
     stream = _prefetch(frames, prefetch) if prefetch > 0 else iter(frames)
     ref = fm = state = comp = None
     f_cur = f_prev = prev3 = None
+    volume = [] if refine == "sgm" else None
     k = 0
     t = time.perf_counter()
     for frame in stream:
@@ -220,11 +256,21 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
             frame = alignment_warp.image(frame, k)
         frame3 = frame[:, :, None] if frame.ndim == 2 else frame
         if comp is None:
-            comp = Compositor(frame3.shape, frame.dtype, composite)
+            if composite == "pyramid":
+                from .fusion import PyramidFusion
+                comp = PyramidFusion(frame3.shape, frame.dtype)
+            else:
+                comp = Compositor(frame3.shape, frame.dtype, composite)
+        if volume is not None:
+            _check_volume_memory(f_cur.shape, k + 1)
+            volume.append(f_cur.copy())
         t2 = time.perf_counter()
         state.update(f_cur, f_prev)
         t3 = time.perf_counter()
-        comp.update(frame3, prev3, state.best, k)
+        if composite == "pyramid":
+            comp.update(frame3, f_cur)
+        else:
+            comp.update(frame3, prev3, state.best, k)
         t = time.perf_counter()
         timings["measure"] += t2 - t1
         timings["depth"] += t3 - t2
@@ -241,11 +287,24 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
     t0 = time.perf_counter()
     raw, conf = state.finish(interpolation)
     t1 = time.perf_counter()
-    allfocus = comp.finish(raw, state.best)
+    allfocus = comp.finish() if composite == "pyramid" else comp.finish(raw, state.best)
     if ref.ndim == 2:
         allfocus = allfocus[:, :, 0]
     t2 = time.perf_counter()
-    depth = median_filter(raw, median)
+    if refine in ("bilateral", "sgm"):
+        from .measure import luminance
+        guide = luminance(allfocus)
+        if allfocus.dtype.kind == "f":  # float input is used as is: bring the guide to [0, 1]
+            lo, hi = float(guide.min()), float(guide.max())
+            guide = (guide - lo) / (hi - lo) if hi > lo else np.zeros_like(guide)
+        if refine == "bilateral":
+            from .refine import joint_bilateral
+            raw, conf = joint_bilateral(raw, conf, guide, refine_radius, 0.05, strength)
+        else:
+            from .sgm import sgm
+            raw, conf = sgm(np.stack(volume), guide, strength / 10.0, strength)
+            volume = None
+    depth = median_filter(raw, median) if refine != "none" else raw
     t3 = time.perf_counter()
     timings["depth"] += t1 - t0
     timings["composite"] += t2 - t1

@@ -241,8 +241,8 @@ def run_job(job: dict) -> dict:
         rec["error"] = _frame_error(exc, files, job["multipage"])
     except OSError as exc:
         rec["error"] = f"{getattr(exc, 'filename', None) or job['out_dir']}: {exc.strerror or exc}"
-    except MemoryError:
-        rec["error"] = "out of memory"
+    except MemoryError as exc:
+        rec["error"] = str(exc) or "out of memory"
     except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
         rec["error"] = f"unexpected {type(exc).__name__}: {exc}"
         rec["traceback"] = traceback.format_exc(limit=8)

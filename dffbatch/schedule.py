@@ -49,7 +49,8 @@ def plan_workers(n_jobs: int, workers="auto", threads="auto", cores=None, job_me
 
 
 def _init_worker(threads):
-    os.environ["NUMBA_NUM_THREADS"] = str(threads)
+    # only set_num_threads: changing NUMBA_NUM_THREADS after Numba is imported makes a
+    # later config reload (on a first compile) fail with "Cannot set NUMBA_NUM_THREADS"
     import numba
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 

@@ -19,6 +19,14 @@ SWEEP_SUITE = {
     "plane-checker-noisy": ("plane", "checker", 0.02, 18),
 }
 
+#: The scene set of configs/sweep_refine.yaml: occlusion, low-texture and smooth scenes,
+#: each clean and noisy.
+REFINE_SUITE = {f"{shape}-{tex}-{tag}": (shape, tex, noise, 30 + i)
+                for i, (shape, tex) in enumerate([("step", "checker"), ("step", "lowtex"), ("sphere", "lowtex"),
+                                                  ("slant", "noise"), ("terrain", "noise"), ("sinusoid", "noise")])
+                for tag, noise in (("clean", 0.0), ("noisy", 0.02))}
+SUITES = {"sweep": SWEEP_SUITE, "refine": REFINE_SUITE}
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="dffbatch synth", description="Render a synthetic focal stack with exact "
@@ -36,12 +44,12 @@ def main(argv=None) -> int:
     p.add_argument("--shift", type=float, default=0.0, help="random shift std per frame (pixels)")
     p.add_argument("--layers", type=int, default=8, help="depth layers per frame")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--suite", choices=["sweep"], help="render the named scene set into OUT/<scene>/ "
+    p.add_argument("--suite", choices=["sweep", "refine"], help="render the named scene set into OUT/<scene>/ "
                    "(shape/texture/noise/seed per scene; the other options apply to all)")
     a = p.parse_args(argv)
     if a.suite:
         from pathlib import Path
-        for name, (shape, tex, noise, seed) in SWEEP_SUITE.items():
+        for name, (shape, tex, noise, seed) in SUITES[a.suite].items():
             frames, g, af, meta = render_stack(shape, tex, tuple(a.size), a.frames, a.blur, a.max_blur, noise,
                                                a.bits, a.breathing, a.shift, a.layers, seed)
             write_stack(Path(a.out) / name, frames, g, af, meta)
