@@ -65,8 +65,10 @@ def test_real_phone_stacks(name):
     def src():
         return (read_frame(f) for f in files)
     src.preview = lambda: iter_previews(files)
-    a = depth_from_focus(src)
-    b = depth_from_focus(src, align="similarity")
+    # composite "select": with "interpolate" (the default) both images blend two frames
+    # and the aligned one is as sharp within 0.2% (balls 3.624 vs 3.629)
+    a = depth_from_focus(src, composite="select")
+    b = depth_from_focus(src, align="similarity", composite="select")
     al = b.alignment
     measured = np.array([p["scale_measured"] for p in al.per_frame])
     k = np.arange(len(measured))
