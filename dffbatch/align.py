@@ -7,9 +7,12 @@ Two passes over the stack, never more than two frames in memory:
    local RMS) at most ``estimate_side`` pixels a side, coarse to fine, with OpenCV's
    ECC (enhanced correlation coefficient) maximisation; the neighbour transforms are
    chained to the reference frame (default: the middle one).
-2. **apply**: each frame is warped onto the reference with bilinear interpolation
-   (OpenCV ``warpAffine``) and cropped to the rectangle that is valid in every frame;
-   the reference frame itself is only cropped.
+2. **apply** (:class:`Warper`, in the core loop): focus is measured on each frame's
+   own pixels and the measure map is moved onto the reference grid (bilinear; it is
+   window-smoothed, so resampling barely changes it, whereas resampling the frame
+   first would blur it and bias depth towards the reference); the frame itself is
+   resampled with Lanczos-4 for the all-in-focus image; everything is cropped to the
+   rectangle valid in every frame. The reference frame is only cropped.
 
 Models: ``translation`` (2 parameters), ``similarity`` (scale, rotation, translation:
 affine ECC projected onto a similarity), ``auto`` (similarity, applied only when some
@@ -24,11 +27,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, List, Optional
+from typing import Iterable, List, Optional
 
 import numpy as np
 
-__all__ = ["ALIGN_MODES", "Alignment", "estimate_alignment", "apply_alignment", "require_cv2"]
+__all__ = ["ALIGN_MODES", "Alignment", "estimate_alignment", "Warper", "require_cv2"]
 
 ALIGN_MODES = ("none", "translation", "similarity", "auto")
 
@@ -255,28 +258,6 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
     return Alignment(mode, int(r), [M[:2] for M in Ms], crop, applied, motion_px, note, (H, W), per_frame)
 
 
-def apply_alignment(frames: Iterable[np.ndarray], al: Alignment):
-    """Warp each frame onto the reference and crop to the common valid region (pass 2)."""
-    y0, y1, x0, x1 = al.crop
-    if not al.applied:
-        for f in frames:
-            yield f
-        return
-    cv2 = require_cv2()
-    H, W = al.shape
-    for k, f in enumerate(frames):
-        if k == al.reference:
-            yield np.ascontiguousarray(f[y0:y1, x0:x1])
-            continue
-        M = al.matrices[k].astype(np.float64)
-        src = f if f.dtype != np.float64 else f.astype(np.float32)
-        w = cv2.warpAffine(src, M, (W, H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                           borderMode=cv2.BORDER_REFLECT101)
-        if w.ndim == 2 and f.ndim == 3:
-            w = w[:, :, None]
-        yield np.ascontiguousarray(w[y0:y1, x0:x1]).astype(f.dtype, copy=False)
-
-
 class Warper:
     """Moves per-frame images onto the reference grid, cropped (pass 2 of the core loop).
 
@@ -317,12 +298,3 @@ class Warper:
 
     def image(self, img, k):
         return np.ascontiguousarray(self._warp(img, k, self.cv2.INTER_LANCZOS4))
-
-
-def align_frames(source: Callable[[], Iterable[np.ndarray]], mode="similarity", reference="middle", **kw):
-    """Both passes: ``source()`` must give a fresh iterator over the stack each call.
-
-    Returns ``(alignment, frames)`` where ``frames`` is a generator of aligned frames.
-    """
-    al = estimate_alignment(source(), mode, reference, **kw)
-    return al, apply_alignment(source(), al)

@@ -38,6 +38,7 @@ from .kernels import JIT, pad_reflect, reflect_index
 __all__ = ["MEASURES", "focus_measure", "FocusMeasure", "luminance", "check_window"]
 
 MEASURES = ("sml", "lape", "lapv", "lapd", "teng", "tenv", "glva", "wavs")
+_VARIANCE = ("lapv", "tenv", "glva")  # measures whose window statistic is a variance
 
 #: Rec. 601 luma weights (the weights of OpenCV's and MATLAB's rgb2gray).
 LUMA = (0.299, 0.587, 0.114)
@@ -325,37 +326,35 @@ class FocusMeasure:
         p = self.pad
         return self._P[p:-p, p:-p]
 
-    def __call__(self, frame: np.ndarray, out: np.ndarray) -> np.ndarray:
-        p, r, P, q = self.pad, self.window // 2, self._P, self._q
+    def pointwise(self, frame: np.ndarray) -> np.ndarray:
+        """Per-pixel quantity ``q`` of a frame, before the window (float32 (H, W), a buffer)."""
+        p, P, q = self.pad, self._P, self._q
         f3 = frame[:, :, None] if frame.ndim == 2 else frame
         _luma_into(f3, value_scale(frame.dtype), P[p:-p, p:-p])
         pad_reflect(P, p)
         m = self.measure
-        area = 1.0 / (self.window * self.window)
         if m == "sml":
             _q_sml(P, p, self.step, np.float32(self.threshold), q)
-            box_sum(q, r, np.float32(1.0), out)
-        elif m == "lape":
-            _q_lap(P, p, True, q)
-            box_sum(q, r, np.float32(area), out)
-        elif m == "lapv":
-            _q_lap(P, p, False, q)
-            box_var(q, r, out)
+        elif m in ("lape", "lapv"):
+            _q_lap(P, p, m == "lape", q)
         elif m == "lapd":
             _q_lapd(P, p, q)
-            box_sum(q, r, np.float32(area), out)
-        elif m == "teng":
-            _q_sobel(P, p, False, q)
-            box_sum(q, r, np.float32(area), out)
-        elif m == "tenv":
-            _q_sobel(P, p, True, q)
-            box_var(q, r, out)
+        elif m in ("teng", "tenv"):
+            _q_sobel(P, p, m == "tenv", q)
         elif m == "glva":
             _q_copy(P, p, q)
-            box_var(q, r, out)
         else:  # wavs
             _q_haar(P, p, q)
-            box_sum(q, r, np.float32(area), out)
+        return q
+
+    def __call__(self, frame: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Focus measure of ``frame`` written into ``out`` (float32 (H, W))."""
+        q = self.pointwise(frame)
+        r = self.window // 2
+        if self.measure in _VARIANCE:
+            box_var(q, r, out)
+        else:  # sml is Nayar's window sum, the others a window mean
+            box_sum(q, r, np.float32(1.0 if self.measure == "sml" else 1.0 / (self.window * self.window)), out)
         return out
 
 

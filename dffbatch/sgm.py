@@ -51,6 +51,10 @@ def _step(C, prev, cur, P1, P2):
 
 @njit(**JIT)
 def _aggregate_rows(C, guide, P1, P2, S):
+    """Add the left-to-right and right-to-left path costs of every row into ``S``.
+
+    Called on transposed views for the vertical paths.
+    """
     H, W, N = C.shape
     for y in prange(H):
         prev = np.empty(N, np.float32)
@@ -64,27 +68,6 @@ def _aggregate_rows(C, guide, P1, P2, S):
                 else:
                     xq = x - 1 if direction == 0 else x + 1
                     p2 = max(P1, P2 * math.exp(-abs(guide[y, x] - guide[y, xq]) / 0.05))
-                    _step(C[y, x], prev, cur, P1, np.float32(p2))
-                for d in range(N):
-                    S[y, x, d] += cur[d]
-                    prev[d] = cur[d]
-
-
-@njit(**JIT)
-def _aggregate_cols(C, guide, P1, P2, S):
-    H, W, N = C.shape
-    for x in prange(W):
-        prev = np.empty(N, np.float32)
-        cur = np.empty(N, np.float32)
-        for direction in range(2):
-            for i in range(H):
-                y = i if direction == 0 else H - 1 - i
-                if i == 0:
-                    for d in range(N):
-                        cur[d] = C[y, x, d]
-                else:
-                    yq = y - 1 if direction == 0 else y + 1
-                    p2 = max(P1, P2 * math.exp(-abs(guide[y, x] - guide[yq, x]) / 0.05))
                     _step(C[y, x], prev, cur, P1, np.float32(p2))
                 for d in range(N):
                     S[y, x, d] += cur[d]
@@ -151,7 +134,7 @@ def sgm(focus_volume, guide, p1=0.05, p2=0.5):
     S = np.zeros((H, W, N), np.float32)
     g = np.ascontiguousarray(guide, np.float32)
     _aggregate_rows(C, g, np.float32(p1), np.float32(p2), S)
-    _aggregate_cols(C, g, np.float32(p1), np.float32(p2), S)
+    _aggregate_rows(C.transpose(1, 0, 2), g.T, np.float32(p1), np.float32(p2), S.transpose(1, 0, 2))
     depth = np.empty((H, W), np.float32)
     conf = np.empty((H, W), np.float32)
     _pick(S, depth, conf)
