@@ -236,7 +236,9 @@ def test_signals_stop_cleanly_and_resume(tmp_path, sig, group):
     assert all(jobs[k].get("resumed") for k in done) and len(jobs) == 6
 
 
-def test_disk_full_fails_the_job_and_keeps_previous_files(tmp_path, monkeypatch):
+@pytest.mark.parametrize("err,text", [("ENOSPC", "No space left on device"), ("EROFS", "Read-only file system")])
+def test_write_failure_fails_the_job_and_keeps_previous_files(tmp_path, monkeypatch, err, text):
+    """Disk full, or a folder that turned read-only (simulated: root ignores permissions)."""
     import errno
     from dffbatch import write as W
     from dffbatch.jobs import make_job, run_job
@@ -262,11 +264,11 @@ def test_disk_full_fails_the_job_and_keeps_previous_files(tmp_path, monkeypatch)
 
         def write(self, data):
             self.fh.write(data[: len(data) // 2])  # half lands, then the disk is full
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(getattr(errno, err), text)
 
     monkeypatch.setattr(W.os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
     rec = run_job(job)
-    assert rec["status"] == "failed" and "No space left on device" in rec["error"]
+    assert rec["status"] == "failed" and text in rec["error"]
     after = {f.name: f.read_bytes() for f in (tmp_path / "run/p/data__a").iterdir()}
     assert after == before  # nothing truncated, no temporary left behind
 
