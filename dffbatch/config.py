@@ -39,7 +39,7 @@ _SECTIONS = {
     "datasets": None,
     "params": dict(DEFAULTS),
     "sweep": {"mode": "product"},
-    "outputs": {"plots": True, "mesh": False, "plot_grid": 64, "report": True},
+    "outputs": {"plots": True, "mesh": False, "plot_grid": 48, "report": True},
     "execution": {"workers": "auto", "threads_per_worker": "auto", "backend": "local",
                   "address": None, "retries": None, "max_jobs": 5000,
                   "max_pixels": 200_000_000},

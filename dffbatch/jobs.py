@@ -221,7 +221,7 @@ def run_job(job: dict) -> dict:
             title = job["stack"]
             o["depth_2d.png"] = atomic_bytes(os.path.join(out, "depth_2d.png"), depth_2d_png(res.depth, title))
             o["depth_3d.png"] = atomic_bytes(os.path.join(out, "depth_3d.png"),
-                                             depth_3d_png(res.depth, job["outputs"].get("plot_grid", 64), title))
+                                             depth_3d_png(res.depth, job["outputs"].get("plot_grid", 48), title))
             rec["timings"]["plots"] = round(time.perf_counter() - t0, 4)
         if al is not None and job["outputs"].get("plots", True):
             from .plots import alignment_png

@@ -18,7 +18,7 @@ def _plt():
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
     _plt().close(fig)
     return buf.getvalue()
 
@@ -30,7 +30,7 @@ _FIGS = {}
 
 def _png_keep(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
     return buf.getvalue()
 
 
@@ -63,7 +63,7 @@ def _grid(a, n):
     return a[::s, ::s], s
 
 
-def depth_3d_png(depth, grid=64, title="", unit="frame") -> bytes:
+def depth_3d_png(depth, grid=48, title="", unit="frame") -> bytes:
     """Surface plot, downsampled to about ``grid`` points a side (plotting stays cheap)."""
     plt = _plt()
     d, s = _grid(depth, grid)
