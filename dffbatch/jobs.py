@@ -42,18 +42,22 @@ def estimate_memory(files, params, multipage=False) -> int:
 
     Frames in flight (the one measured, the one prefetched, decoder scratch), about 13
     float32 H x W planes (luminance, measure, state, depth, confidence, filter), the
-    composite (1 frame for ``select``, 3 for ``interpolate``), plus 200 MB for the
-    interpreter, Numba and matplotlib. Unreadable headers count as 0 (the job will fail
-    with its own message).
+    composite (1 frame for ``select``, 3 for ``interpolate``, two float64 pyramids for
+    ``pyramid``), SGM's focus volume (8 bytes x H x W x frames), plus 200 MB for the
+    interpreter, Numba and matplotlib. Unreadable headers count as 200 MB (the job will
+    fail with its own message).
     """
     from .read import image_size
     try:
-        w, h, _ = image_size(files[0])
+        w, h, pages = image_size(files[0])
     except Exception:  # noqa: BLE001
         return 200 << 20
     frame = w * h * (8 if files[0].lower().endswith((".tif", ".tiff")) else 3)
-    composite = 3 if params.get("composite") == "interpolate" else 1
-    return int(frame * (4 + composite) + w * h * 4 * 13 + (200 << 20))
+    comp = params.get("composite")
+    composite = {"interpolate": 3 * frame, "pyramid": 2 * 1.34 * w * h * 3 * 8}.get(comp, frame)
+    n = pages if multipage else len(files)
+    volume = 8 * w * h * n if params.get("refine") == "sgm" else 0
+    return int(4 * frame + composite + w * h * 4 * 13 + volume + (200 << 20))
 
 
 def make_job(stack, params, sweep, run_dir, outputs, max_pixels=None) -> dict:

@@ -198,8 +198,10 @@ def _execute(cfg, config_path, jobs, run_dir, force, progress, out):
     log.info("run %s: %d jobs, %d already done, %d to do", cfg["run"]["name"], len(jobs), len(records), len(todo))
     print(f"dffbatch: {len(jobs)} jobs ({len(jobs) - len(todo)} already done) -> {run_dir}", file=out)
 
-    kinds = {(j["files"][0], j["params"]["composite"], j["multipage"]) for j in todo if j["files"]}
-    job_memory = max((estimate_memory([f], {"composite": c}, m) for f, c, m in kinds), default=0)
+    kinds = {(tuple(j["files"]), j["params"]["composite"], j["params"]["refine"], j["multipage"])
+             for j in todo if j["files"]}
+    job_memory = max((estimate_memory(list(f), {"composite": c, "refine": r}, m) for f, c, r, m in kinds),
+                     default=0)
     manifest["job_memory_estimate_mb"] = round(job_memory / 2 ** 20)
     backend = make_backend(cfg["execution"], max(1, len(todo)), job_memory)
     print(f"dffbatch: backend {backend.name}, {backend.workers} workers x {backend.threads} Numba threads",
