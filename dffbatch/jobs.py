@@ -16,7 +16,7 @@ import traceback
 
 import numpy as np
 
-from .core import depth_from_focus
+from .core import STRENGTH_DEFAULT, depth_from_focus
 from .read import FrameError, iter_frames
 
 __all__ = ["make_job", "run_job", "input_fingerprint", "OUTPUT_VERSION"]
@@ -62,7 +62,12 @@ def estimate_memory(files, params, multipage=False) -> int:
 
 def make_job(stack, params, sweep, run_dir, outputs, max_pixels=None) -> dict:
     fp = input_fingerprint(stack.files)
-    key_src = json.dumps({"v": OUTPUT_VERSION, "params": params, "inputs": fp,
+    # the key holds the parameters as they will run: a default that changes between
+    # versions (refine_strength: null) makes a different job, not a stale resume
+    effective = dict(params)
+    if effective.get("refine_strength") is None:
+        effective["refine_strength"] = STRENGTH_DEFAULT.get(effective.get("refine"))
+    key_src = json.dumps({"v": OUTPUT_VERSION, "params": effective, "inputs": fp,
                           "positions": stack.positions, "outputs": outputs}, sort_keys=True, default=str)
     return {
         "id": f"{sweep}/{stack.id}",

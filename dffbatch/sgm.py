@@ -13,6 +13,10 @@ min_k L(q, k) + P2') - min_k L(q, k)`` with ``q`` the previous pixel on the path
 all-in-focus luminance ``I``, so depth may jump where the image does. Depth is the
 arg-min of the summed paths refined by a parabola; confidence is the uniqueness of
 that minimum, ``(S2 - S1) / S2`` with ``S2`` the best cost two or more frames away.
+
+In ``depth_from_focus`` the result then goes through the same confidence-weighted
+joint bilateral filter as ``refine: bilateral`` (which updates the confidence again)
+and the median filter.
 """
 from __future__ import annotations
 

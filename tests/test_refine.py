@@ -72,28 +72,40 @@ def test_pyramid_round_trip_is_exact_with_one_frame():
 
 @pytest.fixture(scope="module")
 def scenes():
-    return {name: render_stack(shape, tex, (160, 160), 10, noise=noise, seed=7)
-            for name, (shape, tex, noise) in {"step-lowtex": ("step", "lowtex", 0.02),
-                                              "step-checker": ("step", "checker", 0.0),
-                                              "terrain": ("terrain", "noise", 0.02)}.items()}
+    """The refinement suite's scene types, small: each clean and noisy."""
+    return {(name, noise): render_stack(shape, tex, (160, 160), 10, noise=noise, seed=7)
+            for name, (shape, tex) in {"step-lowtex": ("step", "lowtex"), "step-checker": ("step", "checker"),
+                                       "terrain": ("terrain", "noise")}.items()
+            for noise in (0.0, 0.02)}
+
+
+def _mean_rmse(scenes, name, **kw):
+    """Mean depth RMSE over the clean and the noisy rendering of a scene (the issue's measure)."""
+    return np.mean([depth_metrics(depth_from_focus(scenes[name, n][0], **kw).depth, scenes[name, n][1])["rmse"]
+                    for n in (0.0, 0.02)])
 
 
 def test_bilateral_beats_median_on_occlusion_and_low_texture(scenes):
-    # the issue's target is -25%; the textured occlusion scene reaches about -17..-23%
-    # (the focus measure's window straddles the edge: confident but wrong pixels)
-    for name, factor in (("step-lowtex", 0.75), ("step-checker", 0.85)):
-        frames, g, _, _ = scenes[name]
-        med = depth_metrics(depth_from_focus(frames, refine="median").depth, g)["rmse"]
-        bil = depth_metrics(depth_from_focus(frames, refine="bilateral").depth, g)["rmse"]
-        assert bil <= factor * med, (name, bil, med)
-    frames, g, _, _ = scenes["terrain"]
-    med = depth_metrics(depth_from_focus(frames, refine="median").depth, g)["rmse"]
-    bil = depth_metrics(depth_from_focus(frames, refine="bilateral").depth, g)["rmse"]
+    for name in ("step-lowtex", "step-checker"):
+        med, bil = _mean_rmse(scenes, name, refine="median"), _mean_rmse(scenes, name, refine="bilateral")
+        assert bil <= 0.75 * med, (name, bil, med)
+    med, bil = _mean_rmse(scenes, "terrain", refine="median"), _mean_rmse(scenes, "terrain", refine="bilateral")
     assert bil <= 1.05 * med
 
 
+def test_sgm_beats_bilateral_on_the_occlusion_step():
+    # 12 frames as in the refinement suite; at 10 frames of 160 x 160 SGM is within 3%
+    # of the bilateral filter, not always below it (see the issue 6 note)
+    for noise in (0.0, 0.02):
+        frames, g, _, _ = render_stack("step", "checker", (192, 192), 12, noise=noise, seed=5)
+        bil = min(depth_metrics(depth_from_focus(frames, refine="bilateral", window=w).depth, g)["rmse"]
+                  for w in (3, 9))
+        glob = depth_metrics(depth_from_focus(frames, refine="sgm", window=3).depth, g)["rmse"]
+        assert glob < bil, (noise, glob, bil)
+
+
 def test_pyramid_fusion_gains_on_low_texture_occlusion(scenes):
-    frames, _, af, _ = scenes["step-lowtex"]
+    frames, _, af, _ = scenes["step-lowtex", 0.02]
     sel = psnr(depth_from_focus(frames).allfocus, af)
     pyr = psnr(depth_from_focus(frames, composite="pyramid").allfocus, af)
     assert pyr > sel + 1.0, (pyr, sel)
