@@ -188,8 +188,9 @@ def run_job(job: dict) -> dict:
             return stream
 
         if not job["multipage"]:
+            from .align import ESTIMATE_SIDE
             from .read import iter_previews
-            source.preview = lambda: iter_previews(files)
+            source.preview = lambda: iter_previews(files, ESTIMATE_SIDE)
         res = depth_from_focus(source, positions=positions, **job["params"])
         al = res.alignment
         if al is not None:

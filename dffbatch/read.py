@@ -148,16 +148,19 @@ def read_frame(path, hashes=None, notes=None, max_pixels=None) -> np.ndarray:
     return _normalise(np.asarray(arr), path, notes)
 
 
-def iter_previews(files, reduce=2):
-    """``(scale, (H, W), iterator)`` over the frames decoded at about 1/``reduce`` size.
+def iter_previews(files, side=320):
+    """``(scale, (H, W), iterator)`` over the frames decoded at reduced size.
 
-    JPEGs use the decoder's DCT scaling (several times faster than a full decode);
-    other formats are decoded fully and returned at full size (scale 1).
+    JPEGs use the decoder's DCT scaling (1/2, 1/4 or 1/8: several times faster than a
+    full decode), the largest reduction that keeps at least ``side`` pixels on the long
+    side (alignment estimates on images of about that size); other formats are decoded
+    fully and returned at full size (scale 1).
     """
     from PIL import Image
     first = files[0]
     w, h, _ = image_size(first)
     jpeg = all(f.lower().endswith((".jpg", ".jpeg")) for f in files)
+    reduce = max([r for r in (1, 2, 4, 8) if max(w, h) // r >= side] or [1])
     if not jpeg or reduce <= 1:
         return 1.0, (h, w), (read_frame(f) for f in files)
 

@@ -8,6 +8,7 @@ import pytest
 from conftest import ROOT, seed_path
 from dffbatch import depth_from_focus, focus_measure
 from dffbatch.metrics import depth_metrics
+from dffbatch.align import ESTIMATE_SIDE
 from dffbatch.read import iter_previews, read_frame
 from dffbatch.synth import render_stack
 
@@ -64,7 +65,7 @@ def test_real_phone_stacks(name):
 
     def src():
         return (read_frame(f) for f in files)
-    src.preview = lambda: iter_previews(files)
+    src.preview = lambda: iter_previews(files, ESTIMATE_SIDE)
     # composite "select": with "interpolate" (the default) both images blend two frames
     # and the aligned one is as sharp within 0.2% (balls 3.624 vs 3.629)
     a = depth_from_focus(src, composite="select")
