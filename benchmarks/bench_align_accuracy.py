@@ -22,10 +22,11 @@ def main():
     ap.add_argument("--frames", type=int, default=12)
     a = ap.parse_args()
     from dffbatch import depth_from_focus
+    from dffbatch.align import ESTIMATE_SIDE
     from dffbatch.metrics import depth_metrics
     from dffbatch.synth import render_stack
     size = (a.size, a.size)
-    print(f"{a.size}x{a.size}, {a.frames} frames, align=similarity (estimation side {a.size} -> default)")
+    print(f"{a.size}x{a.size}, {a.frames} frames, align=similarity (registration at {min(a.size, ESTIMATE_SIDE)} px)")
     worst = [0.0, 0.0, 0.0]
     for shape in ("slant", "cone", "terrain", "sinusoid"):
         f0, g0, _, _ = render_stack(shape, "noise", size, a.frames, seed=5)
