@@ -217,13 +217,12 @@ def run_job(job: dict) -> dict:
             o["depth_units.tif"] = write_tiff(os.path.join(out, "depth_units.tif"), res.depth_units)
         af = res.allfocus
         o["allfocus.tif"] = write_tiff(os.path.join(out, "allfocus.tif"), af)
-        if af.dtype == np.uint8 or (af.dtype == np.uint16 and af.ndim == 2):
+        if af.dtype in (np.uint8, np.uint16):  # PNG keeps 8 and 16 bits, grey or colour
             o["allfocus.png"] = write_png(os.path.join(out, "allfocus.png"), af)
-        else:  # PNG cannot carry this type losslessly here: an 8-bit preview, the TIFF keeps the data
-            prev = (af >> 8).astype(np.uint8) if af.dtype == np.uint16 else \
-                np.clip(af / max(float(af.max()), 1e-12) * 255, 0, 255).astype(np.uint8)
+        else:  # float data: an 8-bit preview, the TIFF keeps the values
+            prev = np.clip(af / max(float(af.max()), 1e-12) * 255, 0, 255).astype(np.uint8)
             o["allfocus.png"] = write_png(os.path.join(out, "allfocus.png"), prev)
-            rec["notes"].append("allfocus.png is an 8-bit preview; allfocus.tif keeps the input bit depth")
+            rec["notes"].append("allfocus.png is an 8-bit preview of float data; allfocus.tif keeps the values")
         rec["timings"]["write"] = round(time.perf_counter() - t0, 4)
 
         if job["outputs"].get("plots", True):
@@ -231,7 +230,8 @@ def run_job(job: dict) -> dict:
             title = job["stack"]
             o["depth_2d.png"] = atomic_bytes(os.path.join(out, "depth_2d.png"), depth_2d_png(res.depth, title))
             o["depth_3d.png"] = atomic_bytes(os.path.join(out, "depth_3d.png"),
-                                             depth_3d_png(res.depth, job["outputs"].get("plot_grid", 48), title))
+                                             depth_3d_png(res.depth, job["outputs"].get("plot_grid", 48), title,
+                                                          zrange=(0, res.n_frames - 1)))
             rec["timings"]["plots"] = round(time.perf_counter() - t0, 4)
         if al is not None and job["outputs"].get("plots", True):
             from .plots import alignment_png

@@ -1,0 +1,58 @@
+"""Output encoders: the PNG writer against Pillow/OpenCV decoders, blitted plots against full draws."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dffbatch import plots
+from dffbatch.write import png_bytes
+
+
+@pytest.mark.parametrize("shape,dtype", [((5, 7), np.uint8), ((5, 7, 3), np.uint8), ((5, 7, 4), np.uint8),
+                                         ((6, 3), np.uint16), ((1, 1), np.uint8), ((1, 9), np.uint16),
+                                         ((64, 33, 3), np.uint8)])
+def test_png_round_trips_through_pillow(shape, dtype):
+    rng = np.random.default_rng(sum(shape))
+    a = rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype, endpoint=True)
+    back = np.asarray(Image.open(io.BytesIO(png_bytes(a))))
+    np.testing.assert_array_equal(back, a)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16bit_colour_png_round_trips_through_opencv(channels):
+    cv2 = pytest.importorskip("cv2", reason="Pillow reads 16-bit colour PNGs as 8-bit; OpenCV reads them whole")
+    a = np.random.default_rng(channels).integers(0, 65535, (9, 11, channels), dtype=np.uint16, endpoint=True)
+    back = cv2.imdecode(np.frombuffer(png_bytes(a), np.uint8), cv2.IMREAD_UNCHANGED)
+    back = back[:, :, [2, 1, 0, 3][:channels]]  # OpenCV gives BGR(A)
+    np.testing.assert_array_equal(back, a)
+
+
+def test_png_refuses_what_it_cannot_hold():
+    with pytest.raises(TypeError, match="uint8 or uint16"):
+        png_bytes(np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        png_bytes(np.zeros((4, 4, 2), np.uint8))
+
+
+def _full_draw(fig):
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy()
+
+
+@pytest.mark.parametrize("kind", ["2d", "3d"])
+def test_blitted_plot_equals_a_full_draw(kind):
+    """The cached background + redrawn data must be the picture a full redraw gives."""
+    rng = np.random.default_rng(3)
+    first = rng.random((60, 80)).astype(np.float32) * 9
+    second = np.cumsum(rng.random((60, 80)), axis=1).astype(np.float32) / 10
+    if kind == "2d":
+        plots.depth_2d_png(first, "first")
+        got = np.asarray(Image.open(io.BytesIO(plots.depth_2d_png(second, "second title"))))
+    else:
+        plots.depth_3d_png(first, 16, "first", zrange=(0, 9))
+        got = np.asarray(Image.open(io.BytesIO(plots.depth_3d_png(second, 16, "second title", zrange=(0, 9)))))
+    fig = next(v[0] for k, v in plots._FIGS.items() if k[0] == kind and k[2:4] == (60, 80))
+    want = _full_draw(fig)
+    np.testing.assert_array_equal(got, want)
+    assert (got != 255).any(axis=2).sum() > 0.2 * got.shape[0] * got.shape[1]  # not blank
