@@ -313,8 +313,7 @@ class Warper:
         if k == self.al.reference:
             return np.ascontiguousarray(img[y0:y1, x0:x1])
         h, w = self.out_shape
-        src = img.astype(np.float32) if img.dtype == np.float64 else img
-        out = cv2.warpAffine(src, self._M[k], (w, h), dst=dst, flags=flag | cv2.WARP_INVERSE_MAP,
+        out = cv2.warpAffine(img, self._M[k], (w, h), dst=dst, flags=flag | cv2.WARP_INVERSE_MAP,
                              borderMode=cv2.BORDER_REFLECT101)
         if out.ndim == 2 and img.ndim == 3:
             out = out[:, :, None]

@@ -101,3 +101,18 @@ def test_runner_records_alignment(tmp_path):
     assert by["similarity"]["alignment"]["applied"] is True
     assert by["similarity"]["shape"][:2] != [256, 256]  # cropped
     assert "alignment.png" in by["similarity"]["outputs"]
+
+
+def test_aligned_all_in_focus_keeps_exact_input_values():
+    """Colour frames are sampled at the nearest pixel, not interpolated: with whole-pixel
+    shifts the all-in-focus image is the input, value for value."""
+    from scipy import ndimage as ndi
+    rng = np.random.default_rng(4)
+    base = ndi.gaussian_filter(rng.random((96, 128, 3)), (1.5, 1.5, 0))
+    base = (base / base.max() * 255).astype(np.uint8)
+    shifts = [(0, 0), (1, 2), (2, 3), (3, 3), (3, 5)]
+    frames = [np.roll(base, s, axis=(0, 1)) for s in shifts]
+    r = depth_from_focus(frames, align="translation", composite="select")
+    ref = frames[r.alignment.reference]
+    y0, y1, x0, x1 = r.alignment.crop
+    np.testing.assert_array_equal(r.allfocus, ref[y0:y1, x0:x1])
