@@ -86,6 +86,7 @@ def write_report(run_dir, manifest, records):
 <style>body{{font-family:sans-serif;margin:1.5em;color:#222}} table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}} img{{width:220px;margin:2px;border:1px solid #ddd}}
 .card{{display:inline-block;vertical-align:top;margin:6px;padding:6px;border:1px solid #ddd}}
+.row{{white-space:nowrap;overflow-x:auto}} .row .card{{white-space:normal}}
 .bad{{color:#b00}} .small{{font-size:12px;color:#555}}</style></head><body>
 <h1>dffbatch run <code>{_e(manifest['run'])}</code></h1>
 <p class="small">started {_e(manifest.get('started'))} &middot; finished {_e(manifest.get('finished'))} &middot;
@@ -100,15 +101,25 @@ dffbatch {_e(manifest['versions'].get('dffbatch'))} &middot; {_e(len(ok))} ok, {
     if ranking:
         parts.append(_ranking_html(run_dir, ranking, records))
     parts.append("<h2>Results</h2>")
+    # one row per stack, its sweep points side by side (e.g. aligned next to unaligned)
+    by_stack = defaultdict(list)
     for r in ok:
-        sweep, _, stack = r["id"].partition("/")
-        base = f"{sweep}/{stack}"
-        m = r.get("metrics", {})
-        mtxt = " &middot; ".join(f"{k} {_e(_fmt(m[k]))}" for k in ("rmse", "aif_psnr") if k in m)
-        imgs = "".join(_img(f"{base}/{f}", f) for f in ("allfocus.png", "depth_2d.png", "depth_3d.png", "alignment.png")
-                       if f in r.get("outputs", {}))
-        parts.append(f"<div class='card'><b>{_e(stack)}</b><br><span class='small'>{_e(sweep)} &middot; "
-                     f"{_e(r.get('n_frames'))} frames {mtxt}</span><br>{imgs}</div>")
+        by_stack[r["id"].partition("/")[2]].append(r)
+    for stack, rs in by_stack.items():
+        parts.append("<div class='row'>" + (f"<h3>{_e(stack)}</h3>" if len(rs) > 1 else ""))
+        for r in rs:
+            sweep = r["id"].partition("/")[0]
+            base = f"{sweep}/{stack}"
+            m = r.get("metrics", {})
+            mtxt = " &middot; ".join(f"{k} {_e(_fmt(m[k]))}" for k in ("rmse", "aif_psnr") if k in m)
+            what = ", ".join(f"{k} {_e(r['params'].get(k))}" for k in ("align", "refine", "composite")
+                             if len(rs) > 1 and r["params"].get(k) not in (None, "none"))
+            imgs = "".join(_img(f"{base}/{f}", f) for f in ("allfocus.png", "depth_2d.png", "depth_3d.png",
+                                                             "alignment.png") if f in r.get("outputs", {}))
+            parts.append(f"<div class='card'><b>{_e(stack)}</b><br><span class='small'>{_e(sweep)} &middot; "
+                         f"{_e(r.get('n_frames'))} frames {mtxt}{' &middot; ' + what if what else ''}</span>"
+                         f"<br>{imgs}</div>")
+        parts.append("</div>")
     parts.append("<h2>Jobs</h2><table><tr><th>job</th><th>status</th><th>frames</th><th>rmse</th>"
                  "<th>AiF PSNR</th><th>time (s)</th></tr>")
     for r in records:

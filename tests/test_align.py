@@ -101,6 +101,11 @@ def test_runner_records_alignment(tmp_path):
     assert by["similarity"]["alignment"]["applied"] is True
     assert by["similarity"]["shape"][:2] != [256, 256]  # cropped
     assert "alignment.png" in by["similarity"]["outputs"]
+    # the report puts one stack's sweep points side by side, in one row
+    html = (tmp_path / "out/t/index.html").read_text()
+    row = html[html.index("<div class='row'>"):html.index("<h2>Jobs</h2>")]
+    assert all(r["id"].split("/")[0] in row for r in jobs.values())
+    assert row.count("<div class='card'>") == 2 and "align similarity" in row
 
 
 def test_aligned_all_in_focus_keeps_exact_input_values():
