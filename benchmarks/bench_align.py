@@ -3,7 +3,7 @@
     python benchmarks/bench_align.py
 
 On balls/25 and keyboard/32 (1280x720 JPEG) and focus_stack stack 2 (1080x1080 JPEG),
-without and with ``align="similarity"``, best of 3, 2 Numba threads:
+without and with ``align="similarity"``, alternated, median of 7, 2 Numba threads:
 
 * the batch runner's job (``run_job``: decode, compute, write the outputs, plots; the
   aligned job also draws alignment.png) -- the job time the issue's target refers to;
@@ -14,6 +14,9 @@ import os
 import sys
 import time
 
+import numpy as np
+
+REPEATS = 7
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "seed")
 
@@ -41,17 +44,21 @@ def main():
             return (read_frame(f) for f in files)
         src.preview = lambda: iter_previews(files, ESTIMATE_SIDE)
         depth_from_focus(src, align="similarity")  # compile, page cache
-        t0 = min(_t(lambda: depth_from_focus(src)) for _ in range(3))
-        best = None
-        for _ in range(3):
+        t_none, t_al = [], []
+        for _ in range(REPEATS):
+            t_none.append(_t(lambda: depth_from_focus(src)))
             t = time.perf_counter()
             r = depth_from_focus(src, align="similarity")
-            dt = time.perf_counter() - t
-            best = min(best or dt, dt)
+            t_al.append(time.perf_counter() - t)
+        t0, best = float(np.median(t_none)), float(np.median(t_al))
         n = len(files)
         jobs = [_job(files, align, tmp) for align in ("none", "similarity")]
         run_job(jobs[1])
-        j0, j1 = (min(run_job(j)["timings"]["total"] for _ in range(3)) for j in jobs)
+        times = [[], []]
+        for _ in range(REPEATS):  # alternated, so that machine noise hits both alike
+            for i, j in enumerate(jobs):
+                times[i].append(run_job(j)["timings"]["total"])
+        j0, j1 = (float(np.median(t)) for t in times)
         print(f"{name}: {n} frames\n"
               f"  job (runner):      unaligned {j0 / n * 1e3:5.1f} ms/frame, aligned {j1 / n * 1e3:5.1f} ms/frame: "
               f"{(j1 - j0) / j0 * 100:+.0f}% of the unaligned job time\n"

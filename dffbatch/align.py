@@ -291,8 +291,11 @@ class Warper:
     image keeps the input's exact values and its sharpness. Interpolating the colour
     frames softened it instead -- on balls/25 and keyboard/32 with ``select``, mean
     SML of the all-in-focus image against no alignment: bilinear -16%, bicubic -1..-2%,
-    Lanczos-4 +0.8..+1.5% at 25 ms a frame, nearest +4..+5% at 1.5 ms. The reference
-    frame is only cropped.
+    Lanczos-4 +0.8..+1.5% at 25 ms a frame, nearest +4..+5% at 1.5 ms. The ``select``
+    and ``interpolate`` compositors do not even need the whole warped frame: they take
+    :meth:`matrix` and sample the native frame at the pixels it contributes
+    (:func:`dffbatch.composite.update_select_warped`); ``image`` serves pyramid fusion.
+    The reference frame is only cropped.
     """
 
     def __init__(self, al: Alignment):
@@ -318,6 +321,10 @@ class Warper:
         if out.ndim == 2 and img.ndim == 3:
             out = out[:, :, None]
         return out.astype(img.dtype, copy=False)
+
+    def matrix(self, k):
+        """2x3 float64: output (cropped reference) pixel (x, y, 1) -> frame ``k`` pixel."""
+        return self._M[k]
 
     def measure(self, f, k, out):
         if k == self.al.reference:

@@ -59,6 +59,52 @@ def update_neighbours(frame, prev, best, k, below, at, above):
                     above[y, x, c] = frame[y, x, c]
 
 
+@njit(cache=True, inline="always")
+def _nearest(M, x, y, Hf, Wf):
+    """Index of the frame pixel nearest to ``M @ (x, y, 1)``, clamped to the frame."""
+    sx = M[0, 0] * x + M[0, 1] * y + M[0, 2]
+    sy = M[1, 0] * x + M[1, 1] * y + M[1, 2]
+    ix = min(max(int(math.floor(sx + 0.5)), 0), Wf - 1)
+    iy = min(max(int(math.floor(sy + 0.5)), 0), Hf - 1)
+    return iy, ix
+
+
+@njit(**JIT)
+def update_select_warped(frame, M, best, k, out):
+    """:func:`update_select` for a frame not on the output grid (alignment): output pixel
+    (y, x) takes the frame pixel nearest to ``M @ (x, y, 1)``, only where it is needed."""
+    H, W, C = out.shape
+    Hf, Wf = frame.shape[0], frame.shape[1]
+    kk = np.int32(k)
+    for y in prange(H):
+        for x in range(W):
+            if best[y, x] == kk:
+                iy, ix = _nearest(M, x, y, Hf, Wf)
+                for c in range(C):
+                    out[y, x, c] = frame[iy, ix, c]
+
+
+@njit(**JIT)
+def update_neighbours_warped(frame, M, prev, Mp, best, k, below, at, above):
+    """:func:`update_neighbours` for frames not on the output grid (see
+    :func:`update_select_warped`); ``prev`` is frame k-1 with its own matrix ``Mp``."""
+    H, W, C = at.shape
+    Hf, Wf = frame.shape[0], frame.shape[1]
+    for y in prange(H):
+        for x in range(W):
+            b = best[y, x]
+            if b == k:
+                iy, ix = _nearest(M, x, y, Hf, Wf)
+                jy, jx = _nearest(Mp, x, y, Hf, Wf)
+                for c in range(C):
+                    at[y, x, c] = frame[iy, ix, c]
+                    below[y, x, c] = prev[jy, jx, c]
+            elif b == k - 1:
+                iy, ix = _nearest(M, x, y, Hf, Wf)
+                for c in range(C):
+                    above[y, x, c] = frame[iy, ix, c]
+
+
 @njit(**JIT)
 def blend(depth, best, below, at, above, is_int, out):
     """Linear blend between the frames around ``depth`` (see module docstring)."""
@@ -92,13 +138,25 @@ class Compositor:
             self.below = np.zeros(shape_hwc, self.dtype)
             self.above = np.zeros(shape_hwc, self.dtype)
 
-    def update(self, frame3, prev3, best, k):
-        """Fold frame ``k`` (as (H, W, C)); ``best`` is the depth state after frame k."""
-        if self.mode == "select":
-            update_select(frame3, best, k, self.at)
+    def update(self, frame3, prev3, best, k, M=None, M_prev=None):
+        """Fold frame ``k`` (as (H, W, C)); ``best`` is the depth state after frame k.
+
+        With ``M`` (alignment), the frames are on their own grids and 2x3 matrices map
+        output pixels to frame pixels (``M_prev`` for ``prev3``): each output pixel
+        takes the nearest frame pixel, sampled only where this frame contributes.
+        """
+        if M is None:
+            if self.mode == "select":
+                update_select(frame3, best, k, self.at)
+            else:
+                update_neighbours(frame3, frame3 if prev3 is None else prev3, best, k,
+                                  self.below, self.at, self.above)
+        elif self.mode == "select":
+            update_select_warped(frame3, M, best, k, self.at)
         else:
-            update_neighbours(frame3, frame3 if prev3 is None else prev3, best, k,
-                              self.below, self.at, self.above)
+            if prev3 is None:
+                prev3, M_prev = frame3, M
+            update_neighbours_warped(frame3, M, prev3, M_prev, best, k, self.below, self.at, self.above)
 
     def finish(self, depth, best):
         """The all-in-focus image, (H, W, C), input dtype."""

@@ -241,6 +241,7 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
     stream = _prefetch(frames, prefetch) if prefetch > 0 else iter(frames)
     ref = fm = state = comp = None
     f_cur = f_prev = prev3 = None
+    M_cur = M_prev = None  # with alignment: output pixel -> frame pixel, for the compositor
     volume = [] if refine == "sgm" else None
     k = 0
     t = time.perf_counter()
@@ -265,14 +266,18 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
             # the reference grid: resampling the frame first would blur it and bias depth
             fm(frame, f_full)
             alignment_warp.measure(f_full, k, f_cur)
-            frame = alignment_warp.image(frame, k)
+            if composite == "pyramid":  # fusion needs whole frames on the output grid
+                frame = alignment_warp.image(frame, k)
+            else:  # the compositor samples the native frame where it needs it
+                M_cur = alignment_warp.matrix(k)
         frame3 = frame[:, :, None] if frame.ndim == 2 else frame
         if comp is None:
+            shape3 = (H, W, frame3.shape[2])
             if composite == "pyramid":
                 from .fusion import PyramidFusion
-                comp = PyramidFusion(frame3.shape, frame.dtype)
+                comp = PyramidFusion(shape3, frame.dtype)
             else:
-                comp = Compositor(frame3.shape, frame.dtype, composite)
+                comp = Compositor(shape3, frame.dtype, composite)
         if volume is not None:
             _check_volume_memory(f_cur.shape, k + 1)
             volume.append(f_cur.copy())
@@ -282,13 +287,14 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         if composite == "pyramid":
             comp.update(frame3, f_cur)
         else:
-            comp.update(frame3, prev3, state.best, k)
+            comp.update(frame3, prev3, state.best, k, M_cur, M_prev)
         t = time.perf_counter()
         timings["measure"] += t2 - t1
         timings["depth"] += t3 - t2
         timings["composite"] += t - t3
         f_cur, f_prev = f_prev, f_cur
         prev3 = frame3 if composite == "interpolate" else None
+        M_prev = M_cur
         k += 1
     timings["read"] += time.perf_counter() - t
     if k < 2:

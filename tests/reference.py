@@ -101,3 +101,15 @@ def median(img, size):
     P = np.pad(img, r, mode="reflect")
     win = np.lib.stride_tricks.sliding_window_view(P, (size, size))
     return np.median(win.reshape(*img.shape, -1), axis=-1)
+
+
+def nearest_sample(frame, M, shape):
+    """Frame (Hf, Wf, C) sampled at the pixel nearest to M @ (x, y, 1) for every output
+    pixel of ``shape`` (H, W); indices clamped to the frame."""
+    H, W = shape
+    y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+    sx = M[0, 0] * x + M[0, 1] * y + M[0, 2]
+    sy = M[1, 0] * x + M[1, 1] * y + M[1, 2]
+    ix = np.clip(np.floor(sx + 0.5).astype(int), 0, frame.shape[1] - 1)
+    iy = np.clip(np.floor(sy + 0.5).astype(int), 0, frame.shape[0] - 1)
+    return frame[iy, ix]

@@ -90,3 +90,28 @@ def test_depth_state_matches_volume_reference(N, H, W, interp, seed, kind):
 def test_median_matches_reference(H, W, size, seed):
     img = np.random.default_rng(seed).random((H, W)).astype(np.float32)
     np.testing.assert_array_equal(median_filter(img, size), ref.median(img, size).astype(np.float32))
+
+
+@given(st.integers(1, 9), st.integers(1, 11), st.integers(1, 4), st.sampled_from([1, 3, 4]),
+       st.integers(0, 2 ** 31 - 1))
+@settings(max_examples=40, deadline=None)
+def test_warped_composite_updates_match_reference(H, W, N, C, seed):
+    """Compositing native frames through a matrix = sampling them (nearest) first, then compositing."""
+    from dffbatch.composite import (update_neighbours, update_neighbours_warped, update_select,
+                                    update_select_warped)
+    rng = np.random.default_rng(seed)
+    frames = [rng.integers(0, 255, (H + 3, W + 2, C), dtype=np.uint8) for _ in range(N)]
+    Ms = [np.array([[1 + rng.normal(0, 0.05), rng.normal(0, 0.05), rng.uniform(-1, 3)],
+                    [rng.normal(0, 0.05), 1 + rng.normal(0, 0.05), rng.uniform(-1, 3)]]) for _ in range(N)]
+    best = rng.integers(0, N, (H, W)).astype(np.int32)
+    sampled = [ref.nearest_sample(f, M, (H, W)) for f, M in zip(frames, Ms)]
+    want = [np.zeros((H, W, C), np.uint8) for _ in range(4)]
+    got = [np.zeros((H, W, C), np.uint8) for _ in range(4)]
+    for k in range(N):
+        update_select(sampled[k], best, k, want[0])
+        update_select_warped(frames[k], Ms[k], best, k, got[0])
+        p = max(k - 1, 0)
+        update_neighbours(sampled[k], sampled[p], best, k, *want[1:])
+        update_neighbours_warped(frames[k], Ms[k], frames[p], Ms[p], best, k, *got[1:])
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
