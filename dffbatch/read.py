@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import queue
 import threading
@@ -152,15 +153,16 @@ def iter_previews(files, side=320):
     """``(scale, (H, W), iterator)`` over the frames decoded at reduced size.
 
     JPEGs use the decoder's DCT scaling (1/2, 1/4 or 1/8: several times faster than a
-    full decode), the largest reduction that keeps at least ``side`` pixels on the long
-    side (alignment estimates on images of about that size); other formats are decoded
+    full decode), the reduction that brings the long side nearest to ``side`` pixels
+    (alignment estimates on images of about that size); other formats are decoded
     fully and returned at full size (scale 1).
     """
     from PIL import Image
     first = files[0]
     w, h, _ = image_size(first)
     jpeg = all(f.lower().endswith((".jpg", ".jpeg")) for f in files)
-    reduce = max([r for r in (1, 2, 4, 8) if max(w, h) // r >= side] or [1])
+    # the DCT reduction whose long side is nearest to ``side`` (by ratio): 1280 -> 320, 1080 -> 270
+    reduce = min((1, 2, 4, 8), key=lambda r: abs(math.log(max(w, h) / r / side)))
     if not jpeg or reduce <= 1:
         return 1.0, (h, w), (read_frame(f) for f in files)
 
