@@ -156,6 +156,13 @@ def _inject_fault(job):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _axis_top(top: int) -> int:
+    """The 3-D plot's depth axis ends at the next multiple of 4 (of 16 past 32) at or
+    above the last frame: stacks of a few neighbouring sizes share one plot scaffold."""
+    step = 4 if top <= 32 else 16
+    return max(step, -(-top // step) * step)
+
+
 def run_job(job: dict) -> dict:
     """Run one job; return its manifest record (status ok/failed, timings, files, hashes)."""
     from .metrics import depth_metrics, image_metrics, psnr
@@ -231,7 +238,7 @@ def run_job(job: dict) -> dict:
             o["depth_2d.png"] = atomic_bytes(os.path.join(out, "depth_2d.png"), depth_2d_png(res.depth, title))
             o["depth_3d.png"] = atomic_bytes(os.path.join(out, "depth_3d.png"),
                                              depth_3d_png(res.depth, job["outputs"].get("plot_grid", 48), title,
-                                                          zrange=(0, res.n_frames - 1)))
+                                                          zrange=(0, _axis_top(res.n_frames - 1))))
             rec["timings"]["plots"] = round(time.perf_counter() - t0, 4)
         if al is not None and job["outputs"].get("plots", True):
             from .plots import alignment_png
