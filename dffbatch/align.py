@@ -39,9 +39,10 @@ __all__ = ["ALIGN_MODES", "Alignment", "estimate_alignment", "Warper", "require_
 ALIGN_MODES = ("none", "translation", "similarity", "auto")
 #: Threads registering neighbour pairs during the estimation pass.
 ESTIMATE_THREADS = 2
-#: Registration runs on images at most this many pixels a side (a 1280 x 720 JPEG is
-#: decoded at 1/4 size for it). On rendered 512 x 512 stacks estimated at 256 the
-#: worst scale error was 1.7e-4, at 512 5e-5 (benchmarks/bench_align_accuracy.py).
+#: Registration runs on images at most this many pixels a side (JPEG previews come at
+#: the DCT reduction nearest to it: 1280 x 720 -> 320 x 180, 1080 x 1080 -> 270). On
+#: rendered 512 x 512 stacks the worst scale error was 1.7e-4 registered at 256 px,
+#: 1.5e-4 at 320 and 5e-5 at 512 (benchmarks/bench_align_accuracy.py).
 ESTIMATE_SIDE = 320
 
 

@@ -35,7 +35,6 @@ _MAX_FIGS = 16  # figures kept per process, least recently used dropped (about 3
 def _png_keep(fig) -> bytes:
     """The figure rendered at 100 dpi, as an RGB PNG (the project's fast encoder: the
     figure is opaque, and Pillow's encoder took a third of the plotting time)."""
-    from .write import png_bytes
     fig.set_dpi(100)
     fig.canvas.draw()
     return _canvas_png(fig)
@@ -124,9 +123,10 @@ def _grid(a, n):
 def depth_3d_png(depth, grid=48, title="", unit="frame", zrange=None) -> bytes:
     """Surface plot, downsampled to about ``grid`` points a side (plotting stays cheap).
 
-    ``zrange`` (lo, hi): the depth axis limits, e.g. the stack's frame range (the
-    batch runner's choice: one scaffold per stack size, and depth maps of one
-    dataset on the same axis); default the data range.
+    ``zrange`` (lo, hi): the depth axis limits; default the data range. The batch
+    runner passes 0 to the last frame rounded up to a multiple of 4: one cached
+    scaffold serves stacks of nearby sizes, and the depth maps of a dataset share
+    an axis.
     """
     d, s = _grid(depth, grid)
     H, W = depth.shape
