@@ -16,9 +16,20 @@ Two passes over the stack, never more than two frames in memory:
    is only cropped.
 
 Models: ``translation`` (2 parameters), ``similarity`` (scale, rotation, translation:
-affine ECC projected onto a similarity), ``auto`` (similarity, applied only when some
+affine ECC projected onto a similarity about the image centre; the scale follows a
+straight line over the frame index, see :func:`_smooth_scale`), ``affine`` (6
+parameters, each frame's as measured), ``auto`` (similarity, applied only when some
 frame moves a corner of the image by more than ``auto_threshold`` pixels; otherwise
-nothing is done, and the decision is reported). OpenCV is an optional dependency
+nothing is done, and the decision is reported).
+
+``similarity`` models a tripod and a breathing lens. Hand-held phone stacks move more
+freely: between neighbouring frames of ``balls/25`` and ``keyboard/32`` the
+registration finds 0.2-0.4% of anisotropic scale and shear (rolling shutter, a hand
+moving towards the scene), which no similarity can follow. After alignment, the
+median local misregistration of neighbouring frames (tiles of a 4 x 3 grid) is
+0.30 / 0.62 px without alignment, 0.27 / 0.52 px with ``similarity`` and
+0.11 / 0.22 px with ``affine`` (benchmarks/bench_align_residual.py): use ``affine``
+for hand-held stacks. OpenCV is an optional dependency
 (the ``align`` extra); asking for alignment without it raises a clear error.
 
 Transforms are 2x3 matrices mapping reference pixel coordinates to frame pixel
@@ -34,9 +45,9 @@ from typing import Iterable, List, Optional
 
 import numpy as np
 
-__all__ = ["ALIGN_MODES", "Alignment", "estimate_alignment", "Warper", "require_cv2"]
+__all__ = ["ALIGN_MODES", "Alignment", "estimate_alignment", "Warper", "require_cv2", "residual_motion"]
 
-ALIGN_MODES = ("none", "translation", "similarity", "auto")
+ALIGN_MODES = ("none", "translation", "similarity", "affine", "auto")
 #: Threads registering neighbour pairs during the estimation pass.
 ESTIMATE_THREADS = 2
 #: Registration runs on images at most this many pixels a side (JPEG previews come at
@@ -112,7 +123,7 @@ def _ecc(cv2, template, image, motion, levels=2):
         pyr_t.append(cv2.pyrDown(pyr_t[-1]))
         pyr_i.append(cv2.pyrDown(pyr_i[-1]))
     M = np.eye(2, 3, dtype=np.float32)
-    mtype = cv2.MOTION_TRANSLATION if motion == "translation" else cv2.MOTION_AFFINE
+    mtype = cv2.MOTION_TRANSLATION if motion == "translation" else cv2.MOTION_AFFINE  # similarity: projected
     for lvl in range(len(pyr_t) - 1, -1, -1):
         if lvl != len(pyr_t) - 1:
             M[:, 2] *= 2.0
@@ -133,10 +144,23 @@ def _ecc(cv2, template, image, motion, levels=2):
     return M.astype(np.float64)
 
 
-def _to_similarity(A):
+def _to_similarity(A, centre):
+    """The similarity nearest to the affine ``A`` that moves ``centre`` (x, y) as ``A`` does.
+
+    The linear part is projected onto scale x rotation; the translation is then set so
+    that the image centre lands where ``A`` puts it. Keeping ``A``'s own translation
+    instead (its linear part acts about the corner (0, 0)) moves the centre by the
+    dropped anisotropic part times the distance to the corner: on the phone stacks,
+    whose neighbour registrations carry 0.2-0.4% of anisotropic scale and shear
+    (rolling shutter, hand-held), that doubled the residual misalignment
+    (benchmarks/bench_align_residual.py).
+    """
     a, b, c, d = A[0, 0], A[0, 1], A[1, 0], A[1, 1]
     sc, ss = (a + d) / 2.0, (c - b) / 2.0
-    return np.array([[sc, -ss, A[0, 2]], [ss, sc, A[1, 2]]])
+    L = np.array([[sc, -ss], [ss, sc]])
+    centre = np.asarray(centre, np.float64)
+    t = A[:, :2] @ centre + A[:, 2] - L @ centre
+    return np.hstack([L, t[:, None]])
 
 
 def _h(M):
@@ -189,7 +213,7 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
     ----------
     frames : iterable of ndarray
         The stack in focus order (consumed once, one frame at a time).
-    mode : {"translation", "similarity", "auto"}
+    mode : {"translation", "similarity", "affine", "auto"}
     reference : "middle", "first", "last" or int
         Frame the others are aligned to.
     estimate_side : int
@@ -201,21 +225,21 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
         and the full frame size: transforms are returned for full-size frames.
     """
     if mode not in ALIGN_MODES or mode == "none":
-        raise ValueError(f"unknown alignment {mode!r}; choose one of translation, similarity, auto")
+        raise ValueError(f"unknown alignment {mode!r}; choose one of {', '.join(ALIGN_MODES[1:])}")
     cv2 = require_cv2()
-    motion = "translation" if mode == "translation" else "similarity"
+    motion = "similarity" if mode == "auto" else mode
     neighbours = []  # A_k: frame k-1 coords -> frame k coords (full-size pixels)
-    pending = deque()  # (k, scale, future): registrations running in the pool
+    pending = deque()  # (k, scale, centre, future): registrations running in the pool
     prev = None
     shape = None
 
-    def collect(k, s, fut):
+    def collect(k, s, centre, fut):
         try:
             A = fut.result()
         except Exception as exc:  # noqa: BLE001 - cv2.error: no convergence
             raise ValueError(f"frame {k}: alignment to frame {k - 1} failed ({str(exc).splitlines()[0]})") from None
         if motion == "similarity":
-            A = _to_similarity(A)
+            A = _to_similarity(A, centre)
         neighbours.append(_to_full_size(A, s))
 
     # neighbour registrations are independent: they run in threads (OpenCV releases the
@@ -229,7 +253,8 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
             elif frame.shape[:2] != shape:
                 raise ValueError(f"frame {k}: shape {frame.shape[:2]} differs from frame 0's {shape}")
             if prev is not None:
-                pending.append((k, s, pool.submit(_ecc, cv2, prev, img, motion)))
+                centre = ((img.shape[1] - 1) / 2.0, (img.shape[0] - 1) / 2.0)
+                pending.append((k, s, centre, pool.submit(_ecc, cv2, prev, img, motion)))
                 while len(pending) > 2 * ESTIMATE_THREADS:
                     collect(*pending.popleft())
             prev = img
@@ -292,9 +317,10 @@ class Warper:
     bilinear interpolation barely alters it); ``image`` takes each frame pixel nearest
     to where the reference pixel lands (at most half a pixel away): the all-in-focus
     image keeps the input's exact values and its sharpness. Interpolating the colour
-    frames softened it instead -- on balls/25 and keyboard/32 with ``select``, mean
-    SML of the all-in-focus image against no alignment: bilinear -16%, bicubic -1..-2%,
-    Lanczos-4 +0.8..+1.5% at 25 ms a frame, nearest +4..+5% at 1.5 ms. The ``select``
+    frames softens it instead -- on balls/25 and keyboard/32 with ``select`` and
+    ``similarity`` / ``affine``, mean SML of the all-in-focus image against no
+    alignment: bilinear -18..-25%, bicubic -4..-11%, Lanczos-4 -2..-7% (25 ms a
+    frame), nearest -3..+0.1% (1.5 ms). The ``select``
     and ``interpolate`` compositors do not even need the whole warped frame: they take
     :meth:`matrix` and sample the native frame at the pixels it contributes
     (:func:`dffbatch.composite.update_select_warped`); ``image`` serves pyramid fusion.
@@ -338,3 +364,58 @@ class Warper:
 
     def image(self, img, k):
         return np.ascontiguousarray(self._warp(img, k, self.cv2.INTER_NEAREST))
+
+
+def _tile_shifts(cv2, a, b, grid):
+    """Translation (pixels) that registers each tile of ``b`` to ``a``'s, ECC from zero."""
+    H, W = a.shape
+    gy, gx = grid
+    out = []
+    crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
+    for ty in range(gy):
+        for tx in range(gx):
+            ys, xs = slice(ty * H // gy, (ty + 1) * H // gy), slice(tx * W // gx, (tx + 1) * W // gx)
+            M = np.eye(2, 3, dtype=np.float32)
+            try:
+                _, M = cv2.findTransformECC(a[ys, xs], b[ys, xs], M, cv2.MOTION_TRANSLATION, crit, None, 1)
+            except cv2.error:  # a tile without texture: no estimate
+                continue
+            out.append(math.hypot(float(M[0, 2]), float(M[1, 2])))
+    return out
+
+
+def residual_motion(frames: Iterable[np.ndarray], alignment: Optional[Alignment] = None,
+                    grid: tuple = (3, 4)) -> np.ndarray:
+    """How far neighbouring frames still are from each other, after alignment (a diagnostic).
+
+    Each pair of neighbouring frames (similar blur) is brought onto the reference grid
+    with ``alignment`` (as is when None or not applied), band-passed at full
+    resolution, cut into ``grid`` tiles, and each tile is registered by translation
+    alone: a perfect global alignment leaves zero in every tile, while motion the
+    model cannot follow (parallax, rolling shutter, a wrong estimate) leaves the local
+    mismatch. Streams the frames, two at a time.
+
+    Parameters
+    ----------
+    frames : iterable of ndarray (H, W) or (H, W, C)
+        The stack, in order.
+    alignment : Alignment, optional
+    grid : (rows, columns)
+
+    Returns
+    -------
+    ndarray (N - 1,), float64
+        Per neighbour pair, the median over the tiles of the residual shift, pixels.
+    """
+    cv2 = require_cv2()
+    warper = Warper(alignment) if alignment is not None and alignment.applied else None
+    prev, out = None, []
+    for k, frame in enumerate(frames):
+        bp = _bandpass(cv2, _grey(cv2, frame))
+        if warper is not None:
+            bp = warper._warp(bp, k, cv2.INTER_LINEAR)
+        if prev is not None:
+            shifts = _tile_shifts(cv2, prev, bp, grid)
+            out.append(float(np.median(shifts)) if shifts else float("nan"))
+        prev = bp
+    return np.array(out)

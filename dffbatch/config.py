@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from .align import ALIGN_MODES
 from .composite import COMPOSITES
 from .core import DEFAULTS
 from .depth import INTERPOLATIONS
@@ -95,8 +96,8 @@ def _check_param(ctx, key, value):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
             _fail(ctx, path, f"must be a number >= 0 or null (the mode's default), got {value!r}")
     elif key == "align":
-        if value not in ("none", "translation", "similarity", "auto"):
-            _fail(ctx, path, f"{value!r} is not one of none, translation, similarity, auto")
+        if value not in ALIGN_MODES:
+            _fail(ctx, path, f"{value!r} is not one of {', '.join(ALIGN_MODES)}")
     elif key == "align_reference":
         if value not in ("middle", "first", "last") and not (_is_int(value) and value >= 0):
             _fail(ctx, path, f"must be middle, first, last or a frame index >= 0, got {value!r}")

@@ -12,6 +12,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from .align import ALIGN_MODES
 from .composite import COMPOSITES, Compositor
 from .depth import INTERPOLATIONS, DepthState
 from .measure import MEASURES, FocusMeasure, check_window
@@ -164,7 +165,7 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         texture.
     positions : sequence of float, optional
         Focus position of each frame (e.g. micrometres); adds ``depth_units``.
-    align : {"none", "translation", "similarity", "auto"}
+    align : {"none", "translation", "similarity", "affine", "auto"}
         Correct focus breathing and camera shift first (see :mod:`dffbatch.align`;
         needs OpenCV). Alignment reads the stack twice, so ``frames`` must then be a
         sequence or a callable returning a fresh iterator; outputs are cropped to the
@@ -197,7 +198,7 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         positions = np.asarray(positions, dtype=np.float64)
         if positions.ndim != 1 or not np.isfinite(positions).all():
             raise ValueError("positions must be a 1-D sequence of finite numbers, one per frame")
-    _check_choice("alignment", align, ("none", "translation", "similarity", "auto"))
+    _check_choice("alignment", align, ALIGN_MODES)
     _check_choice("refine", refine, REFINES)
     if isinstance(refine_radius, bool) or not isinstance(refine_radius, (int, np.integer)) or refine_radius < 1:
         raise ValueError(f"refine_radius must be an integer >= 1, got {refine_radius!r}")

@@ -177,6 +177,8 @@ def _disk_otf(radius, shape):
 def _warp(img, scale, tx, ty, oversample=4):
     """Magnify ``img`` by ``scale`` about its centre and shift it by (tx, ty) pixels.
 
+    ``scale`` may also be a 2x2 matrix: the linear part of an affine map about the centre.
+
     Resampling a sharp frame bilinearly blurs it by a varying amount (the fractional
     sample phase changes across the image), which a focus measure takes for defocus.
     To keep breathing a purely geometric change, the frame is upsampled ``oversample``
@@ -195,8 +197,10 @@ def _warp(img, scale, tx, ty, oversample=4):
     Hb, Wb = big.shape[:2]
     cy, cx = (H - 1) / 2.0, (W - 1) / 2.0
     y, x = np.mgrid[0:H, 0:W].astype(np.float64)
-    sy = ((y - cy - ty) / scale + cy) * f  # big[j] holds the image at pixel coordinate j / f
-    sx = ((x - cx - tx) / scale + cx) * f
+    Li = np.linalg.inv(np.asarray(scale, np.float64) * np.eye(2) if np.ndim(scale) == 0 else np.asarray(scale))
+    u, v = x - cx - tx, y - cy - ty
+    sx = (Li[0, 0] * u + Li[0, 1] * v + cx) * f  # big[j] holds the image at pixel coordinate j / f
+    sy = (Li[1, 0] * u + Li[1, 1] * v + cy) * f
 
     def wrap(i, n):  # the FFT interpolant is periodic
         return np.mod(i, n)
@@ -213,7 +217,7 @@ def _warp(img, scale, tx, ty, oversample=4):
 
 def render_stack(shape="slant", texture="noise", size=(256, 256), n_frames=16,
                  blur_per_frame=1.0, max_blur=12.0, noise=0.0, bit_depth=8, breathing=0.0,
-                 shift=0.0, layers_per_frame=8, seed=0):
+                 shift=0.0, layers_per_frame=8, seed=0, *, distort=0.0):
     """Render a focal stack and its ground truth.
 
     Parameters
@@ -235,6 +239,11 @@ def render_stack(shape="slant", texture="noise", size=(256, 256), n_frames=16,
     bit_depth : {8, 16}
     breathing, shift : float
         Per-frame magnification step and random shift std (pixels).
+    distort : float
+        Std of a random per-frame shear and vertical stretch, as a hand-held camera
+        with a rolling shutter makes: the frame's linear map is ``[[s, e1], [0, s + e2]]``
+        with ``e1, e2 ~ N(0, distort)``. ``meta["transforms"]`` then also holds each
+        frame's 2x3 ``matrix`` (reference pixel -> frame pixel).
     layers_per_frame : int
         Depth layers per frame of depth range.
     seed : int
@@ -301,9 +310,15 @@ def render_stack(shape="slant", texture="noise", size=(256, 256), n_frames=16,
         s = 1.0 + breathing * (k - middle)
         tx = float(rng.normal(0, shift)) if shift > 0 and k != middle else 0.0
         ty = float(rng.normal(0, shift)) if shift > 0 and k != middle else 0.0
-        if (breathing != 0 or shift > 0) and k != middle:
-            img = _warp(img, s, tx, ty)
-        transforms.append({"frame": k, "scale": s, "tx": tx, "ty": ty})
+        L = np.eye(2) * s
+        if distort > 0 and k != middle:
+            L = L + np.array([[0.0, rng.normal(0, distort)], [0.0, rng.normal(0, distort)]])
+        if (breathing != 0 or shift > 0 or distort > 0) and k != middle:
+            img = _warp(img, L if distort > 0 else s, tx, ty)
+        c = np.array([(W - 1) / 2.0, (H - 1) / 2.0])
+        t = c + np.array([tx, ty]) - L @ c
+        transforms.append({"frame": k, "scale": s, "tx": tx, "ty": ty,
+                           "matrix": [[float(v) for v in row] for row in np.hstack([L, t[:, None]])]})
         frames.append(encode(img))
     meta = dict(generator="dffbatch.synth", shape=shape, texture=str(texture), size=[H, W],
                 n_frames=n_frames, blur_per_frame=blur_per_frame, max_blur=max_blur, noise=noise,

@@ -42,6 +42,8 @@ def main(argv=None) -> int:
     p.add_argument("--bits", type=int, default=8, choices=[8, 16])
     p.add_argument("--breathing", type=float, default=0.0, help="magnification step per frame")
     p.add_argument("--shift", type=float, default=0.0, help="random shift std per frame (pixels)")
+    p.add_argument("--distort", type=float, default=0.0,
+                   help="random per-frame shear and vertical stretch std (hand-held rolling shutter)")
     p.add_argument("--layers", type=int, default=8, help="depth layers per frame")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--suite", choices=["sweep", "refine"], help="render the named scene set into OUT/<scene>/ "
@@ -51,13 +53,15 @@ def main(argv=None) -> int:
         from pathlib import Path
         for name, (shape, tex, noise, seed) in SUITES[a.suite].items():
             frames, g, af, meta = render_stack(shape, tex, tuple(a.size), a.frames, a.blur, a.max_blur, noise,
-                                               a.bits, a.breathing, a.shift, a.layers, seed)
+                                               a.bits, a.breathing, a.shift, a.layers, seed,
+                                               distort=a.distort)
             write_stack(Path(a.out) / name, frames, g, af, meta)
             print(f"wrote {name}: {shape}, {tex}, noise {noise}")
         return 0
     try:
         frames, g, af, meta = render_stack(a.shape, a.texture, tuple(a.size), a.frames, a.blur, a.max_blur,
-                                           a.noise, a.bits, a.breathing, a.shift, a.layers, a.seed)
+                                           a.noise, a.bits, a.breathing, a.shift, a.layers, a.seed,
+                                           distort=a.distort)
     except (ValueError, OSError) as exc:
         print(f"dffbatch synth: {exc}", file=sys.stderr)
         return 2
