@@ -305,8 +305,12 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
     for k, M in enumerate(Ms):
         A = M[:2]
         shift = A[:, :2] @ centre + A[:, 2] - centre  # where the image centre moves
+        col_x, col_y = np.hypot(*A[:, 0]), np.hypot(*A[:, 1])  # how x and y axes stretch
         per_frame.append({"frame": k, "scale": float(math.sqrt(abs(np.linalg.det(A[:, :2])))),
                           "scale_measured": measured[k],
+                          "scale_x": float(col_x), "scale_y": float(col_y),
+                          "shear_deg": float(math.degrees(math.asin(max(-1.0, min(1.0, float(
+                              A[:, 0] @ A[:, 1]) / (col_x * col_y)))))),
                           "rotation_deg": float(math.degrees(math.atan2(A[1, 0], A[0, 0]))),
                           "shift_x": float(shift[0]), "shift_y": float(shift[1]),
                           "matrix": [[float(v) for v in row] for row in A]})

@@ -223,13 +223,17 @@ def error_map_png(err, title="") -> bytes:
 
 
 def alignment_png(per_frame, title="") -> bytes:
-    """Scale and shift of each frame relative to the reference, against the frame index."""
+    """Scale and shift of each frame relative to the reference, against the frame index
+    (with ``affine``, also how much the x and y axes stretch)."""
     k = [p["frame"] for p in per_frame]
     if "align" not in _FIGS:  # built once per process, like the depth plots (57 -> 21 ms)
         fig = _figure((8.0, 3.2))
         a1, a2 = fig.subplots(1, 2)
         fig.subplots_adjust(left=0.1, right=0.98, bottom=0.16, top=0.86, wspace=0.35)
-        (ls,) = a1.plot([], [], "o-", ms=3)
+        (ls,) = a1.plot([], [], "o-", ms=3, label="scale", color="C0")
+        (lsx,) = a1.plot([], [], "--", lw=1, label="x axis", color="C1")
+        (lsy,) = a1.plot([], [], "--", lw=1, label="y axis", color="C2")
+        leg1 = a1.legend(fontsize=7)
         a1.set_xlabel("frame")
         a1.set_ylabel("scale")
         (lx,) = a2.plot([], [], "o-", ms=3, label="x")
@@ -237,9 +241,16 @@ def alignment_png(per_frame, title="") -> bytes:
         a2.set_xlabel("frame")
         a2.set_ylabel("shift of the image centre (px)")
         a2.legend(fontsize=8)
-        _FIGS["align"] = (fig, a1, a2, ls, lx, ly)
-    fig, a1, a2, ls, lx, ly = _FIGS["align"]
+        _FIGS["align"] = (fig, a1, a2, ls, lsx, lsy, leg1, lx, ly)
+    fig, a1, a2, ls, lsx, lsy, leg1, lx, ly = _FIGS["align"]
     ls.set_data(k, [p["scale"] for p in per_frame])
+    # affine: the axes stretch differently (rolling shutter); drawn only when they do
+    sx = [p.get("scale_x", p["scale"]) for p in per_frame]
+    sy = [p.get("scale_y", p["scale"]) for p in per_frame]
+    aniso = max(abs(a - b) for a, b in zip(sx, sy)) > 1e-5
+    lsx.set_data(k if aniso else [], sx if aniso else [])
+    lsy.set_data(k if aniso else [], sy if aniso else [])
+    leg1.set_visible(aniso)
     lx.set_data(k, [p["shift_x"] for p in per_frame])
     ly.set_data(k, [p["shift_y"] for p in per_frame])
     for ax in (a1, a2):
