@@ -27,8 +27,8 @@ freely: between neighbouring frames of ``balls/25`` and ``keyboard/32`` the
 registration finds 0.2-0.4% of anisotropic scale and shear (rolling shutter, a hand
 moving towards the scene), which no similarity can follow. After alignment, the
 median local misregistration of neighbouring frames (tiles of a 4 x 3 grid) is
-0.30 / 0.62 px without alignment, 0.27 / 0.52 px with ``similarity`` and
-0.11 / 0.22 px with ``affine`` (benchmarks/bench_align_residual.py): use ``affine``
+0.31 / 0.62 px without alignment, 0.27 / 0.53 px with ``similarity`` and
+0.12 / 0.22 px with ``affine`` (benchmarks/bench_align_phone.py): use ``affine``
 for hand-held stacks. OpenCV is an optional dependency
 (the ``align`` extra); asking for alignment without it raises a clear error.
 
@@ -156,7 +156,7 @@ def _to_similarity(A, centre):
     dropped anisotropic part times the distance to the corner: on the phone stacks,
     whose neighbour registrations carry 0.2-0.4% of anisotropic scale and shear
     (rolling shutter, hand-held), that doubled the residual misalignment
-    (benchmarks/bench_align_residual.py).
+    (benchmarks/bench_align_phone.py).
     """
     a, b, c, d = A[0, 0], A[0, 1], A[1, 0], A[1, 1]
     sc, ss = (a + d) / 2.0, (c - b) / 2.0
