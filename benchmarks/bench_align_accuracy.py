@@ -1,6 +1,6 @@
 """Alignment accuracy on rendered focus breathing (issue 5's acceptance figures).
 
-    python benchmarks/bench_align_accuracy.py [--size 512] [--frames 12]
+    python benchmarks/bench_align_accuracy.py [--size 512] [--frames 12] [--align similarity]
 
 For each shape (slant, cone, terrain, sinusoid) and breathing b in {0.001, 0.004}
 (per-frame magnification 1 + b*k about the middle frame, plus a random shift of
@@ -20,20 +20,21 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--frames", type=int, default=12)
+    ap.add_argument("--align", default="similarity", choices=["similarity", "affine"])
     a = ap.parse_args()
     from dffbatch import depth_from_focus
     from dffbatch.align import ESTIMATE_SIDE
     from dffbatch.metrics import depth_metrics
     from dffbatch.synth import render_stack
     size = (a.size, a.size)
-    print(f"{a.size}x{a.size}, {a.frames} frames, align=similarity (registration at {min(a.size, ESTIMATE_SIDE)} px)")
+    print(f"{a.size}x{a.size}, {a.frames} frames, align={a.align} (registration at {min(a.size, ESTIMATE_SIDE)} px)")
     worst = [0.0, 0.0, 0.0]
     for shape in ("slant", "cone", "terrain", "sinusoid"):
         f0, g0, _, _ = render_stack(shape, "noise", size, a.frames, seed=5)
         base = depth_metrics(depth_from_focus(f0).depth, g0)["rmse"]
         for b, shift in ((0.001, 0.3), (0.004, 0.5)):
             frames, g, _, meta = render_stack(shape, "noise", size, a.frames, breathing=b, shift=shift, seed=5)
-            r = depth_from_focus(frames, align="similarity")
+            r = depth_from_focus(frames, align=a.align)
             al, truth = r.alignment, meta["transforms"]
             se = max(abs(p["scale"] - t["scale"]) for p, t in zip(al.per_frame, truth))
             sh = max(max(abs(p["shift_x"] - t["tx"]), abs(p["shift_y"] - t["ty"])) for p, t in zip(al.per_frame, truth))
