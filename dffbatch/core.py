@@ -167,7 +167,8 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         Focus position of each frame (e.g. micrometres); adds ``depth_units``.
     align : {"none", "translation", "similarity", "affine", "auto"}
         Correct focus breathing and camera shift first (see :mod:`dffbatch.align`;
-        needs OpenCV). Alignment reads the stack twice, so ``frames`` must then be a
+        needs OpenCV): ``similarity`` for a breathing lens on a tripod, ``affine`` for
+        hand-held stacks (it also follows rolling-shutter shear). Alignment reads the stack twice, so ``frames`` must then be a
         sequence or a callable returning a fresh iterator; outputs are cropped to the
         region every frame covers. A callable may carry a ``preview`` attribute: a
         callable returning ``(scale, (H, W), iterator)`` over frames decoded at reduced
