@@ -55,6 +55,12 @@ ESTIMATE_THREADS = 2
 #: rendered 512 x 512 stacks the worst scale error was 1.7e-4 registered at 256 px,
 #: 1.5e-4 at 320 and 5e-5 at 512 (benchmarks/bench_align_accuracy.py).
 ESTIMATE_SIDE = 320
+#: With ``similarity``, the note suggests ``affine`` when some neighbour pair's affine
+#: estimate moves a corner by more than this many pixels beyond the similarity kept from
+#: it (balls/25: 1.1 px, keyboard/32: 2.1 px; rendered with ``distort=0.003``: 0.46 px at
+#: 256 x 256, 1.1-1.7 px at 512 x 512;
+#: rendered pure breathing: under 0.03 px; focus_stack: 0.12 px).
+BEYOND_SIMILARITY_HINT = 0.3
 
 
 def require_cv2():
@@ -79,10 +85,14 @@ class Alignment:
     note: str = ""
     shape: tuple = ()
     per_frame: list = field(default_factory=list)
+    #: similarity: the largest corner displacement, pixels, between a neighbour pair's affine
+    #: estimate and the similarity kept from it (shear and stretch it cannot follow)
+    beyond_similarity: float = 0.0
 
     def to_json(self) -> dict:
         return {"mode": self.mode, "reference": self.reference, "applied": self.applied,
                 "max_motion_px": round(self.max_motion, 4), "crop": list(self.crop), "note": self.note,
+                "beyond_similarity_px": round(self.beyond_similarity, 4),
                 "frames": self.per_frame}
 
 
@@ -240,6 +250,7 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
     motion = "similarity" if mode == "auto" else mode
     neighbours = []  # A_k: frame k-1 coords -> frame k coords (full-size pixels)
     pending = deque()  # (k, scale, centre, future): registrations running in the pool
+    dropped = []  # similarity: what each neighbour projection leaves out, full-size corner px
     prev = None
     shape = None
 
@@ -249,7 +260,10 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
         except Exception as exc:  # noqa: BLE001 - cv2.error: no convergence
             raise ValueError(f"frame {k}: alignment to frame {k - 1} failed ({str(exc).splitlines()[0]})") from None
         if motion == "similarity":
-            A = _to_similarity(A, centre)
+            S = _to_similarity(A, centre)
+            C = _corners(round(2 * centre[1] + 1), round(2 * centre[0] + 1))
+            dropped.append(float(np.abs((A - S) @ C).max()) / s)  # preview px -> full-size px
+            A = S
         neighbours.append(_to_full_size(A, s))
 
     # neighbour registrations are independent: they run in threads (OpenCV releases the
@@ -293,6 +307,11 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
             if mode == "auto" and applied else
             f"auto: largest corner motion {motion_px:.2f} px <= {auto_threshold} px, not applied"
             if mode == "auto" else "")
+    beyond = max(dropped, default=0.0)
+    if applied and beyond > BEYOND_SIMILARITY_HINT:
+        note = (note + "; " if note else "") + (
+            f"neighbouring frames shear or stretch by up to {beyond:.2f} px at the corners, which a "
+            "similarity cannot follow (hand-held camera, rolling shutter): align: affine does")
     # valid crop: reference pixels that every frame covers
     y0, y1, x0, x1 = 0.0, H - 1.0, 0.0, W - 1.0
     if applied:
@@ -321,7 +340,8 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
                           "rotation_deg": float(math.degrees(math.atan2(A[1, 0], A[0, 0]))),
                           "shift_x": float(shift[0]), "shift_y": float(shift[1]),
                           "matrix": [[float(v) for v in row] for row in A]})
-    return Alignment(mode, int(r), [M[:2] for M in Ms], crop, applied, motion_px, note, (H, W), per_frame)
+    return Alignment(mode, int(r), [M[:2] for M in Ms], crop, applied, motion_px, note, (H, W), per_frame,
+                     beyond)
 
 
 class Warper:

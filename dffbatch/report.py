@@ -119,9 +119,11 @@ dffbatch {_e(manifest['versions'].get('dffbatch'))} &middot; {_e(len(ok))} ok, {
                              if len(rs) > 1 and r["params"].get(k) not in (None, "none"))
             imgs = "".join(_img(f"{base}/{f}", f) for f in ("allfocus.png", "depth_2d.png", "depth_3d.png",
                                                              "alignment.png") if f in r.get("outputs", {}))
+            note = (r.get("alignment") or {}).get("note")
+            note = f"<br><span class='small'>alignment: {_e(note)}</span>" if note else ""
             parts.append(f"<div class='card'><b>{_e(stack)}</b><br><span class='small'>{_e(sweep)} &middot; "
                          f"{_e(r.get('n_frames'))} frames {mtxt}{' &middot; ' + what if what else ''}</span>"
-                         f"<br>{imgs}</div>")
+                         f"{note}<br>{imgs}</div>")
         parts.append("</div>")
     parts.append("<h2>Jobs</h2><table><tr><th>job</th><th>status</th><th>frames</th><th>rmse</th>"
                  "<th>AiF PSNR</th><th>time (s)</th></tr>")

@@ -226,6 +226,11 @@ def _execute(cfg, config_path, jobs, run_dir, force, progress, out):
             write_json(mpath, manifest)
             if rec["status"] == "ok":
                 log.info("ok %s (%d frames, %.2fs)", rec["id"], rec.get("n_frames", 0), rec["timings"].get("total", 0))
+                al = rec.get("alignment")
+                if al:
+                    log.info("alignment %s: %s %s, largest corner motion %.2f px, crop %s%s", rec["id"], al["mode"],
+                             "applied" if al["applied"] else "not applied", al["max_motion_px"], al["crop"],
+                             f"; {al['note']}" if al.get("note") else "")
             else:
                 failures += 1
                 log.error("failed %s: %s", rec["id"], rec["error"])

@@ -79,6 +79,9 @@ def test_affine_follows_shear_that_similarity_cannot(distorted):
     # the best similarity is off by the shear it cannot represent (measured 0.89)
     assert _corner_error(aff.alignment, meta["transforms"], 256) < 0.3
     assert _corner_error(sim.alignment, meta["transforms"], 256) > 0.5
+    # similarity says what it leaves out, and which model follows it; affine says nothing
+    assert sim.alignment.beyond_similarity > 0.3 and "align: affine does" in sim.alignment.note
+    assert aff.alignment.note == ""
     # the manifest's per-frame stretch of each axis follows the truth's (0.26 px over 256 px)
     for p, t in zip(aff.alignment.per_frame, meta["transforms"]):
         L = np.array(t["matrix"])[:, :2]
@@ -161,6 +164,9 @@ def test_runner_records_alignment(tmp_path):
     jobs = json.loads((tmp_path / "out/t/manifest.json").read_text())["jobs"]
     by = {r["params"]["align"]: r for r in jobs.values()}
     assert by["auto"]["alignment"]["applied"] is False and "not applied" in by["auto"]["alignment"]["note"]
+    # the auto decision is in the log too
+    logged = (tmp_path / "out/t/run.log").read_text()
+    assert f"alignment {by['auto']['id']}: auto not applied" in logged and "px <= 0.5 px, not applied" in logged
     assert by["similarity"]["alignment"]["applied"] is True
     assert by["similarity"]["shape"][:2] != [256, 256]  # cropped
     assert "alignment.png" in by["similarity"]["outputs"]
@@ -169,6 +175,7 @@ def test_runner_records_alignment(tmp_path):
     row = html[html.index("<div class='row'>"):html.index("<h2>Jobs</h2>")]
     assert all(r["id"].split("/")[0] in row for r in jobs.values())
     assert row.count("<div class='card'>") == 2 and "align similarity" in row
+    assert "alignment: auto: largest corner motion" in row  # the auto decision, on its card
 
 
 def test_aligned_all_in_focus_keeps_exact_input_values():
