@@ -13,7 +13,6 @@ to all: all-in-focus PSNR against the truth, its mean SML (window 9), depth RMSE
 against the truth, and depth TV. About 1.5 minutes on 2 cores.
 """
 import argparse
-import copy
 import io
 import os
 import sys
@@ -42,7 +41,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=384)
     a = ap.parse_args()
-    import dffbatch.align as align_module
+    from _misaligned import given_alignment, shifted
     from dffbatch import depth_from_focus, focus_measure
     from dffbatch.metrics import depth_metrics
     from dffbatch.synth import render_stack
@@ -55,16 +54,8 @@ def main():
         frames = [_jpeg(f) for f in frames]
         runs = {"none": depth_from_focus(frames), "similarity": depth_from_focus(frames, align="similarity"),
                 "affine": depth_from_focus(frames, align="affine")}
-        al = copy.copy(runs["affine"].alignment)
-        rng = np.random.default_rng(1)
-        al.matrices = [M if k == al.reference else M + np.hstack([np.zeros((2, 2)), rng.normal(0, 1.0, (2, 1))])
-                       for k, M in enumerate(al.matrices)]
-        estimate = align_module.estimate_alignment
-        align_module.estimate_alignment = lambda *args, **kw: al
-        try:
+        with given_alignment(shifted(runs["affine"].alignment, std=1.0)):
             runs["misaligned"] = depth_from_focus(frames, align="affine")
-        finally:
-            align_module.estimate_alignment = estimate
         crops = [r.alignment.crop for r in runs.values() if r.alignment is not None]
         y0, y1 = max(c[0] for c in crops), min(c[1] for c in crops)
         x0, x1 = max(c[2] for c in crops), min(c[3] for c in crops)

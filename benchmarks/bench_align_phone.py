@@ -42,6 +42,7 @@ def main():
     import glob
 
     import cv2
+    from _misaligned import given_alignment, shifted
 
     from dffbatch import depth_from_focus, focus_measure
     from dffbatch.align import ESTIMATE_SIDE, residual_motion
@@ -64,20 +65,9 @@ def main():
             s = depth_from_focus(src, align=model, refine="sgm")
             runs[model] = (r, s)
         # the control: the affine estimate, each frame but the reference shifted at random
-        import copy
-
-        import dffbatch.align as align_module
-        al = copy.copy(runs["affine"][0].alignment)
-        rng = np.random.default_rng(1)
-        al.matrices = [M if k == al.reference else M + np.hstack([np.zeros((2, 2)), rng.normal(0, 1.0, (2, 1))])
-                       for k, M in enumerate(al.matrices)]
-        estimate = align_module.estimate_alignment
-        align_module.estimate_alignment = lambda *args, **kw: al
-        try:
+        with given_alignment(shifted(runs["affine"][0].alignment, std=1.0)):
             runs["misaligned"] = (depth_from_focus(src, align="affine"),
                                   depth_from_focus(src, align="affine", refine="sgm"))
-        finally:
-            align_module.estimate_alignment = estimate
         # every figure on the crop of the tightest model, so the runs compare the same pixels
         crops = [runs[m][0].alignment.crop for m in MODELS[1:]]
         y0, y1 = max(c[0] for c in crops), min(c[1] for c in crops)
