@@ -19,7 +19,7 @@ import yaml
 
 from .align import ALIGN_MODES
 from .composite import COMPOSITES
-from .core import DEFAULTS
+from .core import DEFAULTS, REFINES
 from .depth import INTERPOLATIONS
 from .measure import MEASURES
 
@@ -87,8 +87,8 @@ def _check_param(ctx, key, value):
         if value not in COMPOSITES:
             _fail(ctx, path, f"{value!r} is not one of {', '.join(COMPOSITES)}")
     elif key == "refine":
-        if value not in ("none", "median", "bilateral", "sgm"):
-            _fail(ctx, path, f"{value!r} is not one of none, median, bilateral, sgm")
+        if value not in REFINES:
+            _fail(ctx, path, f"{value!r} is not one of {', '.join(REFINES)}")
     elif key == "refine_radius":
         if not _is_int(value) or value < 1:
             _fail(ctx, path, f"must be an integer >= 1, got {value!r}")

@@ -168,9 +168,9 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
     align : {"none", "translation", "similarity", "affine", "auto"}
         Correct focus breathing and camera shift first (see :mod:`dffbatch.align`;
         needs OpenCV): ``similarity`` for a breathing lens on a tripod, ``affine`` for
-        hand-held stacks (it also follows rolling-shutter shear). Alignment reads the stack twice, so ``frames`` must then be a
-        sequence or a callable returning a fresh iterator; outputs are cropped to the
-        region every frame covers. A callable may carry a ``preview`` attribute: a
+        hand-held stacks (it also follows rolling-shutter shear). Alignment reads the
+        stack twice, so ``frames`` must then be a sequence or a callable returning a
+        fresh iterator; outputs are cropped to the region every frame covers. A callable may carry a ``preview`` attribute: a
         callable returning ``(scale, (H, W), iterator)`` over frames decoded at reduced
         size (``scale``), used for the estimation pass.
     align_reference : "middle", "first", "last" or int
