@@ -41,7 +41,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=384)
     a = ap.parse_args()
-    from _misaligned import given_alignment, shifted
+    from _common import given_alignment, shifted
     from dffbatch import depth_from_focus, focus_measure
     from dffbatch.metrics import depth_metrics
     from dffbatch.synth import render_stack

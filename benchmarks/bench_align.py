@@ -15,6 +15,7 @@ import sys
 import time
 
 import numpy as np
+from _common import timed
 
 REPEATS = 7
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,7 +47,7 @@ def main():
         depth_from_focus(src, align="similarity")  # compile, page cache
         t_none, t_al = [], []
         for _ in range(REPEATS):
-            t_none.append(_t(lambda: depth_from_focus(src)))
+            t_none.append(timed(lambda: depth_from_focus(src)))
             t = time.perf_counter()
             r = depth_from_focus(src, align="similarity")
             t_al.append(time.perf_counter() - t)
@@ -75,12 +76,6 @@ def _job(files, align, tmp):
     stack = Stack(id=os.path.basename(folder), files=list(files), layout="folder", root=folder)
     params = dict(DEFAULTS, align=align)
     return make_job(stack, params, align, tmp, dict(_SECTIONS["outputs"]))
-
-
-def _t(fn):
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 if __name__ == "__main__":

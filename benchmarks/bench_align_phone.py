@@ -42,7 +42,7 @@ def main():
     import glob
 
     import cv2
-    from _misaligned import given_alignment, shifted
+    from _common import given_alignment, shifted
 
     from dffbatch import depth_from_focus, focus_measure
     from dffbatch.align import ESTIMATE_SIDE, residual_motion

@@ -8,10 +8,10 @@ memory (tracemalloc) for 12 and 48 frames, to show which modes stay O(H*W).
 import argparse
 import os
 import sys
-import time
 import tracemalloc
 
 import numpy as np
+from _common import timed
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -34,7 +34,7 @@ def main():
     ref = None
     for name, kw in modes.items():
         depth_from_focus(frames[:2], **kw)
-        best = min(_t(lambda: depth_from_focus(frames, prefetch=0, **kw)) for _ in range(2))
+        best = min(timed(lambda: depth_from_focus(frames, prefetch=0, **kw)) for _ in range(2))
         ref = best if ref is None else ref
         peaks = []
         for n in (12, 48):
@@ -45,12 +45,6 @@ def main():
             tracemalloc.stop()
         print(f"{name:<26}{mp / best:8.1f}{(best - ref) / mp * 1e3:+9.1f}   peak 256x256: 12 frames {peaks[0]:.1f} MB, "
               f"48 frames {peaks[1]:.1f} MB")
-
-
-def _t(fn):
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 if __name__ == "__main__":

@@ -1,8 +1,16 @@
-"""The benchmarks' misaligned control: a run with given, deliberately wrong, transforms."""
+"""Helpers the benchmarks share: a wall-clock timer and the misaligned-alignment control."""
 import copy
+import time
 from contextlib import contextmanager
 
 import numpy as np
+
+
+def timed(fn):
+    """Seconds one call of ``fn()`` takes (wall clock)."""
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
 def shifted(alignment, std=1.0, seed=1):
