@@ -36,11 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SHAPES", "TEXTURES", "depth_shape", "make_texture", "render_stack", "write_stack",
+__all__ = ["SHAPES", "TEXTURES", "REGIONS", "depth_shape", "make_texture", "texture_regions", "render_stack", "write_stack",
            "srgb_to_linear", "linear_to_srgb"]
 
 SHAPES = ("plane", "slant", "cone", "sinusoid", "step", "sphere", "terrain")
-TEXTURES = ("noise", "checker", "lowtex")
+TEXTURES = ("noise", "checker", "lowtex", "flatpatch", "gradpatch")
+#: Texture region labels (:func:`texture_regions`): how much focus evidence a pixel can carry.
+REGIONS = ("textured", "weak", "flat")
 
 
 # ------------------------------------------------------------------------- colour
@@ -116,14 +118,47 @@ def surface_segments(shape: str, H: int, W: int) -> np.ndarray:
     return seg
 
 
-def make_texture(texture, H: int, W: int, rng=None) -> np.ndarray:
+def _flat_mask(H: int, W: int, seed: int) -> np.ndarray:
+    """Large blobs (about 45% of the image) where the patch textures carry no texture at all."""
+    t = _smooth_noise(np.random.default_rng(seed + 7919), H, W, max(H, W) / 10.0)
+    return t > 0.12
+
+
+def texture_regions(texture, H: int, W: int, seed: int = 0) -> np.ndarray:
+    """Region label per pixel of :func:`make_texture`'s output: 0 textured, 1 weak, 2 flat.
+
+    ``lowtex`` is weak everywhere; the patch textures are flat inside their blobs;
+    ``seed`` is the one given to :func:`render_stack`.
+    """
+    reg = np.zeros((H, W), np.uint8)
+    if texture == "lowtex":
+        reg[:] = 1
+    elif texture in ("flatpatch", "gradpatch"):
+        reg[_flat_mask(H, W, seed)] = 2
+    return reg
+
+
+def make_texture(texture, H: int, W: int, rng=None, seed: int = 0) -> np.ndarray:
     """An sRGB texture in [0, 1], float64 (H, W, 3).
 
     ``noise``: multi-scale coloured noise with fine detail; ``checker``: a checker
     board with noise; ``lowtex``: smooth shading with faint fine detail (hard for
-    focus measures); or a path to an image file (resized by nearest neighbour).
+    focus measures); ``flatpatch`` / ``gradpatch``: ``noise`` with large blobs (see
+    :func:`texture_regions`) of one flat colour / of a smooth colour gradient, which
+    carry no focus evidence at all; or a path to an image file (resized by nearest
+    neighbour).
     """
     rng = np.random.default_rng(0) if rng is None else rng
+    if texture in ("flatpatch", "gradpatch"):
+        t = make_texture("noise", H, W, rng)
+        mask = _flat_mask(H, W, seed)
+        if texture == "flatpatch":
+            fill = np.broadcast_to(np.array([0.62, 0.55, 0.45]), (H, W, 3))
+        else:
+            y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+            u, v = x / max(W - 1, 1), y / max(H - 1, 1)
+            fill = np.stack([0.3 + 0.4 * u, 0.35 + 0.3 * v, 0.6 - 0.3 * u], axis=2)
+        return np.where(mask[:, :, None], fill, t)
     if texture not in TEXTURES:
         import imageio.v3 as iio
         img = np.asarray(iio.imread(texture))
@@ -262,7 +297,7 @@ def render_stack(shape="slant", texture="noise", size=(256, 256), n_frames=16,
     H, W = size
     rng = np.random.default_rng(seed)
     g = depth_shape(shape, H, W, n_frames, rng)
-    tex = make_texture(texture, H, W, rng)
+    tex = make_texture(texture, H, W, rng, seed=seed)
     lin = srgb_to_linear(tex)
 
     pad = int(math.ceil(max_blur)) + 2

@@ -25,7 +25,13 @@ REFINE_SUITE = {f"{shape}-{tex}-{tag}": (shape, tex, noise, 30 + i)
                 for i, (shape, tex) in enumerate([("step", "checker"), ("step", "lowtex"), ("sphere", "lowtex"),
                                                   ("slant", "noise"), ("terrain", "noise"), ("sinusoid", "noise")])
                 for tag, noise in (("clean", 0.0), ("noisy", 0.02))}
-SUITES = {"sweep": SWEEP_SUITE, "refine": REFINE_SUITE}
+#: Scenes whose large regions carry no texture at all (flat colour or smooth gradient
+#: blobs, see dffbatch.synth.texture_regions) on surfaces at several depths.
+FLAT_SUITE = {f"{shape}-{tex}-{tag}": (shape, tex, noise, 50 + i)
+              for i, (shape, tex) in enumerate([("step", "flatpatch"), ("sphere", "gradpatch"),
+                                                ("slant", "flatpatch"), ("terrain", "gradpatch")])
+              for tag, noise in (("clean", 0.0), ("noisy", 0.02))}
+SUITES = {"sweep": SWEEP_SUITE, "refine": REFINE_SUITE, "flat": FLAT_SUITE}
 
 
 def main(argv=None) -> int:
@@ -46,7 +52,7 @@ def main(argv=None) -> int:
                    help="random per-frame shear and vertical stretch std (hand-held rolling shutter)")
     p.add_argument("--layers", type=int, default=8, help="depth layers per frame")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--suite", choices=["sweep", "refine"], help="render the named scene set into OUT/<scene>/ "
+    p.add_argument("--suite", choices=sorted(SUITES), help="render the named scene set into OUT/<scene>/ "
                    "(shape/texture/noise/seed per scene; the other options apply to all)")
     a = p.parse_args(argv)
     if a.suite:
