@@ -20,6 +20,13 @@ the lowest frame index (a later frame must be strictly sharper to win).
 Confidence is the relative prominence of the peak over the mean of the focus curve,
 ``(F[m] - mean(F)) / F[m]`` in [0, 1): 0 for a flat curve (no texture, or texture
 that no frame brings into focus), towards 1 for a sharp isolated peak.
+
+The state also keeps the *second peak*: the largest focus value of a frame at least
+two frames from the best one, ``S = max_{|k-m|>=2} F[k]`` (exact, streamed with a
+running maximum that lags one frame). ``S / F[m]`` is near 1 where the curve has two
+modes (the window straddles two depths beside an occlusion edge) or none (noise), and
+small for one clear peak: :func:`evidence` turns it into the weight of the global
+solve (:mod:`dffbatch.solve`).
 """
 from __future__ import annotations
 
@@ -38,12 +45,18 @@ _TINY = np.float32(1e-30)
 
 
 @njit(**JIT)
-def update_best(f, f_prev, k, best, fbest, fbelow, fabove, fsum):
-    """Fold frame ``k``'s focus ``f`` into the running state (``f_prev`` is frame k-1's)."""
+def update_best(f, f_prev, k, best, fbest, fbelow, fabove, fsum, fsecond, flag):
+    """Fold frame ``k``'s focus ``f`` into the running state (``f_prev`` is frame k-1's).
+
+    ``fsecond`` is the largest value of a frame two or more frames from the best one,
+    ``flag`` the running maximum over frames 0..k-2 (the candidates when frame k wins).
+    """
     H, W = f.shape
+    zero = np.float32(0.0)
     for y in prange(H):
         fy, fpy, by, fby = f[y], f_prev[y], best[y], fbest[y]
         fbl, fab, fsy = fbelow[y], fabove[y], fsum[y]
+        fsec, fl = fsecond[y], flag[y]
         for x in range(W):
             v = fy[x]
             fsy[x] += v
@@ -52,8 +65,13 @@ def update_best(f, f_prev, k, best, fbest, fbelow, fabove, fsum):
             if v > fby[x]:
                 by[x] = k
                 fby[x] = v
-                fbl[x] = fpy[x] if k > 0 else np.float32(0.0)
-                fab[x] = np.float32(0.0)
+                fbl[x] = fpy[x] if k > 0 else zero
+                fab[x] = zero
+                fsec[x] = fl[x]
+            elif k >= by[x] + 2 and v > fsec[x]:
+                fsec[x] = v
+            if k > 0 and fpy[x] > fl[x]:
+                fl[x] = fpy[x]
 
 
 @njit(cache=True, inline="always")
@@ -96,6 +114,55 @@ def finish_depth(best, fbest, fbelow, fabove, fsum, n, mode, depth, confidence):
             cy[x] = (f0 - fsy[x] * inv_n) / f0 if f0 > 0.0 else np.float32(0.0)
 
 
+@njit(**JIT)
+def evidence(fbest, fsecond, fsum, n, tau, power, out):
+    """Evidence weight ``(1 - S / F[m])^power * A^2 / (A^2 + tau^2)``, ``A = F[m] - mean(F)``, power an int.
+
+    The first factor is low for a curve with two modes or none (second peak ``S`` near
+    the best ``F[m]``); the second separates weak texture (``A`` above the noise floor
+    ``tau``, in the measure's units: trusted) from no texture at all (``A`` ~ 0: filled).
+    """
+    H, W = fbest.shape
+    inv_n = np.float32(1.0 / n)
+    t2 = tau * tau
+    for y in prange(H):
+        for x in range(W):
+            f0 = fbest[y, x]
+            if f0 <= 0.0:
+                out[y, x] = 0.0
+                continue
+            r = max(np.float32(1.0) - fsecond[y, x] / f0, np.float32(0.0))
+            rp = np.float32(1.0)
+            for _ in range(power):
+                rp *= r
+            a = f0 - fsum[y, x] * inv_n
+            out[y, x] = rp * (a * a / (a * a + t2))
+
+
+@njit(**JIT)
+def block_mean(f, b, out):
+    """Mean of ``f`` over ``b x b`` blocks (partial blocks at the right and bottom edges)."""
+    H, W = f.shape
+    Hc, Wc = out.shape
+    for yc in prange(Hc):
+        y0 = yc * b
+        y1 = min(H, y0 + b)
+        row = out[yc]
+        for xc in range(Wc):
+            row[xc] = 0.0
+        for y in range(y0, y1):
+            fy = f[y]
+            for xc in range(Wc):
+                x0 = xc * b
+                x1 = min(W, x0 + b)
+                s = np.float32(0.0)
+                for x in range(x0, x1):
+                    s += fy[x]
+                row[xc] += s
+        for xc in range(Wc):
+            row[xc] /= np.float32((y1 - y0) * (min(W, xc * b + b) - xc * b))
+
+
 class DepthState:
     """Running per-pixel state of the best-focused frame for frames of shape (H, W)."""
 
@@ -105,12 +172,21 @@ class DepthState:
         self.fbelow = np.zeros(shape, np.float32)
         self.fabove = np.zeros(shape, np.float32)
         self.fsum = np.zeros(shape, np.float32)
+        self.fsecond = np.zeros(shape, np.float32)
+        self.flag = np.zeros(shape, np.float32)
         self.n = 0
 
     def update(self, f: np.ndarray, f_prev: np.ndarray) -> None:
         """Fold the next frame's focus measure ``f`` (``f_prev``: the previous one's)."""
-        update_best(f, f_prev, self.n, self.best, self.fbest, self.fbelow, self.fabove, self.fsum)
+        update_best(f, f_prev, self.n, self.best, self.fbest, self.fbelow, self.fabove, self.fsum,
+                    self.fsecond, self.flag)
         self.n += 1
+
+    def evidence(self, tau: float, power: int) -> np.ndarray:
+        """The evidence weight of each pixel's focus curve, float32 (H, W) in [0, 1]: see :func:`evidence`."""
+        out = np.empty(self.best.shape, np.float32)
+        evidence(self.fbest, self.fsecond, self.fsum, self.n, np.float32(tau), int(power), out)
+        return out
 
     def finish(self, interpolation: str = "gaussian"):
         """Return ``(depth, confidence)``, float32 (H, W); depth in frame units."""

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-__all__ = ["depth_metrics", "psnr", "ssim", "image_metrics"]
+__all__ = ["depth_metrics", "psnr", "ssim", "image_metrics", "sparsification", "ause"]
 
 
 def _inner(a, border):
@@ -73,3 +73,35 @@ def ssim(pred, gt) -> float:
 
 def image_metrics(pred, gt) -> dict:
     return {"aif_psnr": psnr(pred, gt), "aif_ssim": ssim(pred, gt)}
+
+
+def sparsification(error, confidence, fractions=np.linspace(0.0, 0.99, 100), border=8):
+    """Sparsification curves of a confidence map (Ilg et al. 2018).
+
+    Pixels are removed in order of increasing ``confidence`` (least confident first);
+    after removing each fraction, the RMSE of the remaining ``error`` is taken. The
+    oracle removes the largest errors first. Ties are removed in pixel order.
+
+    Returns
+    -------
+    curve, oracle : ndarray (len(fractions),)
+        RMSE of the kept pixels, in the units of ``error``.
+    """
+    e2 = _inner(np.asarray(error, np.float64), border).ravel() ** 2
+    c = _inner(np.asarray(confidence, np.float64), border).ravel()
+    n = e2.size
+
+    def curve(order):
+        tail = np.cumsum(e2[order][::-1])[::-1]  # sum of the errors kept after removing i pixels
+        i = np.minimum((np.asarray(fractions) * n).astype(int), n - 1)
+        return np.sqrt(tail[i] / (n - i))
+    return curve(np.argsort(c, kind="stable")), curve(np.argsort(-e2, kind="stable"))
+
+
+def ause(error, confidence, border=8) -> float:
+    """Area Under the Sparsification Error: the mean gap between the confidence's
+    sparsification curve and the oracle's over removed fractions 0..0.99 (0 = it ranks
+    errors perfectly; the units of ``error``)."""
+    fr = np.linspace(0.0, 0.99, 100)
+    s, o = sparsification(error, confidence, fr, border)
+    return float(np.trapezoid(s - o, fr) / (fr[-1] - fr[0]))
