@@ -93,7 +93,8 @@ def _check_param(ctx, key, value):
         if not _is_int(value) or value < 1:
             _fail(ctx, path, f"must be an integer >= 1, got {value!r}")
     elif key == "refine_strength":
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+                                  or value != value or value == float("inf")):
             _fail(ctx, path, f"must be a number >= 0 or null (the mode's default), got {value!r}")
     elif key == "align":
         if value not in ALIGN_MODES:

@@ -16,30 +16,31 @@ from .align import ALIGN_MODES
 from .composite import COMPOSITES, Compositor
 from .depth import INTERPOLATIONS, DepthState
 from .measure import MEASURES, FocusMeasure, check_window
+from .depth import block_mean
+from .post import COARSE_BLOCK, REFINERS, Maps
 from .read import prefetch as _prefetch
-from .refine import median_filter
 
 __all__ = ["DFFResult", "depth_from_focus", "DEFAULTS", "check_frame"]
 
 #: Default parameters of :func:`depth_from_focus` (also the batch runner's defaults):
 #: the best point of the ranked sweep ``configs/sweep.yaml`` over 8 synthetic scenes
 #: (mean depth RMSE 0.623 frame against 0.810 for the original sml/3/gaussian/median 3),
-#: and ``interpolate`` for the all-in-focus image (mean PSNR 37.1 dB against 35.8 for
+#: then the global ``wls`` solve on top (0.333; benchmarks/bench_solve.py), and
+#: ``interpolate`` for the all-in-focus image (mean PSNR 37.1 dB against 35.8 for
 #: ``select``; ``pyramid`` reaches 37.2 at 35x the cost).
 DEFAULTS = dict(measure="lapd", window=9, step=1, threshold=0.0,
                 interpolation="gaussian", median=5, composite="interpolate",
-                refine="median", refine_radius=7, refine_strength=None,
+                refine="wls", refine_radius=7, refine_strength=None,
                 align="none", align_reference="middle")
 
-REFINES = ("none", "median", "bilateral", "sgm")
-#: ``refine_strength`` when None: the bilateral filter's confidence power, SGM's P2.
-#: Chosen on the renderer's refinement suite (configs/sweep_refine.yaml): power 2 -> 8
-#: took the occlusion step from -23% to -27% RMSE against median-only and improved or
-#: kept every other scene; SGM with P2 = 4 and ``window: 3`` beats the bilateral filter
-#: on the occlusion step at every window (larger P2 staircases curved surfaces).
-STRENGTH_DEFAULT = {"bilateral": 8.0, "sgm": 4.0}
-#: The bilateral filter's confidence power when it runs after SGM.
-_SGM_BILATERAL_POWER = STRENGTH_DEFAULT["bilateral"]
+#: The post-stream stages (:mod:`dffbatch.post`).
+REFINES = tuple(REFINERS)
+#: ``refine_strength`` when None: the bilateral filter's confidence power (8), SGM's
+#: P2 (4), the WLS solve's lambda (100). Chosen on the renderer's suites: bilateral
+#: power 2 -> 8 took the occlusion step from -23% to -27% RMSE against median-only;
+#: SGM with P2 = 4 and ``window: 3`` beats the bilateral filter on the occlusion step
+#: (larger P2 staircases curved surfaces); for ``wls`` see benchmarks/bench_solve.py.
+STRENGTH_DEFAULT = {k: r.strength for k, r in REFINERS.items() if r.strength is not None}
 
 _DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 
@@ -55,7 +56,11 @@ class DFFResult:
     index : ndarray (H, W) int32
         Integer best frame per pixel (ties to the lowest index).
     confidence : ndarray (H, W) float32
-        Relative prominence of the focus peak, in [0, 1): see :mod:`dffbatch.depth`.
+        In [0, 1]. With ``refine: wls`` (default) the evidence of the focus curve that
+        weighted the solve (:func:`dffbatch.depth.evidence`, both scales): near 1 where
+        depth was measured, near 0 where it was filled from neighbours. With the other
+        modes, the relative prominence of the focus peak (:mod:`dffbatch.depth`),
+        updated by the bilateral filter where it runs.
     allfocus : ndarray
         All-in-focus image, same shape, dtype and channels as the input frames.
     n_frames : int
@@ -151,8 +156,15 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
     composite : {"select", "interpolate", "pyramid"}
         All-in-focus construction: see :mod:`dffbatch.composite`; ``pyramid`` is the
         Laplacian-pyramid fusion of :mod:`dffbatch.fusion`.
-    refine : {"none", "median", "bilateral", "sgm"}
-        Depth clean-up: ``median`` (the ``median`` filter alone); ``bilateral``, the
+    refine : {"wls", "none", "median", "bilateral", "sgm"}
+        Depth clean-up (the stages of :mod:`dffbatch.post`): ``wls`` (default), a global,
+        edge-aware solve weighted by the evidence of each focus curve
+        (:mod:`dffbatch.solve`): depth where focus is measured stays as measured, flat
+        and ambiguous areas are filled from confident neighbours along the structure
+        of the all-in-focus image; the ``median`` filter cleans its input;
+        ``refine_strength`` = the smoother's lambda, default 100 (reach about
+        sqrt(lambda) pixels); the confidence becomes the evidence weight in [0, 1].
+        ``median`` (the ``median`` filter alone); ``bilateral``, the
         confidence-weighted joint bilateral filter guided by the all-in-focus image
         (:func:`dffbatch.refine.joint_bilateral`, ``refine_radius`` pixels,
         ``refine_strength`` = confidence power, default 8), then the median; ``sgm``,
@@ -244,7 +256,9 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
     ref = fm = state = comp = None
     f_cur = f_prev = prev3 = None
     M_cur = M_prev = None  # with alignment: output pixel -> frame pixel, for the compositor
-    volume = [] if refine == "sgm" else None
+    needs = REFINERS[refine].needs
+    volume = [] if "volume" in needs else None
+    coarse = fc_cur = fc_prev = None
     k = 0
     t = time.perf_counter()
     for frame in stream:
@@ -261,6 +275,11 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
             state = DepthState((H, W))
             f_cur = np.empty((H, W), np.float32)
             f_prev = np.zeros((H, W), np.float32)
+            if "coarse" in needs:
+                cshape = (-(-H // COARSE_BLOCK), -(-W // COARSE_BLOCK))
+                coarse = DepthState(cshape)
+                fc_cur = np.empty(cshape, np.float32)
+                fc_prev = np.zeros(cshape, np.float32)
         if alignment_warp is None:
             fm(frame, f_cur)
         else:
@@ -285,6 +304,10 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
             volume.append(f_cur.copy())
         t2 = time.perf_counter()
         state.update(f_cur, f_prev)
+        if coarse is not None:
+            block_mean(f_cur, COARSE_BLOCK, fc_cur)
+            coarse.update(fc_cur, fc_prev)
+            fc_cur, fc_prev = fc_prev, fc_cur
         t3 = time.perf_counter()
         if composite == "pyramid":
             comp.update(frame3, f_cur)
@@ -311,21 +334,11 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
     if ref.ndim == 2:
         allfocus = allfocus[:, :, 0]
     t2 = time.perf_counter()
-    if refine in ("bilateral", "sgm"):
-        from .measure import luminance
-        guide = luminance(allfocus)
-        if allfocus.dtype.kind == "f":  # float input is used as is: bring the guide to [0, 1]
-            lo, hi = float(guide.min()), float(guide.max())
-            guide = (guide - lo) / (hi - lo) if hi > lo else np.zeros_like(guide)
-        from .refine import joint_bilateral
-        power = strength
-        if refine == "sgm":  # global aggregation first, then the same edge-aware filter
-            from .sgm import sgm
-            raw, conf = sgm(np.stack(volume), guide, strength / 10.0, strength)
-            volume = None
-            power = _SGM_BILATERAL_POWER
-        raw, conf = joint_bilateral(raw, conf, guide, refine_radius, 0.05, power)
-    depth = median_filter(raw, median) if refine != "none" else raw
+    maps = Maps(raw=raw, confidence=conf, allfocus=allfocus, state=state, interpolation=interpolation,
+                measure=measure, window=int(window), median=int(median), radius=int(refine_radius),
+                strength=strength, coarse=coarse, volume=volume)
+    volume = None
+    depth, conf = REFINERS[refine].run(maps)
     t3 = time.perf_counter()
     timings["depth"] += t1 - t0
     timings["composite"] += t2 - t1

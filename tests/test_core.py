@@ -25,7 +25,7 @@ def test_recovers_known_depth_within_half_a_frame():
 def test_matches_reference_volume_pipeline():
     """Streaming result equals a full-volume NumPy implementation of the same method."""
     frames, _ = blurred_stack(H=24, W=20, n=6)
-    r = depth_from_focus(frames, measure="lapv", window=3, median=0, composite="select")
+    r = depth_from_focus(frames, measure="lapv", window=3, median=0, composite="select", refine="median")
     F = np.stack([ref.focus_measure(f, "lapv", 3) for f in frames])
     d, best, conf = ref.depth(F)
     np.testing.assert_array_equal(r.index, best)
@@ -36,8 +36,8 @@ def test_matches_reference_volume_pipeline():
 
 def test_interpolate_composite_blends_the_two_frames_around_depth():
     frames, _ = blurred_stack(H=16, W=16, n=5)
-    r = depth_from_focus(frames, composite="interpolate", median=0)
-    raw = depth_from_focus(frames, composite="interpolate", median=0).depth
+    r = depth_from_focus(frames, composite="interpolate", median=0, refine="median")
+    raw = depth_from_focus(frames, composite="interpolate", median=0, refine="median").depth
     st = np.stack(frames).astype(np.float64)
     lo = np.floor(raw).astype(int)
     hi = np.minimum(lo + 1, 4)

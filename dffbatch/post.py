@@ -1,0 +1,158 @@
+"""Post-stream stages: the registry of ``refine`` modes, each turning maps into maps.
+
+When the stream of frames has ended, :func:`dffbatch.depth_from_focus` holds a
+:class:`Maps`: the raw sub-frame depth and its confidence, the running depth state
+(for the evidence of each focus curve), the all-in-focus image, and whatever the
+mode asked the stream to keep (``needs``). The mode's function returns the final
+``(depth, confidence)``. A new mode is one function here (or in its own module) and
+one entry in :data:`REFINERS`.
+
+=============  ==========================================================================
+``none``       the raw depth and the peak-prominence confidence
+``median``     the ``median`` filter
+``bilateral``  confidence-weighted joint bilateral filter, then the median
+``sgm``        semi-global aggregation of the kept focus volume, the bilateral filter,
+               the median
+``wls``        global, edge-aware, confidence-weighted solve (:mod:`dffbatch.solve`)
+               of the median-filtered depth, with the evidence of the focus curve at
+               two scales (the measure window, and 8 x 8 blocks of it)
+=============  ==========================================================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+from numba import njit, prange
+
+from .kernels import JIT
+from .refine import median_filter
+
+__all__ = ["Maps", "Refiner", "REFINERS", "COARSE_BLOCK", "noise_floor"]
+
+#: Side of the blocks whose mean focus makes the coarse focus curve of ``wls``.
+COARSE_BLOCK = 8
+#: ``wls``: evidence power of the fine and the coarse curve, weight of the coarse one,
+#: edge sensitivity of the guide. Chosen on the renderer's suites (256 x 256, 12 frames;
+#: benchmarks/bench_solve.py prints the table).
+WLS_POWER, WLS_COARSE_POWER, WLS_COARSE_WEIGHT, WLS_SIGMA, WLS_ITERATIONS = 2, 3, 1.0, 0.03, 3
+#: lapd noise floor: a focus-curve amplitude well below it is no texture at all.
+_TAU = 3e-3
+
+
+def noise_floor(measure: str, window: int) -> float:
+    """Focus-curve amplitude that separates weak texture from none, in the measure's units.
+
+    Calibrated for ``lapd`` (a mean of absolute second differences of luminance in
+    [0, 1]); measures of squared quantities (energies, variances) get its square, and
+    ``sml``, a window *sum*, its value times the window area.
+    """
+    if measure in ("lape", "lapv", "teng", "tenv", "glva"):
+        return _TAU * _TAU
+    if measure == "sml":
+        return _TAU * window * window
+    return _TAU
+
+
+@dataclass
+class Maps:
+    """What a post-stream stage works on (all (H, W), float32 unless said)."""
+
+    raw: np.ndarray                 # sub-frame depth from the stream, frames
+    confidence: np.ndarray          # peak prominence in [0, 1)
+    allfocus: np.ndarray            # the all-in-focus image, input dtype
+    state: object                   # dffbatch.depth.DepthState at the end of the stream
+    interpolation: str
+    measure: str
+    window: int
+    median: int
+    radius: int
+    strength: float
+    coarse: Optional[object] = None  # DepthState of the block-mean focus (needs "coarse")
+    volume: Optional[list] = None    # every frame's focus (needs "volume")
+    _guide: Optional[np.ndarray] = field(default=None, repr=False)
+
+    def guide(self) -> np.ndarray:
+        """Luminance of the all-in-focus image in [0, 1] (float input stretched to it)."""
+        if self._guide is None:
+            from .measure import luminance
+            g = luminance(self.allfocus)
+            if self.allfocus.dtype.kind == "f":
+                lo, hi = float(g.min()), float(g.max())
+                g = (g - lo) / (hi - lo) if hi > lo else np.zeros_like(g)
+            self._guide = np.ascontiguousarray(g, np.float32)
+        return self._guide
+
+
+@dataclass(frozen=True)
+class Refiner:
+    """A post-stream stage: ``run(maps) -> (depth, confidence)``."""
+
+    run: Callable[[Maps], tuple]
+    strength: Optional[float] = None   # default of ``refine_strength`` (None: unused)
+    strength_doc: str = ""
+    needs: frozenset = frozenset()     # what the stream must keep: "volume", "coarse"
+
+
+def _none(m: Maps):
+    return m.raw, m.confidence
+
+
+def _median(m: Maps):
+    return median_filter(m.raw, m.median), m.confidence
+
+
+def _bilateral(m: Maps, raw=None, conf=None, power=None):
+    from .refine import joint_bilateral
+    raw = m.raw if raw is None else raw
+    conf = m.confidence if conf is None else conf
+    d, c = joint_bilateral(raw, conf, m.guide(), m.radius, 0.05, m.strength if power is None else power)
+    return median_filter(d, m.median), c
+
+
+def _sgm(m: Maps):
+    from .sgm import sgm
+    raw, conf = sgm(np.stack(m.volume), m.guide(), m.strength / 10.0, m.strength)
+    m.volume = None
+    return _bilateral(m, raw, conf, REFINERS["bilateral"].strength)
+
+
+@njit(**JIT)
+def _mix_scales(d, w, dc, wc, b, wcoarse, out_d, out_w):
+    """Evidence-weighted mean of the fine depth and the block depth it lies in (nearest upsampling)."""
+    H, W = d.shape
+    for y in prange(H):
+        yc = y // b
+        for x in range(W):
+            xc = x // b
+            w1 = w[y, x]
+            w2 = wcoarse * wc[yc, xc]
+            t = w1 + w2
+            out_d[y, x] = (w1 * d[y, x] + w2 * dc[yc, xc]) / t if t > 0 else d[y, x]
+            out_w[y, x] = t
+
+
+def _wls(m: Maps):
+    from .solve import wls_solve
+    tau = noise_floor(m.measure, m.window)
+    d = median_filter(m.raw, m.median)
+    w = m.state.evidence(tau, WLS_POWER)
+    if m.coarse is not None:
+        dc, _ = m.coarse.finish(m.interpolation)
+        wc = m.coarse.evidence(tau, WLS_COARSE_POWER)
+        dm, wm = np.empty_like(d), np.empty_like(w)
+        _mix_scales(d, w, dc, wc, COARSE_BLOCK, np.float32(WLS_COARSE_WEIGHT), dm, wm)
+        d, w = dm, wm
+    depth, _ = wls_solve(d, w, m.guide(), m.strength, WLS_SIGMA, WLS_ITERATIONS)
+    return depth, np.minimum(w, np.float32(1.0))
+
+
+#: name -> stage, in the order the docs list them.
+REFINERS = {
+    "none": Refiner(_none),
+    "median": Refiner(_median),
+    "bilateral": Refiner(_bilateral, 8.0, "confidence power"),
+    "sgm": Refiner(_sgm, 4.0, "P2 (P1 = P2 / 10)", frozenset({"volume"})),
+    "wls": Refiner(_wls, 100.0, "FGS lambda (reach about sqrt(lambda) px per pass)", frozenset({"coarse"})),
+}
