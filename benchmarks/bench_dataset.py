@@ -44,7 +44,7 @@ def decode_only(stacks, workers):
     return time.perf_counter() - t, sum(r[0] for r in res)
 
 
-def run_once(data, workers, plots, tmp, name):
+def run_once(data, workers, plots, tmp, name, sets=()):
     import yaml
     cfg = {"run": {"name": name, "output": tmp}, "datasets": [{"path": data}],
            "outputs": {"plots": plots, "report": True}, "execution": {"workers": workers}}
@@ -52,7 +52,9 @@ def run_once(data, workers, plots, tmp, name):
     with open(p, "w") as fh:
         yaml.safe_dump(cfg, fh)
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "dffbatch", p, "--no-progress"], cwd=ROOT, capture_output=True, text=True)
+    extra = [a for kv in sets for a in ("--set", kv)]
+    r = subprocess.run([sys.executable, "-m", "dffbatch", p, "--no-progress", *extra], cwd=ROOT,
+                       capture_output=True, text=True)
     wall = time.perf_counter() - t
     if r.returncode != 0:
         print(r.stdout, r.stderr)
@@ -66,6 +68,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=DEFAULT)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE",
+                    help="also time a plots-off run with this --set override, alternated with the default "
+                         "(3 runs each, median), and print the ratio; e.g. params.refine=median")
     a = ap.parse_args()
     if not os.path.isdir(a.data):
         print(f"skipped: {a.data} is absent (../shared/datasets is not next to the project)")
@@ -90,6 +95,16 @@ def main():
                   f"jobs {inner:.2f} s)  {mpx / wall:7.1f} MP-frames/s  {wall / dec:4.2f}x decode-only  "
                   f"{ok}/{len(jobs)} ok  peak RSS/worker {rss:.0f} MB")
             print("    summed stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in stage.items()))
+        if a.compare:
+            walls = {"default": [], "compare": []}
+            for i in range(3):
+                for tag, sets in (("default", ()), ("compare", a.compare)):
+                    w, _, _ = run_once(a.data, a.workers, False, tmp, f"{tag}{i}", sets)
+                    walls[tag].append(w)
+                    shutil.rmtree(os.path.join(tmp, f"{tag}{i}"))
+            md, mc = sorted(walls["default"])[1], sorted(walls["compare"])[1]
+            print(f"default {md:.2f} s vs {' '.join(a.compare)} {mc:.2f} s (median of 3, alternated, plots off): "
+                  f"{md / mc:.2f}x   runs: {walls}")
     for tool in ("enfuse", "focusweave"):
         print(f"{tool}: {'found at ' + shutil.which(tool) if shutil.which(tool) else 'not installed, not compared'}")
 
