@@ -12,7 +12,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["reflect_index", "pad_reflect", "JIT"]
+__all__ = ["reflect_index", "pad_reflect", "range_table", "JIT"]
+
+#: Range-weight tables: entries, and the span in sigmas beyond which a weight counts as 0.
+LUT_SIZE = 1024
+LUT_SPAN = 4.0
 
 #: Options shared by every parallel kernel: cached on disk, GIL released so that the
 #: next frame can be decoded in another thread while a kernel runs.
@@ -53,3 +57,19 @@ def pad_reflect(buf, p):
             buf[p - i, x] = buf[src_top, x]
             buf[p + H - 1 + i, x] = buf[src_bot, x]
 
+
+
+@njit(cache=True)
+def range_table(sigma):
+    """``exp(-d^2 / (2 sigma^2))`` at ``d = i * step`` for i in 0..LUT_SIZE-1, 0 at LUT_SIZE.
+
+    ``step = LUT_SPAN * sigma / LUT_SIZE``; returns ``(table, step)``. The edge-aware
+    kernels look weights up here instead of calling ``exp`` per neighbour.
+    """
+    lut = np.empty(LUT_SIZE + 1, np.float32)
+    step = LUT_SPAN * sigma / LUT_SIZE
+    for i in range(LUT_SIZE + 1):
+        v = i * step / sigma
+        lut[i] = np.exp(-0.5 * v * v)
+    lut[LUT_SIZE] = 0.0
+    return lut, step

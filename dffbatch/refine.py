@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._median_networks import _median5, _median7
-from .kernels import JIT, pad_reflect
+from .kernels import JIT, LUT_SIZE, pad_reflect, range_table
 
 __all__ = ["median_filter"]
 
@@ -118,8 +118,7 @@ def median_filter(depth: np.ndarray, size: int = 3) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ edge-aware refinement
-_LUT_SIZE = 1024
-_LUT_SPAN = 4.0  # range weights below exp(-8) count as 0
+_LUT_SIZE = LUT_SIZE  # range weights below exp(-8) (LUT_SPAN sigmas) count as 0
 
 
 @njit(**JIT)
@@ -136,12 +135,7 @@ def _joint_bilateral(depth, conf, guide, r, sigma_s, sigma_r, power, out_d, out_
     for i in range(k):
         for j in range(k):
             spatial[i, j] = math.exp(-0.5 * ((i - r) ** 2 + (j - r) ** 2) / (sigma_s * sigma_s))
-    lut = np.empty(_LUT_SIZE + 1, np.float32)
-    step = _LUT_SPAN * sigma_r / _LUT_SIZE
-    for i in range(_LUT_SIZE + 1):
-        v = i * step / sigma_r
-        lut[i] = math.exp(-0.5 * v * v)
-    lut[_LUT_SIZE] = 0.0
+    lut, step = range_table(sigma_r)
     inv_step = 1.0 / step
     cw = np.empty_like(conf)
     for y in prange(H):

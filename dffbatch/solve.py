@@ -27,20 +27,18 @@ number of Numba threads.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from numba import njit, prange
 
-from .kernels import JIT
+from .kernels import JIT, LUT_SIZE, range_table
 
 __all__ = ["affinities", "fgs_normalized", "wls_solve"]
 
 _CHUNK = 64  # columns per thread in the column solves (contiguous rows of this width)
 
 
-_LUT_SIZE = 1024
-_LUT_SPAN = 4.0  # affinities below exp(-8) count as 0
+_LUT_SIZE = LUT_SIZE  # affinities below exp(-8) (LUT_SPAN sigmas) count as 0
 
 
 @njit(**JIT)
@@ -51,12 +49,7 @@ def affinities(g, sigma, ax, ay):
     (beyond: 0). The last column of ``ax`` and the last row of ``ay`` are 0 (no neighbour).
     """
     H, W = g.shape
-    lut = np.empty(_LUT_SIZE + 1, np.float32)
-    step = _LUT_SPAN * sigma / _LUT_SIZE
-    for i in range(_LUT_SIZE + 1):
-        v = i * step / sigma
-        lut[i] = math.exp(-0.5 * v * v)
-    lut[_LUT_SIZE] = 0.0
+    lut, step = range_table(sigma)
     inv = np.float32(1.0 / step)
     top = np.float32(_LUT_SIZE)
     for y in prange(H):
