@@ -35,7 +35,14 @@ from .kernels import JIT, LUT_SIZE, range_table
 
 __all__ = ["affinities", "fgs_normalized", "wls_solve"]
 
-_CHUNK = 64  # columns per thread in the column solves (contiguous rows of this width)
+_MIN_CHUNK = 64  # narrowest band of columns a thread solves
+
+
+def _col_chunk(W):
+    """Band width for the column solves: the columns shared evenly by Numba's threads."""
+    import numba
+    n = max(1, numba.get_num_threads())
+    return max(_MIN_CHUNK, -(-W // n))
 
 
 _LUT_SIZE = LUT_SIZE  # affinities below exp(-8) (LUT_SPAN sigmas) count as 0
@@ -68,64 +75,76 @@ def affinities(g, sigma, ax, ay):
                 ayy[x] = 0.0
 
 
-@njit(cache=True, inline="always")
-def _row_forward(uy, vy, ay_, cp, lam, x, left, prev_c):
-    c = -lam * ay_[x]
-    a = -lam * left
-    im = np.float32(1.0) / (np.float32(1.0) - a - c - a * prev_c)  # 1 + lam (left + right) - a c'
-    cp[x] = c * im
-    if x > 0:
-        uy[x] = (uy[x] - a * uy[x - 1]) * im
-        vy[x] = (vy[x] - a * vy[x - 1]) * im
-    else:
-        uy[x] = uy[x] * im
-        vy[x] = vy[x] * im
-    return cp[x]
-
-
 @njit(**JIT)
 def _smooth_rows(u, v, ax, lam, scratch):
     """Solve ``(I + lam L_row) x = b`` in place along every row, for ``b`` = u and = v (Thomas).
 
     Each task runs the recurrences of 4 rows side by side, which hides the latency of
-    their divisions.
+    their divisions; the last rows (H mod 4) reuse it with repeated rows masked out.
     """
     H, W = u.shape
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
     for i in prange((H + 3) // 4):
         y0 = 4 * i
-        n = min(4, H - y0)
-        if n == 4:
-            c0 = c1 = c2 = c3 = np.float32(0.0)
-            for x in range(W):
-                l0 = ax[y0, x - 1] if x > 0 else np.float32(0.0)
-                l1 = ax[y0 + 1, x - 1] if x > 0 else np.float32(0.0)
-                l2 = ax[y0 + 2, x - 1] if x > 0 else np.float32(0.0)
-                l3 = ax[y0 + 3, x - 1] if x > 0 else np.float32(0.0)
-                c0 = _row_forward(u[y0], v[y0], ax[y0], scratch[y0], lam, x, l0, c0)
-                c1 = _row_forward(u[y0 + 1], v[y0 + 1], ax[y0 + 1], scratch[y0 + 1], lam, x, l1, c1)
-                c2 = _row_forward(u[y0 + 2], v[y0 + 2], ax[y0 + 2], scratch[y0 + 2], lam, x, l2, c2)
-                c3 = _row_forward(u[y0 + 3], v[y0 + 3], ax[y0 + 3], scratch[y0 + 3], lam, x, l3, c3)
-        else:
-            for y in range(y0, y0 + n):
-                c = np.float32(0.0)
-                for x in range(W):
-                    left = ax[y, x - 1] if x > 0 else np.float32(0.0)
-                    c = _row_forward(u[y], v[y], ax[y], scratch[y], lam, x, left, c)
-        for y in range(y0, y0 + n):
-            uy, vy, cp = u[y], v[y], scratch[y]
-            for x in range(W - 2, -1, -1):
-                uy[x] -= cp[x] * uy[x + 1]
-                vy[x] -= cp[x] * vy[x + 1]
+        ya, yb, yc, yd = y0, min(y0 + 1, H - 1), min(y0 + 2, H - 1), min(y0 + 3, H - 1)
+        ua, ub, uc, ud = u[ya], u[yb], u[yc], u[yd]
+        va, vb, vc, vd = v[ya], v[yb], v[yc], v[yd]
+        aa, ab, ac, ad = ax[ya], ax[yb], ax[yc], ax[yd]
+        sa, sb, sc, sd = scratch[ya], scratch[yb], scratch[yc], scratch[yd]
+        # repeated rows (past the end) are solved into their own copies: no write-back race
+        if yd == yc and y0 + 3 >= H:
+            ud, vd, sd = ud.copy(), vd.copy(), sd.copy()
+        if yc == yb and y0 + 2 >= H:
+            uc, vc, sc = uc.copy(), vc.copy(), sc.copy()
+        if yb == ya and y0 + 1 >= H:
+            ub, vb, sb = ub.copy(), vb.copy(), sb.copy()
+        la = lb = lc = ld = zero
+        pa = pb = pc = pd = zero
+        pua = pub = puc = pud = zero
+        pva = pvb = pvc = pvd = zero
+        for x in range(W):
+            ca, cb, cc, cd = -lam * aa[x], -lam * ab[x], -lam * ac[x], -lam * ad[x]
+            ma = one / (one - la - ca - la * pa)
+            mb = one / (one - lb - cb - lb * pb)
+            mc = one / (one - lc - cc - lc * pc)
+            md = one / (one - ld - cd - ld * pd)
+            pa, pb, pc, pd = ca * ma, cb * mb, cc * mc, cd * md
+            sa[x], sb[x], sc[x], sd[x] = pa, pb, pc, pd
+            pua = (ua[x] - la * pua) * ma
+            pub = (ub[x] - lb * pub) * mb
+            puc = (uc[x] - lc * puc) * mc
+            pud = (ud[x] - ld * pud) * md
+            pva = (va[x] - la * pva) * ma
+            pvb = (vb[x] - lb * pvb) * mb
+            pvc = (vc[x] - lc * pvc) * mc
+            pvd = (vd[x] - ld * pvd) * md
+            ua[x], ub[x], uc[x], ud[x] = pua, pub, puc, pud
+            va[x], vb[x], vc[x], vd[x] = pva, pvb, pvc, pvd
+            la, lb, lc, ld = ca, cb, cc, cd  # the next pixel's sub-diagonal: -lam * link to the left
+        for x in range(W - 2, -1, -1):
+            ua[x] -= sa[x] * ua[x + 1]
+            ub[x] -= sb[x] * ub[x + 1]
+            uc[x] -= sc[x] * uc[x + 1]
+            ud[x] -= sd[x] * ud[x + 1]
+            va[x] -= sa[x] * va[x + 1]
+            vb[x] -= sb[x] * vb[x + 1]
+            vc[x] -= sc[x] * vc[x + 1]
+            vd[x] -= sd[x] * vd[x + 1]
 
 
 @njit(**JIT)
-def _smooth_cols(u, v, ay, lam, scratch):
-    """Solve ``(I + lam L_col) x = b`` in place along every column, for ``b`` = u and = v."""
+def _smooth_cols(u, v, ay, lam, scratch, chunk):
+    """Solve ``(I + lam L_col) x = b`` in place along every column, for ``b`` = u and = v.
+
+    Columns are split into ``chunk``-wide bands, one per thread, each swept row by row
+    (streaming through memory; every column's arithmetic is the same whatever the band).
+    """
     H, W = u.shape
-    n_chunks = (W + _CHUNK - 1) // _CHUNK
+    n_chunks = (W + chunk - 1) // chunk
     for ch in prange(n_chunks):
-        x0 = ch * _CHUNK
-        x1 = min(W, x0 + _CHUNK)
+        x0 = ch * chunk
+        x1 = min(W, x0 + chunk)
         for y in range(H):
             for x in range(x0, x1):
                 up = ay[y - 1, x] if y > 0 else np.float32(0.0)
@@ -189,10 +208,11 @@ def fgs_normalized(depth, weight, ax, ay, lam, iterations=3, eps=1e-6):
     scratch = np.empty((H, W), np.float32)
     _weighted_data(depth, weight, wd, ww)
     T = int(iterations)
+    chunk = _col_chunk(W)
     for t in range(1, T + 1):
         lam_t = np.float32(1.5 * lam * 4.0 ** (T - t) / (4.0 ** T - 1.0))
         _smooth_rows(wd, ww, ax, lam_t, scratch)
-        _smooth_cols(wd, ww, ay, lam_t, scratch)
+        _smooth_cols(wd, ww, ay, lam_t, scratch, chunk)
     out = np.empty((H, W), np.float32)
     _normalise(wd, ww, depth, np.float32(eps), out)
     return out, ww
