@@ -50,28 +50,34 @@ def update_best(f, f_prev, k, best, fbest, fbelow, fabove, fsum, fsecond, flag):
 
     ``fsecond`` is the largest value of a frame two or more frames from the best one,
     ``flag`` the running maximum over frames 0..k-2 (the candidates when frame k wins).
+    Written with selects instead of branches, so that LLVM vectorises the loop.
     """
     H, W = f.shape
     zero = np.float32(0.0)
+    has_prev = k > 0
+    kk = np.int32(k)  # same width as ``best``: mixed int widths keep LLVM from vectorising
+    km1 = np.int32(k - 1)
     for y in prange(H):
         fy, fpy, by, fby = f[y], f_prev[y], best[y], fbest[y]
         fbl, fab, fsy = fbelow[y], fabove[y], fsum[y]
         fsec, fl = fsecond[y], flag[y]
         for x in range(W):
             v = fy[x]
+            b = by[x]
+            fb = fby[x]
+            fp = fpy[x] if has_prev else zero
+            sec = fsec[x]
+            lag = fl[x]
             fsy[x] += v
-            if by[x] == k - 1:
-                fab[x] = v
-            if v > fby[x]:
-                by[x] = k
-                fby[x] = v
-                fbl[x] = fpy[x] if k > 0 else zero
-                fab[x] = zero
-                fsec[x] = fl[x]
-            elif k >= by[x] + 2 and v > fsec[x]:
-                fsec[x] = v
-            if k > 0 and fpy[x] > fl[x]:
-                fl[x] = fpy[x]
+            above = v if b == km1 else fab[x]
+            win = v > fb
+            later = v if (kk - b >= 2 and v > sec) else sec
+            by[x] = kk if win else b
+            fby[x] = v if win else fb
+            fbl[x] = fp if win else fbl[x]
+            fab[x] = zero if win else above
+            fsec[x] = lag if win else later
+            fl[x] = fp if fp > lag else lag
 
 
 @njit(cache=True, inline="always")
@@ -147,20 +153,19 @@ def block_mean(f, b, out):
     for yc in prange(Hc):
         y0 = yc * b
         y1 = min(H, y0 + b)
+        acc = np.zeros(W, np.float32)
+        for y in range(y0, y1):  # column sums of the block row (vectorised over x)
+            fy = f[y]
+            for x in range(W):
+                acc[x] += fy[x]
         row = out[yc]
         for xc in range(Wc):
-            row[xc] = 0.0
-        for y in range(y0, y1):
-            fy = f[y]
-            for xc in range(Wc):
-                x0 = xc * b
-                x1 = min(W, x0 + b)
-                s = np.float32(0.0)
-                for x in range(x0, x1):
-                    s += fy[x]
-                row[xc] += s
-        for xc in range(Wc):
-            row[xc] /= np.float32((y1 - y0) * (min(W, xc * b + b) - xc * b))
+            x0 = xc * b
+            x1 = min(W, x0 + b)
+            s = np.float32(0.0)
+            for x in range(x0, x1):
+                s += acc[x]
+            row[xc] = s / np.float32((y1 - y0) * (x1 - x0))
 
 
 class DepthState:

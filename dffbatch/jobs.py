@@ -43,7 +43,9 @@ def estimate_memory(files, params, multipage=False) -> int:
     Frames in flight (the one measured, the one prefetched, decoder scratch), about 13
     float32 H x W planes (luminance, measure, state, depth, confidence, filter), the
     composite (1 frame for ``select``, 3 for ``interpolate``, two float64 pyramids for
-    ``pyramid``), SGM's focus volume (8 bytes x H x W x frames), plus 200 MB for the
+    ``pyramid``), SGM's focus volume (8 bytes x H x W x frames), the 11 planes of the
+    ``wls`` solve (its input, weights, guide affinities, the two smoothed maps and their
+    scratch), plus 200 MB for the
     interpreter, Numba and matplotlib. Unreadable headers count as 200 MB (the job will
     fail with its own message).
     """
@@ -57,7 +59,8 @@ def estimate_memory(files, params, multipage=False) -> int:
     composite = {"interpolate": 3 * frame, "pyramid": 2 * 1.34 * w * h * 3 * 8}.get(comp, frame)
     n = pages if multipage else len(files)
     volume = 8 * w * h * n if params.get("refine") == "sgm" else 0
-    return int(4 * frame + composite + w * h * 4 * 13 + volume + (200 << 20))
+    solve = w * h * 4 * 11 if params.get("refine", "wls") == "wls" else 0
+    return int(4 * frame + composite + w * h * 4 * 13 + volume + solve + (200 << 20))
 
 
 def make_job(stack, params, sweep, run_dir, outputs, max_pixels=None) -> dict:
