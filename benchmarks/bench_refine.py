@@ -28,7 +28,8 @@ def main():
     base = rng.integers(0, 255, (a.size, a.size, 3), dtype=np.uint8)
     frames = [np.roll(base, k, axis=1) for k in range(a.frames)]
     mp = a.frames * a.size * a.size / 1e6
-    modes = {"default (median, select)": {}, "refine bilateral": {"refine": "bilateral"},
+    modes = {"default (wls, interpolate)": {}, "refine median": {"refine": "median"},
+             "refine bilateral": {"refine": "bilateral"},
              "refine sgm": {"refine": "sgm"}, "composite pyramid": {"composite": "pyramid"}}
     print(f"{a.frames} frames of {a.size}x{a.size} RGB; MP-frames/s, extra ms per MP-frame, peak traced MB")
     ref = None

@@ -85,7 +85,17 @@ def solvers(size, frames):
     def spy(m):
         keep["m"] = m
         return run(m)
+    try:
+        import cv2
+        ximgproc = cv2.ximgproc
+        cv2.setNumThreads(1)
+    except (ImportError, AttributeError):
+        ximgproc = None
+        print("  cv2.ximgproc FGS: not compared here (it needs opencv-contrib-python-headless, which clashes with the "
+              "project's opencv-python-headless: run this script in a separate venv with it)")
     res = {"exact WLS, lambda 1": [], "exact WLS, lambda 3": [], "normalised FGS (wls)": []}
+    if ximgproc is not None:
+        res["cv2.ximgproc FGS, lambda 100, sigma_color 2"] = []
     times = {k: 0.0 for k in res}
     post.REFINERS["wls"] = post.Refiner(spy, 100.0, "", frozenset({"coarse"}))
     try:
@@ -112,6 +122,14 @@ def solvers(size, frames):
                     u = spl.spsolve(A.tocsc(), (w.ravel() + 1e-4) * d.ravel()).reshape(H, W)
                     times[f"exact WLS, lambda {lam}"] += time.perf_counter() - t
                     res[f"exact WLS, lambda {lam}"].append(_rmse(u, g) / base)
+                if ximgproc is not None:  # the same normalised filter, with OpenCV's FGS
+                    t = time.perf_counter()
+                    g8 = np.clip(m.guide() * 255, 0, 255).astype(np.uint8)
+                    a = ximgproc.fastGlobalSmootherFilter(g8, (w * d).astype(np.float32), 100.0, 2.0, 0.25, 3)
+                    b = ximgproc.fastGlobalSmootherFilter(g8, w, 100.0, 2.0, 0.25, 3)
+                    u = np.where(b > 1e-6, a / np.maximum(b, 1e-30), d)
+                    times["cv2.ximgproc FGS, lambda 100, sigma_color 2"] += time.perf_counter() - t
+                    res["cv2.ximgproc FGS, lambda 100, sigma_color 2"].append(_rmse(u, g) / base)
                 t = time.perf_counter()
                 u, _ = wls_solve(d, w, m.guide(), 100.0, post.WLS_SIGMA)
                 times["normalised FGS (wls)"] += time.perf_counter() - t
@@ -119,7 +137,7 @@ def solvers(size, frames):
     finally:
         post.REFINERS["wls"] = post.Refiner(run, 100.0, post.REFINERS["wls"].strength_doc, frozenset({"coarse"}))
     for k, v in res.items():
-        print(f"  {k:24} {np.mean(v):.3f} (worst {max(v):.3f})  {times[k] / len(v) * 1e3:7.1f} ms per {size}^2 map"
+        print(f"  {k:44} {np.mean(v):.3f} (worst {max(v):.3f})  {times[k] / len(v) * 1e3:7.1f} ms per {size}^2 map"
               "  (fine scale only, no coarse evidence)")
 
 
