@@ -45,7 +45,8 @@ _SECTIONS = {
                   "address": None, "retries": None, "max_jobs": 5000,
                   "max_pixels": 200_000_000},
 }
-_DATASET_KEYS = {"path": None, "layout": "auto", "include": ["*"], "exclude": [], "positions": None}
+_DATASET_KEYS = {"path": None, "layout": "auto", "include": ["*"], "exclude": [], "positions": None,
+                 "include_hidden": False}
 LAYOUTS = ("auto", "folder", "prefix", "tiff")
 
 
@@ -231,6 +232,8 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
                 e[k] = [e[k]]
             if not isinstance(e[k], list) or not all(isinstance(x, str) for x in e[k]):
                 _fail(ctx, f"{where}.{k}", "must be a glob pattern or a list of them")
+        if not isinstance(e["include_hidden"], bool):
+            _fail(ctx, f"{where}.include_hidden", f"must be true or false, got {e['include_hidden']!r}")
         pos = e["positions"]
         if pos is not None:
             if isinstance(pos, dict):

@@ -12,6 +12,13 @@ Layouts
 
 Frames sort naturally (``2`` before ``10``). Files named ``gt_*`` are ground truth
 (from the renderer), never frames. Symlink loops are detected and skipped.
+
+What is never a stack: a dffbatch run folder (it holds the marker file
+:data:`RUN_MARKER`, which the runner writes) and everything inside one, wherever it
+lies; the configured output root when it lies inside a dataset; hidden files and
+folders (names starting with ``.``: ``.git``, ``.ipynb_checkpoints``) unless the
+dataset sets ``include_hidden: true``; macOS ``._*`` resource forks always. Each
+skipped folder is reported once (its root), not per file.
 """
 from __future__ import annotations
 
@@ -23,7 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-__all__ = ["Stack", "discover", "natural_key", "IMAGE_EXTS"]
+__all__ = ["Stack", "discover", "natural_key", "IMAGE_EXTS", "RUN_MARKER", "run_folder_of"]
+
+#: The file every dffbatch run folder holds: discovery never reads inside such a folder.
+RUN_MARKER = ".dffbatch-run"
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 _PREFIX = re.compile(r"^(?P<stack>.*\D)?(?P<frame>\d+)$")
@@ -56,8 +66,22 @@ def _safe_id(text: str) -> str:
     return s[:120]
 
 
-def _is_image(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTS and not name.startswith(("gt_", "."))
+def _is_image(name: str, hidden: bool = False) -> bool:
+    if name.startswith(("gt_", "._")) or (name.startswith(".") and not hidden):
+        return False
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTS
+
+
+def run_folder_of(path) -> Optional[str]:
+    """The dffbatch run folder that ``path`` is or lies inside (its marker file), or None."""
+    p = os.path.abspath(path)
+    while True:
+        if os.path.isfile(os.path.join(p, RUN_MARKER)):
+            return p
+        parent = os.path.dirname(p)
+        if parent == p:
+            return None
+        p = parent
 
 
 def _keep(name, include, exclude):
@@ -95,8 +119,13 @@ def _prefix_groups(names):
     return groups
 
 
-def _walk(root):
-    """os.walk that follows symlinks but never enters a directory twice (loops)."""
+def _walk(root, skip_dirs=(), hidden=False, skipped=None):
+    """os.walk that follows symlinks but never enters a directory twice (loops).
+
+    It does not enter run folders (the marker), the folders in ``skip_dirs`` (absolute,
+    real paths) or, unless ``hidden``, hidden folders; each pruned folder is appended to
+    ``skipped`` as ``(path, reason)``.
+    """
     seen = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         st = os.stat(dirpath)
@@ -105,27 +134,56 @@ def _walk(root):
             dirnames[:] = []
             continue
         seen.add(key)
-        dirnames.sort(key=natural_key)
+        keep = []
+        for d in dirnames:
+            full = os.path.join(dirpath, d)
+            if d.startswith(".") and not hidden:
+                why = "hidden folder (set include_hidden: true to read it)"
+            elif os.path.realpath(full) in skip_dirs:
+                why = "the run's output root"
+            elif os.path.isfile(os.path.join(full, RUN_MARKER)):
+                why = f"a dffbatch run folder ({RUN_MARKER})"
+            else:
+                keep.append(d)
+                continue
+            if skipped is not None:
+                skipped.append((full, why))
+        dirnames[:] = sorted(keep, key=natural_key)
         yield dirpath, filenames
 
 
-def discover(entry: dict) -> List[Stack]:
-    """Stacks of one ``datasets`` entry (a resolved config dict with path, layout, ...)."""
+def discover(entry: dict, skip_dirs=(), skipped=None) -> List[Stack]:
+    """Stacks of one ``datasets`` entry (a resolved config dict with path, layout, ...).
+
+    ``skip_dirs``: folders never to read (the run's output root); ``skipped``, if a
+    list, receives ``(path, reason)`` for every folder or file passed over as a whole.
+    """
     layout = entry.get("layout", "auto")
     include = entry.get("include", ["*"])
     exclude = entry.get("exclude", [])
-    paths = sorted(glob.glob(entry["path"]), key=natural_key) if any(c in entry["path"] for c in "*?[") \
-        else [entry["path"]]
+    hidden = bool(entry.get("include_hidden", False))
+    skip_dirs = {os.path.realpath(d) for d in skip_dirs}
+    paths = sorted(glob.glob(entry["path"], include_hidden=hidden), key=natural_key) \
+        if any(c in entry["path"] for c in "*?[") else [entry["path"]]
     stacks: List[Stack] = []
     for top in paths:
+        run_dir = run_folder_of(top)
+        real = os.path.realpath(top)
+        inside_out = next((d for d in skip_dirs if real == d or real.startswith(d + os.sep)), None)
+        if run_dir or inside_out:
+            if skipped is not None:
+                skipped.append((top, f"inside a dffbatch run folder ({run_dir})" if run_dir
+                                else "inside the run's output root"))
+            continue
         if os.path.isfile(top):
             if _tiff_pages(top) >= 2 and layout in ("auto", "tiff"):
                 stacks.append(Stack(_safe_id(Path(top).stem), [top], "tiff", os.path.dirname(top), True))
             continue
         base = os.path.dirname(os.path.abspath(top).rstrip(os.sep))
-        for dirpath, filenames in _walk(top):
+        for dirpath, filenames in _walk(top, skip_dirs, hidden, skipped):
             rel = os.path.relpath(dirpath, base)
-            images = sorted((f for f in filenames if _is_image(f) and _keep(f, include, exclude)), key=natural_key)
+            images = sorted((f for f in filenames if _is_image(f, hidden) and _keep(f, include, exclude)),
+                            key=natural_key)
             if layout in ("auto", "tiff"):
                 rest = []
                 for f in images:

@@ -19,7 +19,7 @@ import yaml
 
 from . import __version__
 from .config import ConfigError, expand_sweep, load_config, sweep_id
-from .discover import discover
+from .discover import RUN_MARKER, discover
 from .jobs import estimate_memory, make_job
 from .report import write_report, write_summary
 from .schedule import make_backend
@@ -102,12 +102,16 @@ class RunLock:
             self.held = False
 
 
-def plan(cfg):
-    """Discover stacks and build the jobs (stack x sweep point) of a resolved config."""
+def plan(cfg, skipped=None):
+    """Discover stacks and build the jobs (stack x sweep point) of a resolved config.
+
+    ``skipped``, if a list, receives ``(path, reason)`` for each folder discovery passed over.
+    """
     stacks, decisions = [], []
     seen = set()
+    out_root = cfg["run"]["output"]
     for i, entry in enumerate(cfg["datasets"]):
-        found = discover(entry)
+        found = discover(entry, skip_dirs=[out_root], skipped=skipped)
         if not found:
             raise ConfigError(f"datasets[{i}].path: no focus stack (>= 2 images) found under {entry['path']}")
         for s in found:
@@ -144,9 +148,12 @@ def run(config_path, overrides=(), dry_run=False, force=False, progress=True, ou
     """Run a config; return the exit status (0 all ok, 1 some job failed, 2 bad config, 130 interrupted)."""
     out = out or sys.stdout
     cfg = load_config(config_path, overrides)
-    stacks, points, jobs, decisions, run_dir = plan(cfg)
+    skipped = []
+    stacks, points, jobs, decisions, run_dir = plan(cfg, skipped)
     max_jobs = cfg["execution"]["max_jobs"]
     if dry_run:
+        for path, why in skipped:
+            print(f"skipped {path}: {why}", file=out)
         for sid, layout, n in decisions:
             print(f"stack {sid}: layout {layout}, {n} frames", file=out)
         for j in jobs:
@@ -158,15 +165,23 @@ def run(config_path, overrides=(), dry_run=False, force=False, progress=True, ou
                           f"{max_jobs}; raise execution.max_jobs (e.g. --set execution.max_jobs={len(jobs)}) "
                           "if that is intended")
     os.makedirs(run_dir, exist_ok=True)
+    mark_run_folder(run_dir, cfg["run"]["name"])
     lock = RunLock(run_dir)
     lock.acquire()
     try:
-        return _execute(cfg, config_path, jobs, run_dir, force, progress, out)
+        return _execute(cfg, config_path, jobs, run_dir, force, progress, out, skipped)
     finally:
         lock.release()
 
 
-def _execute(cfg, config_path, jobs, run_dir, force, progress, out):
+def mark_run_folder(run_dir, name):
+    """Write the marker that keeps discovery out of this folder (see dffbatch.discover)."""
+    path = os.path.join(run_dir, RUN_MARKER)
+    if not os.path.exists(path):
+        write_text(path, json.dumps({"dffbatch_run": name, "created": _now()}) + "\n")
+
+
+def _execute(cfg, config_path, jobs, run_dir, force, progress, out, skipped=()):
     from tqdm import tqdm
 
     handler = logging.FileHandler(os.path.join(run_dir, "run.log"), encoding="utf-8")
@@ -195,6 +210,8 @@ def _execute(cfg, config_path, jobs, run_dir, force, progress, out):
             todo.append(j)
     manifest["jobs"] = dict(records)
     write_json(mpath, manifest)
+    for path, why in skipped:
+        log.info("skipped %s: %s", path, why)
     log.info("run %s: %d jobs, %d already done, %d to do", cfg["run"]["name"], len(jobs), len(records), len(todo))
     print(f"dffbatch: {len(jobs)} jobs ({len(jobs) - len(todo)} already done) -> {run_dir}", file=out)
 

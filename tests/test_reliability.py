@@ -290,7 +290,11 @@ def test_hostile_names_stay_inside_the_output_root(tmp_path):
     for i, n in enumerate(names):
         small_stack(tmp_path / "data" / n, seed=i)
     (tmp_path / "data" / names[-1] / "f01.png").write_bytes(b"corrupt")  # its error names the file
-    rc, jobs = run_jobs(tmp_path)
+    # "..." starts with a dot, so it is hidden and skipped by default: ask for it
+    cfg = write_cfg(tmp_path, [{"path": str(tmp_path / "data"), "include_hidden": True}])
+    rc = main([str(cfg), "--no-progress"])
+    jobs = {k.split("/", 1)[1]: v for k, v in
+            json.loads((tmp_path / "out/t/manifest.json").read_text())["jobs"].items()}
     assert rc == 1 and len(jobs) == len(names)
     root = (tmp_path / "out/t").resolve()
     for r in jobs.values():
