@@ -186,8 +186,11 @@ def run_job(job: dict) -> dict:
         hashes = {}
         frame_psnr = []
 
+        import numba
+        decoders = numba.get_num_threads()  # a worker with several cores decodes on as many threads
+
         def source():
-            stream = iter_frames(files, job["multipage"], hashes, rec["notes"], job.get("max_pixels"))
+            stream = iter_frames(files, job["multipage"], hashes, rec["notes"], job.get("max_pixels"), decoders)
             if "allfocus" in gt and not frame_psnr:
                 def watch(frames, ref=gt["allfocus"]):
                     for f in frames:
@@ -249,6 +252,11 @@ def run_job(job: dict) -> dict:
         if job["outputs"].get("mesh", False):
             o["mesh.ply"] = atomic_bytes(os.path.join(out, "mesh.ply"), mesh_ply(res.depth, af))
 
+        stats = {}
+        for name in o:  # what resume checks: a stat per file instead of reading it
+            st = os.stat(os.path.join(out, name))
+            stats[name] = [st.st_size, st.st_mtime_ns]
+        rec["output_stats"] = stats
         if "depth" in gt and gt["depth"].shape == res.depth.shape:
             rec["metrics"].update(depth_metrics(res.depth, gt["depth"]))
             rec["gt_depth"] = os.path.join(folder, "gt_depth.tif")

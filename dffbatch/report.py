@@ -16,7 +16,7 @@ from collections import defaultdict
 import numpy as np
 
 from .config import PARAM_KEYS
-from .write import atomic_bytes, write_text
+from .write import atomic_bytes, atomic_chunks, write_text
 
 __all__ = ["write_summary", "write_report", "rank_sweeps"]
 
@@ -30,21 +30,29 @@ _METRICS = ("rmse", "mae", "bad1", "rmse_affine", "aif_psnr", "aif_ssim", "best_
 
 
 def write_summary(path, records):
-    buf = io.StringIO()
+    """``summary.csv``: a row per record (any iterable: rows stream to disk, one at a time)."""
     cols = ["job", "sweep", "stack", "status", "error", "n_frames", *PARAM_KEYS, *_METRICS,
             "t_read", "t_measure", "t_depth", "t_composite", "t_refine", "t_write", "t_plots", "t_total"]
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
-    for r in records:
-        sweep, _, stack = r["id"].partition("/")
-        t = r.get("timings", {})
-        m = r.get("metrics", {})
-        w.writerow([r["id"], sweep, stack, r["status"], r.get("error") or "", r.get("n_frames", ""),
-                    *[r["params"].get(k, "") for k in PARAM_KEYS],
-                    *[_fmt(m.get(k)) for k in _METRICS],
-                    *[_fmt(t.get(k)) for k in ("read", "measure", "depth", "composite", "refine", "write",
-                                               "plots", "total")]])
-    write_text(path, buf.getvalue())
+
+    def rows():
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for i, r in enumerate(records):
+            sweep, _, stack = r["id"].partition("/")
+            t = r.get("timings", {})
+            m = r.get("metrics", {})
+            w.writerow([r["id"], sweep, stack, r["status"], r.get("error") or "", r.get("n_frames", ""),
+                        *[r["params"].get(k, "") for k in PARAM_KEYS],
+                        *[_fmt(m.get(k)) for k in _METRICS],
+                        *[_fmt(t.get(k)) for k in ("read", "measure", "depth", "composite", "refine", "write",
+                                                   "plots", "total")]])
+            if i % 256 == 255:
+                yield buf.getvalue().encode("utf-8")
+                buf.seek(0)
+                buf.truncate()
+        yield buf.getvalue().encode("utf-8")
+    atomic_chunks(path, rows())
 
 
 def _fmt(v):

@@ -23,7 +23,8 @@ from .discover import RUN_MARKER, discover
 from .jobs import estimate_memory, make_job
 from .report import write_report, write_summary
 from .schedule import make_backend
-from .write import sha256_file, write_json, write_text
+from .store import RunStore
+from .write import atomic_chunks, sha256_file, write_json, write_text
 
 __all__ = ["run", "RunLockedError"]
 
@@ -131,17 +132,46 @@ def plan(cfg, skipped=None):
 
 
 def _is_done(job, rec, run_dir):
-    """A finished job whose inputs, parameters and output files all still match."""
+    """A finished job whose inputs, parameters and output files all still match.
+
+    Outputs are checked by the size and modification time recorded when they were
+    written (``output_stats``; one stat per file, so resuming 100 000 jobs takes
+    seconds); records without them (older runs) by their SHA-256.
+    """
     if not rec or rec.get("status") != "ok" or rec.get("key") != job["key"]:
         return False
+    stats = rec.get("output_stats")
     for name, digest in rec.get("outputs", {}).items():
         p = os.path.join(job["out_dir"], name)
         try:
-            if sha256_file(p) != digest:
+            if stats and name in stats:
+                st = os.stat(p)
+                if [st.st_size, st.st_mtime_ns] != stats[name]:
+                    return False
+            elif sha256_file(p) != digest:
                 return False
         except OSError:
             return False
     return True
+
+
+def _write_manifest(path, manifest, store, ids=None):
+    """``manifest.json`` streamed from the store: the run's fields, then every job record."""
+    head = json.dumps({k: v for k, v in manifest.items() if k != "jobs"}, indent=2, default=str)
+
+    def chunks():
+        yield head[:-2].encode() + b',\n  "jobs": {'
+        first = True
+        for rec in store.records(ids):
+            item = json.dumps(rec["id"]) + ": " + json.dumps(rec, default=str)
+            yield (("\n    " if first else ",\n    ") + item).encode()
+            first = False
+        yield b"\n  }\n}\n"
+    atomic_chunks(path, chunks())
+
+
+#: Seconds between refreshes of manifest.json and summary.csv while a run goes on.
+REFRESH_SECONDS = 60.0
 
 
 def run(config_path, overrides=(), dry_run=False, force=False, progress=True, out=None) -> int:
@@ -182,37 +212,49 @@ def mark_run_folder(run_dir, name):
 
 
 def _execute(cfg, config_path, jobs, run_dir, force, progress, out, skipped=()):
-    from tqdm import tqdm
-
     handler = logging.FileHandler(os.path.join(run_dir, "run.log"), encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     mpath = os.path.join(run_dir, "manifest.json")
+    store = RunStore(run_dir)
     try:
-        with open(mpath, encoding="utf-8") as fh:
-            old = json.load(fh).get("jobs", {})
-    except (OSError, ValueError):
-        old = {}
+        return _execute_with(store, cfg, config_path, jobs, run_dir, force, progress, out, skipped, handler, mpath)
+    finally:
+        store.close()
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _execute_with(store, cfg, config_path, jobs, run_dir, force, progress, out, skipped, handler, mpath):
+    from tqdm import tqdm
+
     write_text(os.path.join(run_dir, "config.yaml"),
                f"# resolved from {os.path.abspath(config_path)} at {_now()}\n"
                + yaml.safe_dump(cfg, sort_keys=False))
     manifest = {"run": cfg["run"]["name"], "config": os.path.abspath(str(config_path)),
                 "versions": _versions(), "host": socket.gethostname(), "started": _now(), "finished": None,
                 "status": "running", "jobs_total": len(jobs), "jobs": {}}
-    todo, records = [], {}
+    todo, resumed = [], []
+    known = store.keys() if not force else {}
     for j in jobs:
-        rec = old.get(j["id"])
-        if not force and _is_done(j, rec, run_dir):
-            rec["resumed"] = True
-            records[j["id"]] = rec
+        k = known.get(j["id"])
+        rec = store.get(j["id"]) if k and k[0] == j["key"] and k[1] == "ok" else None
+        if rec is not None and _is_done(j, rec, run_dir):
+            if not rec.get("resumed"):
+                rec["resumed"] = True
+                resumed.append(rec)
+            n_done = None
         else:
             todo.append(j)
-    manifest["jobs"] = dict(records)
-    write_json(mpath, manifest)
+    store.put_many(resumed)
+    n_done = len(jobs) - len(todo)
+    known = resumed = None
+    ids = [j["id"] for j in jobs]
+    _write_manifest(mpath, manifest, store, ids)
     for path, why in skipped:
         log.info("skipped %s: %s", path, why)
-    log.info("run %s: %d jobs, %d already done, %d to do", cfg["run"]["name"], len(jobs), len(records), len(todo))
+    log.info("run %s: %d jobs, %d already done, %d to do", cfg["run"]["name"], len(jobs), n_done, len(todo))
     print(f"dffbatch: {len(jobs)} jobs ({len(jobs) - len(todo)} already done) -> {run_dir}", file=out)
 
     kinds = {(tuple(j["files"]), j["params"]["composite"], j["params"]["refine"], j["multipage"])
@@ -236,11 +278,13 @@ def _execute(cfg, config_path, jobs, run_dir, force, progress, out, skipped=()):
 
     prev_term = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
     bar = tqdm(total=len(todo), unit="job", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    next_refresh = time.monotonic() + REFRESH_SECONDS
     try:
         for rec in backend.run(todo):
-            records[rec["id"]] = rec
-            manifest["jobs"][rec["id"]] = rec
-            write_json(mpath, manifest)
+            store.put(rec)
+            if time.monotonic() >= next_refresh:  # a look at a long run while it goes on
+                _write_manifest(mpath, manifest, store, ids)
+                next_refresh = time.monotonic() + REFRESH_SECONDS
             if rec["status"] == "ok":
                 log.info("ok %s (%d frames, %.2fs)", rec["id"], rec.get("n_frames", 0), rec["timings"].get("total", 0))
                 al = rec.get("alignment")
@@ -266,24 +310,23 @@ def _execute(cfg, config_path, jobs, run_dir, force, progress, out, skipped=()):
     manifest["finished"] = _now()
     manifest["status"] = status
     manifest["wall_seconds"] = round(wall, 3)
-    write_json(mpath, manifest)
-    ordered = [records[j["id"]] for j in jobs if j["id"] in records]
-    write_summary(os.path.join(run_dir, "summary.csv"), ordered)
+    _write_manifest(mpath, manifest, store, ids)
+    write_summary(os.path.join(run_dir, "summary.csv"), store.records(ids))
     if cfg["outputs"]["report"]:
-        write_report(run_dir, manifest, ordered)
-    done = sum(r["status"] == "ok" for r in ordered)
-    failed = [r for r in ordered if r["status"] != "ok"]
-    print(f"dffbatch: {status}: {done} ok, {len(failed)} failed, {len(jobs) - len(ordered)} not run "
+        write_report(run_dir, manifest, list(store.records(ids)))
+    state = store.keys()
+    ran = [state[i][1] for i in ids if i in state]
+    done = sum(s_ == "ok" for s_ in ran)
+    n_failed = len(ran) - done
+    print(f"dffbatch: {status}: {done} ok, {n_failed} failed, {len(jobs) - len(ran)} not run "
           f"in {wall:.1f}s; report {os.path.join(run_dir, 'index.html')}", file=out)
-    for r in failed:
+    for r in store.failures(ids):
         print(f"  failed {r['id']}: {r['error']}", file=out)
-    log.info("%s: %d ok, %d failed, %d not run", status, done, len(failed), len(jobs) - len(ordered))
-    log.removeHandler(handler)
-    handler.close()
+    log.info("%s: %d ok, %d failed, %d not run", status, done, n_failed, len(jobs) - len(ran))
     if status == "interrupted":
         print("dffbatch: interrupted; run the same command again to resume", file=out)
         return 130
-    return 0 if not failed else 1
+    return 0 if not n_failed else 1
 
 
 def _main_thread():

@@ -19,18 +19,25 @@ import zlib
 
 import numpy as np
 
-__all__ = ["atomic_bytes", "write_tiff", "write_png", "png_bytes", "write_json", "write_text", "sha256_file"]
+__all__ = ["atomic_bytes", "atomic_chunks", "write_tiff", "write_png", "png_bytes", "write_json", "write_text",
+           "sha256_file"]
 
 
-def atomic_bytes(path, data: bytes) -> str:
-    """Write ``data`` to ``path`` atomically; return its SHA-256."""
+def atomic_chunks(path, chunks) -> str:
+    """Write the byte strings of ``chunks`` (any iterable) to ``path`` atomically; return the SHA-256.
+
+    The data stream to disk: memory stays that of one chunk, whatever the file's size.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path)[:40], dir=folder)
+    h = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            for data in chunks:
+                fh.write(data)
+                h.update(data)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -38,7 +45,12 @@ def atomic_bytes(path, data: bytes) -> str:
         except OSError:
             pass
         raise
-    return hashlib.sha256(data).hexdigest()
+    return h.hexdigest()
+
+
+def atomic_bytes(path, data: bytes) -> str:
+    """Write ``data`` to ``path`` atomically; return its SHA-256."""
+    return atomic_chunks(path, (data,))
 
 
 def write_tiff(path, array: np.ndarray) -> str:

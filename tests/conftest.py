@@ -25,3 +25,24 @@ def blurred_stack(H=48, W=64, n=9, seed=0, dtype=np.uint8):
                                     blur_per_frame=1.5, layers_per_frame=4, seed=seed,
                                     bit_depth=16 if dtype == np.uint16 else 8)
     return frames, g
+
+
+def wait_for_recorded(run_dir, n, proc=None, limit=120):
+    """Records of the run's store once it holds ``n`` finished jobs (the runner's own progress signal)."""
+    import json
+    import sqlite3
+    import time
+    deadline = time.time() + limit
+    while time.time() < deadline and (proc is None or proc.poll() is None):
+        try:
+            db = sqlite3.connect(f"file:{run_dir / 'jobs.sqlite'}?mode=ro", uri=True)
+            try:
+                rows = db.execute("SELECT record FROM jobs WHERE status = 'ok'").fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            rows = []
+        if len(rows) >= n:
+            return {r["id"]: r for r in (json.loads(t) for (t,) in rows)}
+        time.sleep(0.02)
+    return {}

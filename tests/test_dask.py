@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, seed_path
+from conftest import ROOT, seed_path, wait_for_recorded
 from test_runner import small_stack, write_cfg
 from dffbatch.cli import main
 
@@ -75,15 +75,7 @@ def test_worker_killed_mid_job_is_retried(tmp_path):
         cfg = write_cfg(tmp_path, [str(tmp_path / "data")], execution={"backend": "dask", "address": addr})
         run = subprocess.Popen([sys.executable, "-m", "dffbatch", str(cfg), "--no-progress"], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        man = tmp_path / "out/t/manifest.json"
-        deadline = time.time() + 120
-        while time.time() < deadline:  # kill the victim once the run is under way
-            try:
-                if json.loads(man.read_text())["jobs"]:
-                    break
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.02)
+        wait_for_recorded(tmp_path / "out/t", 1, run)  # kill the victim once the run is under way
         os.kill(victim, signal.SIGKILL)
         out, _ = run.communicate(timeout=180)
         assert run.returncode == 0, out

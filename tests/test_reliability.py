@@ -13,7 +13,7 @@ import tifffile
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import ROOT
+from conftest import ROOT, wait_for_recorded
 from test_runner import small_stack, write_cfg
 from dffbatch.cli import main
 from dffbatch.config import ConfigError, load_config
@@ -215,14 +215,7 @@ def test_signals_stop_cleanly_and_resume(tmp_path, sig, group):
     cfg = write_cfg(tmp_path, [str(tmp_path / "data")], execution={"workers": 1})
     p = _spawn_run(cfg)
     man = tmp_path / "out/t/manifest.json"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if any(r["status"] == "ok" for r in json.loads(man.read_text())["jobs"].values()):
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.02)
+    assert wait_for_recorded(tmp_path / "out/t", 1, p), "the run never got going"
     (os.killpg if group else os.kill)(p.pid, sig)
     out, _ = p.communicate(timeout=60)
     assert p.returncode == 130, out

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, seed_path
+from conftest import ROOT, seed_path, wait_for_recorded
 from dffbatch.cli import main
 from dffbatch.config import ConfigError, load_config
 from dffbatch.discover import discover
@@ -207,17 +207,7 @@ def test_sigkill_mid_run_then_rerun_completes_without_recomputing(tmp_path):
     man = tmp_path / "out/t/manifest.json"
     proc = subprocess.Popen([sys.executable, "-m", "dffbatch", str(cfg), "--no-progress"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
-    done_before = {}
-    while time.time() < deadline:
-        try:
-            jobs = json.loads(man.read_text())["jobs"]
-        except (OSError, ValueError):
-            jobs = {}
-        if sum(r["status"] == "ok" for r in jobs.values()) >= 2:
-            done_before = jobs
-            break
-        time.sleep(0.05)
+    done_before = wait_for_recorded(tmp_path / "out/t", 2, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert done_before, "the run never got going"
@@ -233,6 +223,12 @@ def test_sigkill_mid_run_then_rerun_completes_without_recomputing(tmp_path):
         assert jobs[j].get("resumed"), j
     for rec in jobs.values():
         assert tifffile.imread(man.parent / rec["id"] / "depth.tif").shape == (160, 200)
+    from dffbatch.store import RunStore
+    st = RunStore(str(man.parent))
+    try:
+        assert st.integrity() == "ok" and st.count() == 6 == st.count("ok")  # each job recorded once
+    finally:
+        st.close()
 
 
 def test_second_run_into_a_locked_folder_refuses(tmp_path, capsys):
