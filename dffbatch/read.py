@@ -127,25 +127,37 @@ def read_frame(path, hashes=None, notes=None, max_pixels=None) -> np.ndarray:
         hashes[path] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     if not data:
         raise FrameError(f"{path}: empty file (0 bytes)")
+    tiff = name.lower().endswith((".tif", ".tiff"))
+    im = None
     try:
-        w, h, _ = image_size(name, data)
+        if tiff:
+            w, h, _ = image_size(name, data)
+        else:
+            from PIL import Image
+            Image.MAX_IMAGE_PIXELS = None  # the size is checked below, with the configured limit
+            im = Image.open(io.BytesIO(data))  # the header only: pixels are decoded below
+            w, h = im.size
     except Exception as exc:  # noqa: BLE001 - not an image we can read
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise FrameError(f"{path}: not a readable image ({msg})") from None
     if w * h > limit:
         raise FrameError(f"{path}: {w}x{h} pixels exceeds the limit of {limit} (execution.max_pixels)")
     try:
-        if name.lower().endswith((".tif", ".tiff")):
+        if tiff:
             import tifffile
             arr = tifffile.imread(io.BytesIO(data), key=0)
-        else:
+        elif im.mode in ("L", "RGB", "RGBA"):  # 8-bit: Pillow's array as imageio would return it
+            im.load()
+            arr = np.asarray(im)
+        else:  # palette, 16-bit, bilevel, ...: imageio's conversions
             import imageio.v3 as iio
-            from PIL import Image
-            Image.MAX_IMAGE_PIXELS = None  # checked above, with the configured limit
             arr = iio.imread(data, extension=os.path.splitext(name)[1].lower())
     except Exception as exc:  # noqa: BLE001 - every decoder error becomes one clear line
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise FrameError(f"{path}: cannot decode image ({msg})") from None
+    finally:
+        if im is not None:
+            im.close()
     return _normalise(np.asarray(arr), path, notes)
 
 
@@ -183,8 +195,13 @@ def iter_previews(files, side=320):
     return pw / w, (h, w), gen()
 
 
-def iter_frames(files, multipage=False, hashes=None, notes=None, max_pixels=None):
-    """Yield the frames of a stack one at a time (one file each, or the pages of one TIFF)."""
+def iter_frames(files, multipage=False, hashes=None, notes=None, max_pixels=None, threads=1):
+    """Yield the frames of a stack one at a time (one file each, or the pages of one TIFF).
+
+    With ``threads`` > 1 the next files are decoded by that many threads (PNG, JPEG and
+    TIFF decoders release the GIL), at most ``threads + 1`` frames ahead, and yielded in
+    file order: the same frames, sooner, when one deep stack has the machine to itself.
+    """
     if multipage:
         import tifffile
         path = files[0]
@@ -209,5 +226,22 @@ def iter_frames(files, multipage=False, hashes=None, notes=None, max_pixels=None
         except Exception as exc:  # noqa: BLE001
             raise FrameError(f"{path}: cannot read TIFF ({exc})") from None
         return
-    for f in files:
-        yield read_frame(f, hashes, notes, max_pixels)
+    if threads <= 1 or len(files) < 3:
+        for f in files:
+            yield read_frame(f, hashes, notes, max_pixels)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dffbatch-decode") as pool:
+        pending = deque()
+        todo = iter(files)
+        try:
+            for f in todo:
+                pending.append(pool.submit(read_frame, f, hashes, notes, max_pixels))
+                if len(pending) > threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
