@@ -146,7 +146,7 @@ def read_frame(path, hashes=None, notes=None, max_pixels=None) -> np.ndarray:
         if tiff:
             import tifffile
             arr = tifffile.imread(io.BytesIO(data), key=0)
-        elif im.mode in ("L", "RGB", "RGBA"):  # 8-bit: Pillow's array as imageio would return it
+        elif im.mode in ("L", "RGB", "RGBA", "I;16"):  # 8-bit, 16-bit grey: Pillow's array, as imageio returns it
             im.load()
             arr = np.asarray(im)
         else:  # palette, 16-bit, bilevel, ...: imageio's conversions
