@@ -103,7 +103,24 @@ class RunLock:
             self.held = False
 
 
-def plan(cfg, skipped=None):
+class _DiscoveryProgress:
+    """A line on stderr, refreshed at most once a second, while discovery runs long."""
+
+    def __init__(self, enabled):
+        self.enabled, self.t0, self.last, self.shown = enabled, time.monotonic(), 0.0, False
+
+    def __call__(self, n_before, n):
+        now = time.monotonic()
+        if self.enabled and now - self.t0 > 1.0 and now - self.last > 1.0:
+            print(f"\rdffbatch: discovering stacks: {n_before + n} found so far", end="", file=sys.stderr, flush=True)
+            self.last, self.shown = now, True
+
+    def done(self, n):
+        if self.shown:
+            print(f"\rdffbatch: discovering stacks: {n} found in {time.monotonic() - self.t0:.1f} s", file=sys.stderr)
+
+
+def plan(cfg, skipped=None, progress=False):
     """Discover stacks and build the jobs (stack x sweep point) of a resolved config.
 
     ``skipped``, if a list, receives ``(path, reason)`` for each folder discovery passed over.
@@ -111,8 +128,10 @@ def plan(cfg, skipped=None):
     stacks, decisions = [], []
     seen = set()
     out_root = cfg["run"]["output"]
+    line = _DiscoveryProgress(progress)
     for i, entry in enumerate(cfg["datasets"]):
-        found = discover(entry, skip_dirs=[out_root], skipped=skipped)
+        n_before = len(stacks)
+        found = discover(entry, skip_dirs=[out_root], skipped=skipped, progress=lambda n: line(n_before, n))
         if not found:
             raise ConfigError(f"datasets[{i}].path: no focus stack (>= 2 images) found under {entry['path']}")
         for s in found:
@@ -123,6 +142,7 @@ def plan(cfg, skipped=None):
             seen.add(s.id)
             decisions.append((s.id, s.layout, len(s.files) if not s.multipage else "pages"))
         stacks += found
+    line.done(len(stacks))
     points = expand_sweep(cfg)
     outputs = {k: cfg["outputs"][k] for k in ("plots", "mesh", "plot_grid")}
     run_dir = os.path.join(cfg["run"]["output"], cfg["run"]["name"])
@@ -179,7 +199,7 @@ def run(config_path, overrides=(), dry_run=False, force=False, progress=True, ou
     out = out or sys.stdout
     cfg = load_config(config_path, overrides)
     skipped = []
-    stacks, points, jobs, decisions, run_dir = plan(cfg, skipped)
+    stacks, points, jobs, decisions, run_dir = plan(cfg, skipped, progress)
     max_jobs = cfg["execution"]["max_jobs"]
     if dry_run:
         for path, why in skipped:
