@@ -70,8 +70,11 @@ def make_job(stack, params, sweep, run_dir, outputs, max_pixels=None) -> dict:
     effective = dict(params)
     if effective.get("refine_strength") is None:
         effective["refine_strength"] = STRENGTH_DEFAULT.get(effective.get("refine"))
+    positions = stack.positions
+    if isinstance(positions, str) and stack.files:  # a file beside the frames: its identity too
+        positions = [positions, input_fingerprint([os.path.join(os.path.dirname(stack.files[0]), positions)])]
     key_src = json.dumps({"v": OUTPUT_VERSION, "params": effective, "inputs": fp,
-                          "positions": stack.positions, "outputs": outputs}, sort_keys=True, default=str)
+                          "positions": positions, "outputs": outputs}, sort_keys=True, default=str)
     return {
         "id": f"{sweep}/{stack.id}",
         "sweep": sweep,
