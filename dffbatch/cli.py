@@ -10,6 +10,8 @@ __all__ = ["main"]
 def _run_parser():
     p = argparse.ArgumentParser(prog="dffbatch", description="Depth from focus for directories of focus stacks. "
                                 "Subcommands: 'synth' (render synthetic stacks), 'eval' (score outputs).")
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"dffbatch {__version__}")
     p.add_argument("config", help="YAML run config (see configs/README.md)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a config value, e.g. --set params.window=[3,5]")
@@ -24,6 +26,10 @@ def _run_parser():
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("--version", "-V"):
+        from . import __version__
+        print(f"dffbatch {__version__}")
+        return 0
     if argv and argv[0] == "synth":
         from .synth_cli import main as synth_main
         return synth_main(argv[1:])

@@ -22,7 +22,7 @@ from .read import FrameError, iter_frames
 __all__ = ["make_job", "run_job", "input_fingerprint", "OUTPUT_VERSION"]
 
 #: Bumped whenever the outputs of a job change for the same inputs and parameters.
-OUTPUT_VERSION = 1
+OUTPUT_VERSION = 2  # 2: confidence.png
 
 
 def input_fingerprint(files) -> list:
@@ -245,6 +245,8 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
         o["depth.png"] = write_png(os.path.join(out, "depth.png"),
                                    np.round(res.depth * scale).astype(np.uint16))
         o["confidence.tif"] = write_tiff(os.path.join(out, "confidence.tif"), res.confidence)
+        o["confidence.png"] = write_png(os.path.join(out, "confidence.png"),  # 8-bit: 0..255 = 0..1
+                                        np.round(np.clip(res.confidence, 0, 1) * 255).astype(np.uint8))
         if res.depth_units is not None:
             o["depth_units.tif"] = write_tiff(os.path.join(out, "depth_units.tif"), res.depth_units)
         af = res.allfocus

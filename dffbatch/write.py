@@ -23,6 +23,16 @@ __all__ = ["atomic_bytes", "atomic_chunks", "write_tiff", "write_png", "png_byte
            "sha256_file"]
 
 
+def _file_mode() -> int:
+    """``0o666`` less the process umask: what ``open()`` would give a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_MODE = _file_mode()
+
+
 def atomic_chunks(path, chunks) -> str:
     """Write the byte strings of ``chunks`` (any iterable) to ``path`` atomically; return the SHA-256.
 
@@ -34,6 +44,7 @@ def atomic_chunks(path, chunks) -> str:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path)[:40], dir=folder)
     h = hashlib.sha256()
     try:
+        os.fchmod(fd, _MODE)  # mkstemp makes 0600; outputs follow the umask like any file (0644 under 022)
         with os.fdopen(fd, "wb") as fh:
             for data in chunks:
                 fh.write(data)

@@ -91,3 +91,30 @@ def test_depth_png_confidence_and_uneven_positions_hold_their_values(tmp_path):
     if inside.any():
         np.testing.assert_allclose(units[inside], 13 + 4 * (d[inside] - 2), rtol=1e-5)
     assert (lo >= 0).all()
+
+
+def test_outputs_follow_the_umask_and_confidence_png_holds_the_confidence(tmp_path):
+    small_stack(tmp_path / "data" / "a")
+    cfg = write_cfg(tmp_path, [str(tmp_path / "data")])
+    old = os.umask(0o022)
+    try:
+        import importlib
+        import dffbatch.write as W
+        importlib.reload(W)  # the mode is read from the umask at import, as a worker process does
+        _run(cfg)
+    finally:
+        os.umask(old)
+    run = tmp_path / "out/t"
+    (job,) = json.loads((run / "manifest.json").read_text())["jobs"]
+    for f in list((run / job).iterdir()) + [run / "manifest.json", run / "summary.csv"]:
+        assert f.stat().st_mode & 0o777 == 0o644, (f.name, oct(f.stat().st_mode))
+    conf = tifffile.imread(run / job / "confidence.tif")
+    png = iio.imread(run / job / "confidence.png")
+    assert png.dtype == np.uint8
+    np.testing.assert_array_equal(png, np.round(np.clip(conf, 0, 1) * 255).astype(np.uint8))
+
+
+def test_version(capsys):
+    from dffbatch import __version__
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"dffbatch {__version__}"
