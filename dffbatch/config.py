@@ -46,7 +46,7 @@ _SECTIONS = {
                   "max_pixels": 200_000_000},
 }
 _DATASET_KEYS = {"path": None, "layout": "auto", "include": ["*"], "exclude": [], "positions": None,
-                 "include_hidden": False}
+                 "include_hidden": False, "channel": None}
 LAYOUTS = ("auto", "folder", "prefix", "tiff")
 
 
@@ -232,6 +232,9 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
                 e[k] = [e[k]]
             if not isinstance(e[k], list) or not all(isinstance(x, str) for x in e[k]):
                 _fail(ctx, f"{where}.{k}", "must be a glob pattern or a list of them")
+        ch = e["channel"]
+        if ch is not None and (isinstance(ch, bool) or not isinstance(ch, (int, str)) or ch == ""):
+            _fail(ctx, f"{where}.channel", f"must be a channel index, a channel name or 'mean', got {ch!r}")
         if not isinstance(e["include_hidden"], bool):
             _fail(ctx, f"{where}.include_hidden", f"must be true or false, got {e['include_hidden']!r}")
         pos = e["positions"]

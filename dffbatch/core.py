@@ -94,8 +94,8 @@ def check_frame(frame, k: int, ref=None) -> np.ndarray:
         raise TypeError(f"frame {k}: expected a numpy array, got {type(frame).__name__}")
     if frame.dtype not in _DTYPES:
         raise TypeError(f"frame {k}: dtype {frame.dtype} is not supported (use uint8, uint16, float32 or float64)")
-    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
-        raise ValueError(f"frame {k}: expected shape (H, W) or (H, W, C) with C in 1, 3, 4; got {frame.shape}")
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] < 1):
+        raise ValueError(f"frame {k}: expected shape (H, W) or (H, W, C); got {frame.shape}")
     if frame.shape[0] < 1 or frame.shape[1] < 1:
         raise ValueError(f"frame {k}: empty frame of shape {frame.shape}")
     if ref is not None:
@@ -120,6 +120,20 @@ def _check_volume_memory(shape, n):
                           "(streaming) or fewer/smaller frames")
 
 
+def _focus_input(frame, focus_channel):
+    """None (the measure's own luminance) or a function giving the 2-D image to measure."""
+    C = frame.shape[2] if frame.ndim == 3 else 1
+    if focus_channel is None and C in (1, 3, 4):
+        return None
+    if focus_channel is None or focus_channel == "mean":
+        from .hyperstack import plane_mean_focus
+        return plane_mean_focus if C > 1 else None
+    if not -C <= int(focus_channel) < C:
+        raise ValueError(f"focus_channel {focus_channel} does not exist: the frames have {C} channel(s)")
+    c = int(focus_channel) % C
+    return (lambda f: np.ascontiguousarray(f[:, :, c])) if frame.ndim == 3 else None
+
+
 def _check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
@@ -134,7 +148,7 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
                      refine: str = DEFAULTS["refine"], refine_radius: int = DEFAULTS["refine_radius"],
                      refine_strength: Optional[float] = DEFAULTS["refine_strength"],
                      align: str = DEFAULTS["align"], align_reference=DEFAULTS["align_reference"],
-                     prefetch: int = 1) -> DFFResult:
+                     focus_channel=None, prefetch: int = 1) -> DFFResult:
     """Depth, confidence and all-in-focus image of a focus stack.
 
     Parameters
@@ -187,6 +201,12 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         size (``scale``), used for the estimation pass.
     align_reference : "middle", "first", "last" or int
         The frame the others are aligned to.
+    focus_channel : None, "mean" or int
+        What the focus measure sees of (H, W, C) frames: None, the luminance (Rec. 601)
+        of RGB(A) frames and the mean of the channels otherwise; "mean", the mean of
+        the channels, each scaled to [0, 1] by its dtype (microscopy: every channel's
+        structure counts); an int, that channel alone. The all-in-focus image keeps
+        every channel either way.
     prefetch : int
         Frames decoded ahead in a background thread while the kernels run (0 = off).
 
@@ -212,6 +232,9 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         if positions.ndim != 1 or not np.isfinite(positions).all():
             raise ValueError("positions must be a 1-D sequence of finite numbers, one per frame")
     _check_choice("alignment", align, ALIGN_MODES)
+    if not (focus_channel is None or focus_channel == "mean"
+            or (isinstance(focus_channel, (int, np.integer)) and not isinstance(focus_channel, bool))):
+        raise ValueError(f"focus_channel must be None, 'mean' or a channel index, got {focus_channel!r}")
     _check_choice("refine", refine, REFINES)
     if isinstance(refine_radius, bool) or not isinstance(refine_radius, (int, np.integer)) or refine_radius < 1:
         raise ValueError(f"refine_radius must be an integer >= 1, got {refine_radius!r}")
@@ -253,7 +276,7 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
     elif callable(frames):
         frames = frames()
     stream = _prefetch(frames, prefetch) if prefetch > 0 else iter(frames)
-    ref = fm = state = comp = None
+    ref = fm = state = comp = focus = None
     f_cur = f_prev = prev3 = None
     M_cur = M_prev = None  # with alignment: output pixel -> frame pixel, for the compositor
     needs = REFINERS[refine].needs
@@ -269,6 +292,7 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
             ref = frame
             H, W = frame.shape[:2]
             fm = FocusMeasure((H, W), measure, window, step, threshold)
+            focus = _focus_input(frame, focus_channel)
             if alignment_warp is not None:
                 f_full = np.empty((H, W), np.float32)
                 H, W = alignment_warp.out_shape
@@ -281,11 +305,11 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
                 fc_cur = np.empty(cshape, np.float32)
                 fc_prev = np.zeros(cshape, np.float32)
         if alignment_warp is None:
-            fm(frame, f_cur)
+            fm(frame if focus is None else focus(frame), f_cur)
         else:
             # measure focus on the frame's own pixels, then move the (smooth) measure onto
             # the reference grid: resampling the frame first would blur it and bias depth
-            fm(frame, f_full)
+            fm(frame if focus is None else focus(frame), f_full)
             alignment_warp.measure(f_full, k, f_cur)
             if composite == "pyramid":  # fusion needs whole frames on the output grid
                 frame = alignment_warp.image(frame, k)

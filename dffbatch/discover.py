@@ -55,6 +55,7 @@ class Stack:
     multipage: bool = False
     positions: Optional[object] = None
     notes: List[str] = field(default_factory=list)
+    hyper: Optional[dict] = None  # a stack read by axes from a TIFF: series, t, channel (dffbatch.hyperstack)
 
     @property
     def folder(self) -> str:
@@ -155,6 +156,30 @@ def _walk(root, skip_dirs=(), hidden=False, skipped=None, progress=None):
         yield dirpath, filenames
 
 
+def _tiff_stacks(full, sid, top, entry) -> List[Stack]:
+    """The stacks of a multi-page TIFF: one per series and time point when it has a Z axis.
+
+    Raises ValueError naming the file when the dataset's ``channel`` does not exist.
+    """
+    from .hyperstack import resolve_channel, tiff_layouts
+    try:
+        layouts = [lay for lay in tiff_layouts(full) if lay.has_z]
+    except Exception:  # noqa: BLE001 - an unreadable TIFF is reported when its job reads it
+        layouts = []
+    if not layouts:
+        return [Stack(_safe_id(sid), [full], "tiff", top, True,
+                      notes=["no Z axis in the TIFF metadata: every page is a focus frame"])]
+    out = []
+    for lay in layouts:
+        channel = resolve_channel(lay, entry.get("channel"))
+        n_t = lay.size("T")
+        for t in range(n_t):
+            name = sid + (f"__s{lay.series}" if len(layouts) > 1 else "") + (f"__t{t:03d}" if n_t > 1 else "")
+            out.append(Stack(_safe_id(name), [full], "tiff", top, True,
+                             hyper={"series": lay.series, "t": t, "channel": channel, "axes": lay.axes}))
+    return out
+
+
 def discover(entry: dict, skip_dirs=(), skipped=None, progress=None) -> List[Stack]:
     """Stacks of one ``datasets`` entry (a resolved config dict with path, layout, ...).
 
@@ -183,7 +208,7 @@ def discover(entry: dict, skip_dirs=(), skipped=None, progress=None) -> List[Sta
             continue
         if os.path.isfile(top):
             if _tiff_pages(top) >= 2 and layout in ("auto", "tiff"):
-                stacks.append(Stack(_safe_id(Path(top).stem), [top], "tiff", os.path.dirname(top), True))
+                stacks += _tiff_stacks(top, Path(top).stem, os.path.dirname(top), entry)
             continue
         base = os.path.dirname(os.path.abspath(top).rstrip(os.sep))
         tick = (lambda: progress(len(stacks))) if progress is not None else None
@@ -196,7 +221,7 @@ def discover(entry: dict, skip_dirs=(), skipped=None, progress=None) -> List[Sta
                 for f in images:
                     full = os.path.join(dirpath, f)
                     if f.lower().endswith((".tif", ".tiff")) and _tiff_pages(full) >= 2:
-                        stacks.append(Stack(_safe_id(os.path.join(rel, Path(f).stem)), [full], "tiff", top, True))
+                        stacks += _tiff_stacks(full, os.path.join(rel, Path(f).stem), top, entry)
                     else:
                         rest.append(f)
                 images = rest

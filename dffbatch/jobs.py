@@ -73,7 +73,7 @@ def make_job(stack, params, sweep, run_dir, outputs, max_pixels=None) -> dict:
     positions = stack.positions
     if isinstance(positions, str) and stack.files:  # a file beside the frames: its identity too
         positions = [positions, input_fingerprint([os.path.join(os.path.dirname(stack.files[0]), positions)])]
-    key_src = json.dumps({"v": OUTPUT_VERSION, "params": effective, "inputs": fp,
+    key_src = json.dumps({"v": OUTPUT_VERSION, "params": effective, "inputs": fp, "hyper": stack.hyper,
                           "positions": positions, "outputs": outputs}, sort_keys=True, default=str)
     return {
         "id": f"{sweep}/{stack.id}",
@@ -83,6 +83,7 @@ def make_job(stack, params, sweep, run_dir, outputs, max_pixels=None) -> dict:
         "multipage": stack.multipage,
         "layout": stack.layout,
         "positions": stack.positions,
+        "hyper": stack.hyper,
         "params": dict(params),
         "outputs": dict(outputs),
         "out_dir": os.path.join(run_dir, sweep, stack.id),
@@ -202,13 +203,33 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
     folder = os.path.dirname(files[0]) if files else ""
     try:
         gt = _gt(folder) if folder else {}
-        n_files = len(files) if not job["multipage"] else None
+        hyper = job.get("hyper")
+        calibration = None
+        focus_channel = None
+        if hyper:  # a microscope hyperstack read by its axes (dffbatch.hyperstack)
+            from .hyperstack import calibration_of, iter_zplanes, tiff_layouts
+            lay = tiff_layouts(files[0])[hyper["series"]]
+            n_files = lay.size("Z")
+            calibration = calibration_of(lay)
+            focus_channel = "mean" if hyper.get("channel") is None else hyper["channel"]
+            rec["axes"] = lay.axes
+        else:
+            n_files = len(files) if not job["multipage"] else None
         positions = _positions(job["positions"], folder, n_files) if n_files else None
+        if positions is not None:
+            rec["positions_source"] = "config positions"
+        elif hyper and lay.positions(hyper["t"]) is not None:
+            positions = lay.positions(hyper["t"])
+            rec["positions_source"] = f"{lay.z_source} ({lay.z_step or 'per plane'} {lay.z_unit or ''})".strip()
+            rec["depth_unit"] = lay.z_unit
         hashes = {}
         frame_psnr = []
 
-
         def source():
+            if hyper:
+                from .write import sha256_file
+                hashes[files[0]] = {"bytes": os.path.getsize(files[0]), "sha256": sha256_file(files[0])}
+                return iter_zplanes(lay, hyper["t"])
             stream = iter_frames(files, job["multipage"], hashes, rec["notes"], job.get("max_pixels"), decoders)
             if "allfocus" in gt and not frame_psnr:
                 def watch(frames, ref=gt["allfocus"]):
@@ -223,7 +244,7 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
             from .align import ESTIMATE_SIDE
             from .read import iter_previews
             source.preview = lambda: iter_previews(files, ESTIMATE_SIDE)
-        res = depth_from_focus(source, positions=positions, **job["params"])
+        res = depth_from_focus(source, positions=positions, focus_channel=focus_channel, **job["params"])
         al = res.alignment
         if al is not None:
             rec["alignment"] = al.to_json()
@@ -240,18 +261,25 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
         out = job["out_dir"]
         os.makedirs(out, exist_ok=True)
         o = rec["outputs"]
-        o["depth.tif"] = write_tiff(os.path.join(out, "depth.tif"), res.depth)
+        o["depth.tif"] = write_tiff(os.path.join(out, "depth.tif"), res.depth, calibration)
         scale = 65535.0 / max(res.n_frames - 1, 1)
         o["depth.png"] = write_png(os.path.join(out, "depth.png"),
                                    np.round(res.depth * scale).astype(np.uint16))
-        o["confidence.tif"] = write_tiff(os.path.join(out, "confidence.tif"), res.confidence)
+        o["confidence.tif"] = write_tiff(os.path.join(out, "confidence.tif"), res.confidence, calibration)
         o["confidence.png"] = write_png(os.path.join(out, "confidence.png"),  # 8-bit: 0..255 = 0..1
                                         np.round(np.clip(res.confidence, 0, 1) * 255).astype(np.uint8))
         if res.depth_units is not None:
-            o["depth_units.tif"] = write_tiff(os.path.join(out, "depth_units.tif"), res.depth_units)
+            o["depth_units.tif"] = write_tiff(os.path.join(out, "depth_units.tif"), res.depth_units, calibration)
         af = res.allfocus
-        o["allfocus.tif"] = write_tiff(os.path.join(out, "allfocus.tif"), af)
-        if af.dtype in (np.uint8, np.uint16):  # PNG keeps 8 and 16 bits, grey or colour
+        o["allfocus.tif"] = write_tiff(os.path.join(out, "allfocus.tif"), af, calibration)
+        if af.ndim == 3 and af.shape[2] not in (1, 3, 4):  # channels a PNG cannot hold: their mean, 8-bit
+            from .hyperstack import plane_mean_focus
+            prev = plane_mean_focus(af)
+            prev = np.clip(prev / max(float(prev.max()), 1e-12) * 255, 0, 255).astype(np.uint8)
+            o["allfocus.png"] = write_png(os.path.join(out, "allfocus.png"), prev)
+            rec["notes"].append(f"allfocus.png is an 8-bit preview of the mean of {af.shape[2]} channels; "
+                                "allfocus.tif keeps every channel")
+        elif af.dtype in (np.uint8, np.uint16):  # PNG keeps 8 and 16 bits, grey or colour
             o["allfocus.png"] = write_png(os.path.join(out, "allfocus.png"), af)
         else:  # float data: an 8-bit preview, the TIFF keeps the values
             prev = np.clip(af / max(float(af.max()), 1e-12) * 255, 0, 255).astype(np.uint8)

@@ -206,11 +206,10 @@ def iter_frames(files, multipage=False, hashes=None, notes=None, max_pixels=None
         import tifffile
         path = files[0]
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-            if hashes is not None:
-                hashes[path] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            if hashes is not None:  # streamed: the file may be larger than memory
+                from .write import sha256_file
+                hashes[path] = {"bytes": os.path.getsize(path), "sha256": sha256_file(path)}
+            with tifffile.TiffFile(path) as tif:  # pages are read one at a time
                 limit = MAX_PIXELS if max_pixels is None else max_pixels
                 for i, page in enumerate(tif.pages):
                     if page.imagewidth * page.imagelength > limit:

@@ -131,7 +131,10 @@ def plan(cfg, skipped=None, progress=False):
     line = _DiscoveryProgress(progress)
     for i, entry in enumerate(cfg["datasets"]):
         n_before = len(stacks)
-        found = discover(entry, skip_dirs=[out_root], skipped=skipped, progress=lambda n: line(n_before, n))
+        try:
+            found = discover(entry, skip_dirs=[out_root], skipped=skipped, progress=lambda n: line(n_before, n))
+        except ValueError as exc:  # a channel the file does not have
+            raise ConfigError(f"datasets[{i}].channel: {exc}") from None
         if not found:
             raise ConfigError(f"datasets[{i}].path: no focus stack (>= 2 images) found under {entry['path']}")
         for s in found:
@@ -308,6 +311,8 @@ def _execute_with(store, cfg, config_path, jobs, run_dir, force, progress, out, 
             if rec["status"] == "ok":
                 log.info("ok %s (%d frames, %.2fs)", rec["id"], rec.get("n_frames", 0), rec["timings"].get("total", 0))
                 al = rec.get("alignment")
+                if rec.get("positions_source"):
+                    log.info("positions %s: %s", rec["id"], rec["positions_source"])
                 if al:
                     log.info("alignment %s: %s %s, largest corner motion %.2f px, crop %s%s", rec["id"], al["mode"],
                              "applied" if al["applied"] else "not applied", al["max_motion_px"], al["crop"],

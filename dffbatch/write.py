@@ -64,11 +64,29 @@ def atomic_bytes(path, data: bytes) -> str:
     return atomic_chunks(path, (data,))
 
 
-def write_tiff(path, array: np.ndarray) -> str:
+def write_tiff(path, array: np.ndarray, calibration=None) -> str:
+    """TIFF of a (H, W) or (H, W, C) array; RGB(A) as RGB, other channel counts as C planes.
+
+    ``calibration`` ``(pixel_x, pixel_y, unit)``: written as ImageJ metadata (``unit``,
+    resolution tags in pixels per unit) so that Fiji and napari open the file at scale;
+    float64 data, which ImageJ cannot hold, get the resolution tags only.
+    """
     import tifffile
     buf = io.BytesIO()
-    photometric = "rgb" if array.ndim == 3 and array.shape[2] in (3, 4) else "minisblack"
-    tifffile.imwrite(buf, array, photometric=photometric, software="dffbatch")
+    multi = array.ndim == 3 and array.shape[2] not in (3, 4)
+    data = np.ascontiguousarray(np.moveaxis(array, 2, 0)) if multi else array
+    photometric = "minisblack" if multi or array.ndim == 2 else "rgb"
+    kw = {}
+    if calibration is not None:
+        px, py, unit = calibration
+        kw["resolution"] = (1.0 / px, 1.0 / py)
+        if data.dtype in (np.uint8, np.uint16, np.float32) and (photometric == "minisblack" or data.dtype == np.uint8):
+            kw["imagej"] = True
+            kw["metadata"] = {"unit": "um" if unit == "µm" else unit, "axes": "CYX" if multi else
+                              ("YXS" if photometric == "rgb" else "YX")}
+    if not kw.get("imagej"):
+        kw["software"] = "dffbatch"
+    tifffile.imwrite(buf, data, photometric=photometric, **kw)
     return atomic_bytes(path, buf.getvalue())
 
 
