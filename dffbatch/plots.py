@@ -83,25 +83,37 @@ def _cached(key, build):
     return _FIGS[key]
 
 
-def depth_2d_png(depth, title="", unit="frame") -> bytes:
-    """Depth map with a labelled colour bar (data range), PNG bytes."""
+def _xy(pixel):
+    """x/y scale and axis unit: ``pixel`` = (pixel_x, pixel_y, unit) from a calibrated input, or None."""
+    if pixel is None:
+        return 1.0, 1.0, "px"
+    return float(pixel[0]), float(pixel[1]), str(pixel[2])
+
+
+def depth_2d_png(depth, title="", unit="frame", pixel=None) -> bytes:
+    """Depth map with a labelled colour bar (data range), PNG bytes.
+
+    ``pixel`` (pixel_x, pixel_y, unit): x and y axes in that unit (e.g. µm).
+    """
     d, _ = _grid(depth, 400)  # the axes are about 400 px wide: no need to resample more
     H, W = depth.shape
     lo, hi = float(d.min()), float(d.max())
+    sx, sy, xy_unit = _xy(pixel)
 
     def build():
         fig = _figure((5.2, 4.2))
         ax = fig.subplots()
         fig.subplots_adjust(left=0.12, right=0.98, bottom=0.11, top=0.93)
-        im = ax.imshow(d, cmap="viridis", interpolation="nearest", extent=(-0.5, W - 0.5, H - 0.5, -0.5))
+        im = ax.imshow(d, cmap="viridis", interpolation="nearest",
+                       extent=(-0.5 * sx, (W - 0.5) * sx, (H - 0.5) * sy, -0.5 * sy))
         cb = fig.colorbar(im, ax=ax, shrink=0.85)
         cb.set_label(f"depth ({unit})")
-        ax.set_xlabel("x (px)")
-        ax.set_ylabel("y (px)")
+        ax.set_xlabel(f"x ({xy_unit})")
+        ax.set_ylabel(f"y ({xy_unit})")
         _title_placeholder(ax)
         return fig, [im, cb.ax, *ax.spines.values()], (ax, im, cb)
 
-    fig, bg, (ax, im, cb) = _cached(("2d", unit, H, W), build)
+    fig, bg, (ax, im, cb) = _cached(("2d", unit, H, W, pixel), build)
     im.set_data(d)
     im.set_clim(lo, hi if hi > lo else lo + 1e-6)
     ax.title.set_text(title)
@@ -120,7 +132,7 @@ def _grid(a, n):
     return a[::s, ::s], s
 
 
-def depth_3d_png(depth, grid=48, title="", unit="frame", zrange=None) -> bytes:
+def depth_3d_png(depth, grid=48, title="", unit="frame", zrange=None, pixel=None) -> bytes:
     """Surface plot, downsampled to about ``grid`` points a side (plotting stays cheap).
 
     ``zrange`` (lo, hi): the depth axis limits; default the data range. The batch
@@ -130,7 +142,9 @@ def depth_3d_png(depth, grid=48, title="", unit="frame", zrange=None) -> bytes:
     """
     d, s = _grid(depth, grid)
     H, W = depth.shape
+    sx, sy, xy_unit = _xy(pixel)
     yy, xx = np.mgrid[0:d.shape[0], 0:d.shape[1]] * s
+    xx, yy = xx * sx, yy * sy
     zlo, zhi = (float(d.min()), float(d.max())) if zrange is None else map(float, zrange)
     zhi = zhi if zhi > zlo else zlo + 1e-6
 
@@ -138,8 +152,8 @@ def depth_3d_png(depth, grid=48, title="", unit="frame", zrange=None) -> bytes:
         fig = _figure((5.2, 4.2))
         fig.subplots_adjust(left=0.0, right=0.92, bottom=0.04, top=0.95)
         ax = fig.add_subplot(projection="3d")
-        ax.set_xlabel("x (px)")
-        ax.set_ylabel("y (px)")
+        ax.set_xlabel(f"x ({xy_unit})")
+        ax.set_ylabel(f"y ({xy_unit})")
         ax.set_zlabel(f"depth ({unit})")
         ax.set_xlim(0, max(1, xx.max()))
         ax.set_ylim(max(1, yy.max()), 0)
@@ -147,7 +161,7 @@ def depth_3d_png(depth, grid=48, title="", unit="frame", zrange=None) -> bytes:
         _title_placeholder(ax)
         return fig, [], [ax, None]
 
-    fig, bg, state = _cached(("3d", unit, H, W, grid, zlo, zhi), build)
+    fig, bg, state = _cached(("3d", unit, H, W, grid, zlo, zhi, pixel), build)
     ax, surf = state
     if surf is not None:
         surf.remove()
