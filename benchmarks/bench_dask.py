@@ -2,8 +2,12 @@
 
     python benchmarks/bench_dask.py [--data DIR] [--workers 2]
 
-Both with `workers` single-threaded workers, plots off. Prints wall times, their
-ratio, and the scheduling overhead per job (the wall-time difference per job).
+Both with `workers` worker processes, plots off. The local backend runs each with
+one Numba thread (``threads_per_worker: 1``). The Dask backend ignores that key: its
+LocalCluster has `workers` single-threaded workers, and each task's Numba threads
+follow the cluster's layout (a host's cores divided by the tasks it runs at once, here
+1). Prints wall times, their ratio, and the scheduling overhead per job (the wall-time
+difference divided by the number of jobs the run had).
 """
 from __future__ import annotations
 
@@ -29,6 +33,12 @@ def timed_run(cfg_path, *extra):
     return time.perf_counter() - t
 
 
+def n_jobs(cfg_path):
+    r = subprocess.run([sys.executable, "-m", "dffbatch", cfg_path, "--dry-run"], cwd=ROOT, capture_output=True,
+                       text=True, check=True)
+    return sum(line.startswith("job ") for line in r.stdout.splitlines())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", default=DEFAULT)
@@ -46,9 +56,10 @@ def main():
         timed_run(p)  # warm caches
         local = min(timed_run(p) for _ in range(2))
         dask = min(timed_run(p, "--set", "execution.backend=dask") for _ in range(2))
-        n = 100
-        print(f"local backend, {a.workers} workers x 1 thread: {local:6.2f} s")
-        print(f"dask LocalCluster, {a.workers} workers x 1 thread: {dask:6.2f} s (cluster start included)")
+        n = n_jobs(p)
+        print(f"{n} jobs")
+        print(f"local backend, {a.workers} workers x 1 Numba thread: {local:6.2f} s")
+        print(f"dask LocalCluster, {a.workers} single-threaded workers: {dask:6.2f} s (cluster start included)")
         print(f"ratio dask/local: {dask / local:.3f}; overhead per job: {(dask - local) / n * 1e3:+.1f} ms")
 
 

@@ -24,6 +24,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "seed", "focus_stack")
 
 
+def _warm(seconds):
+    """A task that holds its worker a moment: one per worker starts every worker."""
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def _decode_stack(files):
     from dffbatch.read import read_frame
     t = time.perf_counter()
@@ -37,8 +43,10 @@ def _decode_stack(files):
 def decode_only(stacks, workers):
     t = time.perf_counter()
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-        ex.submit(_decode_stack, []).result()  # start the workers outside the timing
-        ex.submit(_decode_stack, []).result()
+        # start every worker outside the timing: tasks submitted together, each holding
+        # its worker, so that no worker takes two while another has not started
+        pids = {f.result() for f in [ex.submit(_warm, 0.5) for _ in range(workers)]}
+        assert len(pids) == workers, f"only {len(pids)} of {workers} workers started"
         t = time.perf_counter()
         res = list(ex.map(_decode_stack, [s.files for s in stacks]))
     return time.perf_counter() - t, sum(r[0] for r in res)

@@ -105,8 +105,8 @@ def run(cfg_path, extra=()):
     t = time.perf_counter()
     # the runner in a child process: its peak RSS is the parent's (workers are its children)
     code = ("import resource, sys; from dffbatch.cli import main; rc = main(sys.argv[1:]); "
-            "u = resource.getrusage(resource.RUSAGE_SELF); "
-            "print('PEAK_RSS_MB', u.ru_maxrss / 1024, u.ru_utime + u.ru_stime); sys.exit(rc)")
+            "u = resource.getrusage(resource.RUSAGE_SELF); from dffbatch.jobs import peak_rss; "
+            "print('PEAK_RSS_MB', peak_rss() / 2**20, u.ru_utime + u.ru_stime); sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code, cfg_path, "--no-progress", *extra], cwd=ROOT,
                        capture_output=True, text=True)
     wall = time.perf_counter() - t

@@ -6,10 +6,13 @@
 On the step scenes the all-in-focus error sits in a band a few pixels wide beside the
 occluding edge, where every frame mixes the sharp background with the blurred near
 surface. For each band of equal signed distance to the edge this fits the best
-non-negative blend of the frames *against the ground truth* (scipy's NNLS): no fusion
-that weights frames (pyramid levels included, in the limit of one weight per band) can
-do better. Also printed: the per-pixel oracle (each pixel from the frame closest to the
-truth: needs the truth, so it is a bound, not a method).
+non-negative blend of the frames *against the ground truth* (scipy's NNLS): one set of
+frame weights per band, shared by every pixel of the band. It bounds fusions that
+weight frames the same way along the edge (one weight set per distance); a fusion
+whose weights vary from pixel to pixel within a band (pyramid fusion does) is not
+bounded by it. The per-pixel oracle (each pixel from the frame closest to the truth:
+needs the truth, so it is a reference, not a method) is the figure that no frame-
+selecting fusion can beat.
 """
 import glob
 import os
@@ -54,7 +57,7 @@ def main(root="outputs/refine_scenes"):
             blend[m] = (A @ w).reshape(-1, 3)
         q = lambda a: np.clip(np.rint(a), 0, 255).astype(np.uint8)  # noqa: E731
         s0 = psnr(sel, gt)
-        print(f"{scene:20} select {s0:.2f}  pyramid {psnr(pyr, gt) - s0:+.2f}  best non-negative blend per band "
+        print(f"{scene:20} select {s0:.2f}  pyramid {psnr(pyr, gt) - s0:+.2f}  best blend per band (one weight set a band) "
               f"{psnr(q(blend), gt) - s0:+.2f}  per-pixel oracle {psnr(q(oracle), gt) - s0:+.2f} dB")
 
 

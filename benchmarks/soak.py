@@ -99,10 +99,16 @@ def main():
         rc, out, _ = run(soak_cfg)
         if rc in (0, 1) and "interrupted" not in out:
             break
+    problems = []
+    want = 1 if bad else 0  # corrupted frames must fail their jobs (exit 1); without any, all succeed
+    if rc != want:
+        problems.append(f"the final run exited {rc}, not {want}: {out[-500:]}")
+    if kills == 0:
+        problems.append("no worker was killed during the soak run: the fault path was not exercised "
+                        "(lower --kill-every)")
     jobs = manifest(os.path.join(tmp, "soak"))
     broken_stacks = {f.split("__")[0] for f in bad}
     healthy = identical = failed_ok = 0
-    problems = []
     for jid, rec in jobs.items():
         stack = jid.split("/")[1].split("__")[-1]
         if stack in broken_stacks:

@@ -163,6 +163,24 @@ def _inject_fault(job):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def peak_rss() -> int:
+    """This process's peak resident memory, bytes.
+
+    Linux's ``VmHWM`` belongs to the process's own address space; ``ru_maxrss`` (the
+    fallback elsewhere) survives ``execve``, so a worker started from a large parent
+    would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _axis_top(top: int) -> int:
     """The 3-D plot's depth axis ends at the next multiple of 4 (of 16 past 32) at or
     above the last frame: stacks of a few neighbouring sizes share one plot scaffold."""
@@ -326,8 +344,7 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
         rec["traceback"] = traceback.format_exc(limit=8)
     rec["timings"]["total"] = round(time.perf_counter() - t_start, 4)
     try:
-        import resource
-        rec["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        rec["peak_rss_mb"] = round(peak_rss() / 2 ** 20, 1)
     except (ImportError, OSError):
         pass
     return rec

@@ -53,6 +53,12 @@ def test_alignment_does_no_harm_on_aligned_stacks(stack, mode):
     a = depth_from_focus(frames, refine="median")
     b = depth_from_focus(frames, align=mode, refine="median")
     y0, y1, x0, x1 = b.alignment.crop
+    if mode == "auto":  # nothing moves: auto must leave the frames alone, to the byte
+        assert not b.alignment.applied and b.alignment.mode == "auto"
+        np.testing.assert_array_equal(a.depth, b.depth)
+        np.testing.assert_array_equal(a.allfocus, b.allfocus)
+    else:  # translation is applied; on registered frames it barely moves anything
+        assert b.alignment.applied
     assert np.sqrt(np.mean((a.depth[y0:y1, x0:x1] - b.depth) ** 2)) < 0.05
     # the default global solve sees the crop as a different image: judged on ground truth
     g = tifffile.imread(ROOT / "dataset" / stack / "gt_depth.tif")[y0:y1, x0:x1]

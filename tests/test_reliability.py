@@ -95,8 +95,26 @@ def test_16bit_and_float_tiffs(tmp_path, dtype):
         f.unlink()
     rc, jobs = run_jobs(tmp_path)
     assert rc == 0
-    af = tifffile.imread(tmp_path / "out/t" / next(iter(jobs.values()))["id"] / "allfocus.tif")
+    out = tmp_path / "out/t" / next(iter(jobs.values()))["id"]
+    af = tifffile.imread(out / "allfocus.tif")
     assert af.dtype == dtype
+    # the same values as the library on the same frames: nothing rescaled on the way
+    from dffbatch import depth_from_focus
+    frames = [tifffile.imread(f) for f in sorted(d.glob("*.tif"))]
+    ref = depth_from_focus(frames)
+    np.testing.assert_array_equal(af, ref.allfocus)
+    np.testing.assert_array_equal(tifffile.imread(out / "depth.tif"), ref.depth)
+    if dtype == np.uint16:  # Pillow reads 16-bit colour PNG as 8-bit: OpenCV keeps the 16 bits
+        cv2 = pytest.importorskip("cv2")
+        png = cv2.imread(str(out / "allfocus.png"), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+    else:
+        png = iio.imread(out / "allfocus.png")
+    if dtype == np.float32:  # an 8-bit preview of float data, scaled by its maximum
+        want = np.clip(ref.allfocus / max(float(ref.allfocus.max()), 1e-12) * 255, 0, 255).astype(np.uint8)
+        assert png.dtype == np.uint8 and any("8-bit preview" in n for n in jobs["data__a"]["notes"])
+    else:
+        want = ref.allfocus
+    np.testing.assert_array_equal(png, want)
 
 
 def test_exif_orientation_is_ignored_consistently(tmp_path):
@@ -146,9 +164,13 @@ def test_fuzzed_bytes_never_raise_anything_but_config_errors(tmp_path, raw):
     p = tmp_path / "fuzz.yaml"
     p.write_bytes(raw)
     try:
-        load_config(p, base_dir=tmp_path)
-    except ConfigError:
-        pass
+        cfg = load_config(p, base_dir=tmp_path)
+    except ConfigError as exc:
+        assert str(p) in str(exc)  # every refusal names the file
+    else:  # what is accepted is a complete, resolved config with at least one dataset that exists
+        assert set(cfg) >= {"run", "datasets", "params", "outputs", "execution"}
+        assert cfg["datasets"] and all(os.path.exists(e["path"]) or any(c in e["path"] for c in "*?[")
+                                       for e in cfg["datasets"])
 
 
 @pytest.mark.parametrize("text,needle", [
@@ -271,7 +293,17 @@ def test_memory_estimate_caps_auto_workers(tmp_path):
     from dffbatch.schedule import plan_workers
     small_stack(tmp_path / "a", size=(1080, 1080), n=2)
     est = estimate_memory([str(tmp_path / "a" / "f00.png")], {"composite": "select"})
-    assert 200 << 20 < est < 600 << 20  # the benchmark measured 262 MB peak RSS per worker
+    # the estimate against a real job's peak in a fresh process (what a worker is)
+    code = ("import resource, sys; from dffbatch.discover import discover; from dffbatch.jobs import make_job, run_job;"
+            "from dffbatch.config import load_config; s = discover({'path': sys.argv[1]})[0];"
+            "p = dict(measure='lapd', window=9, step=1, threshold=0.0, interpolation='gaussian', median=5,"
+            " composite='select', refine='wls', refine_radius=7, refine_strength=None, align='none',"
+            " align_reference='middle');"
+            "r = run_job(make_job(s, p, 'p', sys.argv[2], {'plots': False, 'mesh': False}));"
+            "assert r['status'] == 'ok', r; from dffbatch.jobs import peak_rss; print(peak_rss())")
+    peak = int(subprocess.run([sys.executable, "-c", code, str(tmp_path / "a"), str(tmp_path / "run")], check=True,
+                              capture_output=True, text=True).stdout.split()[-1])
+    assert peak <= est <= 2.5 * peak, (peak >> 20, est >> 20)  # covers the job, without idling the cores
     assert plan_workers(10, "auto", "auto", cores=8, job_memory=est, memory=4 * est) == (3, 2)
     assert plan_workers(10, "auto", "auto", cores=8, job_memory=est, memory=est // 2) == (1, 8)
     assert plan_workers(10, 4, "auto", cores=8, job_memory=est, memory=est) == (4, 2)  # explicit wins

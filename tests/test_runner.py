@@ -8,8 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
+import tifffile
 import yaml
 
 from conftest import ROOT, seed_path, wait_for_recorded
@@ -104,6 +106,12 @@ def test_multipage_tiff_stack(tmp_path):
     assert [(s.layout, s.multipage) for s in st] == [("tiff", True)]
     cfg = write_cfg(tmp_path, [{"path": str(tmp_path / "s.tif"), "layout": "tiff"}])
     assert main([str(cfg), "--no-progress"]) == 0
+    (job, rec), = json.loads((tmp_path / "out/t/manifest.json").read_text())["jobs"].items()
+    assert rec["n_frames"] == 4  # 4 pages, 4 frames
+    from dffbatch import depth_from_focus
+    ref = depth_from_focus(frames)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out/t" / job / "depth.tif"), ref.depth)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out/t" / job / "allfocus.tif"), ref.allfocus)
 
 
 def test_sweep_gives_distinct_stable_ids(tmp_path, capsys):
@@ -266,6 +274,7 @@ def test_html_report_escapes_names(tmp_path):
     assert main([str(cfg), "--no-progress"]) == 0
     html = (tmp_path / "out/t/index.html").read_text()
     assert "<script>" not in html
+    assert "data___script_x" in html  # the stack is there, under its safe id
 
 
 def test_mesh_and_plots_are_written(tmp_path):
@@ -277,5 +286,17 @@ def test_mesh_and_plots_are_written(tmp_path):
     header, _, body = ply.partition(b"end_header\n")
     assert b"element vertex 768" in header and b"element face 1426" in header  # 24x32 grid
     assert len(body) == 768 * 15 + 1426 * 13
+    v = np.frombuffer(body[:768 * 15], dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                                              ("r", "u1"), ("g", "u1"), ("b", "u1")]).reshape(24, 32)
+    f = np.frombuffer(body[768 * 15:], dtype=[("n", "u1"), ("v", "<i4", (3,))])
+    depth = tifffile.imread(job / "depth.tif")
+    af = iio.imread(job / "allfocus.png")
+    yy, xx = np.mgrid[0:24, 0:32]
+    np.testing.assert_array_equal(v["x"], xx)
+    np.testing.assert_array_equal(v["y"], -yy)
+    zs = 0.1 * 32 / float(depth.max() - depth.min())  # the depth range spans a tenth of the width
+    np.testing.assert_allclose(v["z"], depth * zs, rtol=1e-5)
+    np.testing.assert_array_equal(np.stack([v["r"], v["g"], v["b"]], -1), af)
+    assert (f["n"] == 3).all() and f["v"].min() == 0 and f["v"].max() == 767
     for f in ("depth_2d.png", "depth_3d.png"):
         assert (job / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

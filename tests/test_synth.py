@@ -46,7 +46,19 @@ def test_deterministic_bytes(tmp_path):
 def test_breathing_magnifies_frames():
     frames, _, _, meta = render_stack("plane", "checker", (64, 64), 4, blur_per_frame=0.0, breathing=0.01)
     assert [t["scale"] for t in meta["transforms"]] == pytest.approx([0.99, 1.0, 1.01, 1.02])  # middle frame 1 fixed
-    assert not np.array_equal(frames[0], frames[3])
+
+    def edges(img):  # sub-pixel positions of the checker's vertical edges along the rows, from the centre
+        g = img.astype(np.float64).mean(axis=2)[18:30].mean(axis=0)  # inside one row of squares
+        mid = 0.5 * (g.max() + g.min())
+        i = np.nonzero(np.diff(np.sign(g - mid)))[0]
+        return i + (mid - g[i]) / (g[i + 1] - g[i]) - (64 - 1) / 2.0
+    e1 = edges(frames[1])
+    for k, s_ in ((0, 0.99), (3, 1.02)):  # measured on the pixels, not taken from the metadata
+        ek = edges(frames[k])
+        far = e1[np.abs(e1) > 12]
+        match = np.array([ek[np.argmin(np.abs(ek - e))] for e in far])  # the same edges, moved
+        # the span between the outer edges scales with the magnification, whatever the centre
+        assert (match.max() - match.min()) / (far.max() - far.min()) == pytest.approx(s_, abs=0.005)
 
 
 def test_metrics_against_known_values():

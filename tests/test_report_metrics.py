@@ -1,0 +1,70 @@
+"""Rankings, the summary's columns, all-in-focus figures and SSIM, against exact expected values."""
+import csv
+
+import numpy as np
+import pytest
+
+from dffbatch.config import PARAM_KEYS
+from dffbatch.metrics import ssim
+from dffbatch.report import rank_sweeps, write_summary
+
+
+def _rec(sweep, stack, rmse, psnr=None, best=None, status="ok", **params):
+    m = {"rmse": rmse, "mae": rmse / 2, "bad1": 0.0}
+    if psnr is not None:
+        m["aif_psnr"] = psnr
+    if best is not None:
+        m["best_frame_psnr"] = best
+    return {"id": f"{sweep}/{stack}", "status": status, "params": {"measure": sweep, **params}, "metrics": m,
+            "timings": {"total": 1.5}, "n_frames": 7, "error": None if status == "ok" else "boom"}
+
+
+def test_rank_sweeps_orders_by_mean_rmse_then_psnr_and_gives_the_worst_gain():
+    recs = [_rec("b", "s1", 0.4, 30, 25), _rec("b", "s2", 0.2, 32, 31),      # mean 0.3, gains 5 and 1
+            _rec("a", "s1", 0.5, 40, 20), _rec("a", "s2", 0.5, 40, 20),      # mean 0.5
+            _rec("c", "s1", 0.3, 35, 34), _rec("c", "s2", 0.3, 33, 30),      # mean 0.3, higher psnr than b
+            _rec("d", "s1", 0.1, status="failed"),                           # failed: not ranked
+            {"id": "e/s1", "status": "ok", "params": {}, "metrics": {}}]     # no ground truth: not ranked
+    rows = rank_sweeps(recs)
+    assert [r["sweep"] for r in rows] == ["c", "b", "a"]                     # 0.3 (psnr 34) < 0.3 (psnr 31) < 0.5
+    by = {r["sweep"]: r for r in rows}
+    assert by["b"]["rmse"] == pytest.approx(0.3) and by["b"]["n"] == 2
+    assert by["b"]["aif_gain_min"] == pytest.approx(1.0)                     # the smaller of 5 and 1
+    assert by["c"]["aif_gain_min"] == pytest.approx(1.0) and by["a"]["aif_gain_min"] == pytest.approx(20.0)
+    assert np.isnan(rank_sweeps([_rec("x", "s", 0.1, 30)])[0]["aif_gain_min"])  # no best-frame figure
+
+
+def test_summary_columns_and_values(tmp_path):
+    recs = [_rec("p1", "s1", 0.25, 31.5, 30.0, window=9), _rec("p1", "s2", 0.5, status="failed")]
+    write_summary(tmp_path / "summary.csv", iter(recs))  # any iterable: rows stream
+    rows = list(csv.reader(open(tmp_path / "summary.csv", newline="")))
+    assert rows[0] == ["job", "sweep", "stack", "status", "error", "n_frames", *PARAM_KEYS, "rmse", "mae", "bad1",
+                       "rmse_affine", "aif_psnr", "aif_ssim", "best_frame_psnr", "t_read", "t_measure", "t_depth",
+                       "t_composite", "t_refine", "t_write", "t_plots", "t_total"]
+    r = dict(zip(rows[0], rows[1]))
+    assert (r["job"], r["sweep"], r["stack"], r["status"], r["error"]) == ("p1/s1", "p1", "s1", "ok", "")
+    assert (r["measure"], r["window"], r["rmse"], r["aif_psnr"], r["best_frame_psnr"], r["t_total"]) == \
+        ("p1", "9", "0.2500", "31.5000", "30.0000", "1.5000")
+    assert dict(zip(rows[0], rows[2]))["error"] == "boom" and len(rows) == 3
+
+
+def _ssim_reference(a, b):
+    """Wang et al. 2004 with SciPy's Gaussian filter (sigma 1.5, radius 5, mirrored borders)."""
+    from scipy.ndimage import gaussian_filter
+    f = lambda x: gaussian_filter(x, 1.5, truncate=5 / 1.5, mode="mirror")  # noqa: E731
+    C1, C2 = 0.01 ** 2, 0.03 ** 2
+    ma, mb = f(a), f(b)
+    va, vb, cov = f(a * a) - ma * ma, f(b * b) - mb * mb, f(a * b) - ma * mb
+    return float(np.mean((2 * ma * mb + C1) * (2 * cov + C2) / ((ma ** 2 + mb ** 2 + C1) * (va + vb + C2))))
+
+
+@pytest.mark.parametrize("kind", ["grey", "rgb"])
+def test_ssim_matches_an_independent_implementation(kind):
+    rng = np.random.default_rng(4)
+    shape = (40, 52) if kind == "grey" else (40, 52, 3)
+    a = rng.integers(0, 256, shape).astype(np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-30, 31, shape), 0, 255).astype(np.uint8)
+    lum = (lambda x: x.astype(np.float64) / 255) if kind == "grey" else \
+        (lambda x: (x.astype(np.float64) / 255) @ np.array([0.299, 0.587, 0.114]))
+    assert ssim(b, a) == pytest.approx(_ssim_reference(lum(b), lum(a)), abs=1e-9)
+    assert ssim(a, a) == pytest.approx(1.0)

@@ -1,0 +1,112 @@
+"""Plant single-line bugs one at a time and check that the test suite catches each.
+
+    python tools/mutants.py [--only NAME ...] [--list]
+
+For every mutant: a temporary copy of the package, the tests and the bundled dataset
+(Numba's on-disk cache comes along, so only the mutated module recompiles), one line
+replaced, then the README's test command with ``-x`` in the copy. A mutant *survives*
+when the suite still passes. Slow (up to a suite run per survivor): not part of CI;
+its result goes in the closing notes. Exit status 1 if any mutant survives.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: name: (file, text as it stands, text planted, what the bug is)
+MUTANTS = {
+    "job-key-ignores-inputs": ("dffbatch/jobs.py", '"inputs": fp,', '"inputs": [],',
+                               "resume serves stale results after a frame changes"),
+    "depth-png-scale": ("dffbatch/jobs.py", "scale = 65535.0 / max(res.n_frames - 1, 1)",
+                        "scale = 65535.0 / max(res.n_frames, 1)", "depth.png scaled by 65535/N, not 65535/(N-1)"),
+    "subframe-offset-sign": ("dffbatch/depth.py", "off = half * num / den", "off = -half * num / den",
+                             "sub-frame offset points away from the peak"),
+    "confidence-formula": ("dffbatch/depth.py", "cy[x] = (f0 - fsy[x] * inv_n) / f0 if f0 > 0.0",
+                           "cy[x] = (f0 - fsy[x] * inv_n) / (f0 + 1) if f0 > 0.0",
+                           "confidence no longer the relative prominence"),
+    "composite-frame-choice": ("dffbatch/composite.py", "                if by[x] == kk:\n                    dst[x, 0]",
+                               "                if by[x] != kk:\n                    dst[x, 0]",
+                               "select composite copies from the wrong frames"),
+    "resume-output-check": ("dffbatch/runner.py", "                if [st.st_size, st.st_mtime_ns] != stats[name]:",
+                            "                if False:", "resume keeps damaged outputs"),
+    "positions-key": ("dffbatch/jobs.py",
+                      "positions = [positions, input_fingerprint([os.path.join(os.path.dirname(stack.files[0]), "
+                      "positions)])]", "positions = positions", "an edited positions file is not seen"),
+    "second-peak-neighbour": ("dffbatch/depth.py", "later = v if (kk - b >= 2 and v > sec) else sec",
+                              "later = v if (kk - b >= 1 and v > sec) else sec",
+                              "the peak's own neighbour counts as a second peak"),
+    "evidence-amplitude": ("dffbatch/depth.py", "out[y, x] = rp * (a * a / (a * a + t2))", "out[y, x] = rp",
+                           "no texture is trusted like texture"),
+    "fgs-no-normalise": ("dffbatch/solve.py", "out[y, x] = wd[y, x] / s if s > eps else d[y, x]",
+                         "out[y, x] = wd[y, x] if s > eps else d[y, x]", "the solve forgets to divide by S(w)"),
+    "luma-weights": ("dffbatch/measure.py", "wb = np.float32(0.114 * scale)", "wb = np.float32(0.214 * scale)",
+                     "luminance weights that do not sum to 1"),
+    "median-off-by-one": ("dffbatch/refine.py", "    r = size // 2\n    H, W = depth.shape",
+                          "    r = size // 2 + 1\n    H, W = depth.shape", "median window one pixel too wide"),
+    "hidden-folders": ("dffbatch/discover.py", 'if d.startswith(".") and not hidden:', "if False:",
+                       "hidden folders read as stacks"),
+    "channel-index": ("dffbatch/hyperstack.py", 'want = {"T": t, "Z": z, "C": c}', 'want = {"T": t, "Z": z, "C": 0}',
+                      "every channel read from channel 0"),
+    "depth-units-interp": ("dffbatch/core.py", "depth_units = np.interp(depth, np.arange(k), positions)",
+                           "depth_units = positions[0] + depth * (positions[-1] - positions[0]) / (k - 1)",
+                           "physical depth linear between the end positions"),
+    "rank-order": ("dffbatch/report.py", "    rows.sort(key=lambda r: (r[\"rmse\"], -r[\"aif_psnr\"]))",
+                   "    rows.sort(key=lambda r: (-r[\"rmse\"], -r[\"aif_psnr\"]))",
+                   "sweep points ranked worst first"),
+}
+
+
+def _copy(dst):
+    for name in ("dffbatch", "tests", "dataset", "pyproject.toml"):
+        src = os.path.join(ROOT, name)
+        (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, os.path.join(dst, name))
+
+
+def run_mutant(name, spec, timeout):
+    path, old, new, _ = spec
+    with tempfile.TemporaryDirectory(prefix="dffbatch-mutant-") as tmp:
+        _copy(tmp)
+        f = os.path.join(tmp, path)
+        text = open(f, encoding="utf-8").read()
+        if text.count(old) != 1:
+            return "not planted", f"{path}: the text occurs {text.count(old)} times"
+        open(f, "w", encoding="utf-8").write(text.replace(old, new))
+        t = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"], cwd=tmp,
+                           env=dict(os.environ, PYTHONPATH=tmp), capture_output=True, text=True, timeout=timeout)
+        took = time.perf_counter() - t
+        if r.returncode == 0:
+            return "SURVIVED", f"{took:.0f} s"
+        failed = [l.split(" ")[1] for l in r.stdout.splitlines() if l.startswith("FAILED ") or l.startswith("ERROR ")]
+        return "caught", f"{took:.0f} s by {failed[0] if failed else r.stdout.strip().splitlines()[-1]}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--timeout", type=int, default=900)
+    a = ap.parse_args()
+    names = a.only or list(MUTANTS)
+    if a.list:
+        for n in names:
+            print(f"{n:26} {MUTANTS[n][0]:24} {MUTANTS[n][3]}")
+        return 0
+    survivors = 0
+    for n in names:
+        status, detail = run_mutant(n, MUTANTS[n], a.timeout)
+        survivors += status != "caught"
+        print(f"{n:26} {status:11} {detail}", flush=True)
+    print(f"{len(names) - survivors} of {len(names)} caught")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
