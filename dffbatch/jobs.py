@@ -148,7 +148,13 @@ def _frame_error(exc, files, multipage):
 def _inject_fault(job):
     """Fault injection for the reliability tests: ``DFFBATCH_FAULT_KILL=<text>`` kills
     the worker process (SIGKILL) when the job id contains ``<text>``; with
-    ``DFFBATCH_FAULT_ONCE=<file>`` only the first time (the file records it)."""
+    ``DFFBATCH_FAULT_ONCE=<file>`` only the first time (the file records it).
+    ``DFFBATCH_STARTED_DIR=<folder>``: each job, as it starts, leaves a file
+    ``<pid>.started`` there, the signal a test waits on before it kills a busy worker."""
+    started = os.environ.get("DFFBATCH_STARTED_DIR")
+    if started:
+        with open(os.path.join(started, f"{os.getpid()}.started"), "a") as fh:
+            fh.write(job["id"] + "\n")
     pattern = os.environ.get("DFFBATCH_FAULT_KILL")
     if not pattern or pattern not in job["id"]:
         return

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, seed_path, wait_for_recorded
+from conftest import ROOT, seed_path
 from test_runner import small_stack, write_cfg
 from dffbatch.cli import main
 
@@ -62,8 +62,11 @@ def test_worker_killed_mid_job_is_retried(tmp_path):
     sched = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
                               "--port", str(port), "--dashboard-address", ":0"], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = tmp_path / "started"  # each job leaves <pid>.started here as it begins
+    started.mkdir()
+    wenv = dict(os.environ, DFFBATCH_STARTED_DIR=str(started))
     workers = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", addr, "--nthreads", "1",
-                                 "--no-nanny", "--host", "127.0.0.1", "--no-dashboard"],
+                                 "--no-nanny", "--host", "127.0.0.1", "--no-dashboard"], env=wenv,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
     try:
         from distributed import Client
@@ -75,7 +78,10 @@ def test_worker_killed_mid_job_is_retried(tmp_path):
         cfg = write_cfg(tmp_path, [str(tmp_path / "data")], execution={"backend": "dask", "address": addr})
         run = subprocess.Popen([sys.executable, "-m", "dffbatch", str(cfg), "--no-progress"], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        wait_for_recorded(tmp_path / "out/t", 1, run)  # kill the victim once the run is under way
+        deadline = time.time() + 120  # kill the victim while it runs a job: the job's own signal
+        while not (started / f"{victim}.started").exists() and time.time() < deadline and run.poll() is None:
+            time.sleep(0.005)
+        assert (started / f"{victim}.started").exists(), "the victim never started a job"
         os.kill(victim, signal.SIGKILL)
         out, _ = run.communicate(timeout=180)
         assert run.returncode == 0, out
