@@ -279,6 +279,8 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
         rec["inputs"] = {os.path.basename(k): v for k, v in hashes.items()}
         rec["n_frames"] = res.n_frames
         rec["shape"] = list(res.allfocus.shape)
+        rec["confidence_mean"] = round(float(res.confidence.mean()), 4)  # how far the depth was measured
+        rec["low_confidence"] = round(float((res.confidence < 0.1).mean()), 4)  # share filled, not measured
         rec["timings"] = {k: round(v, 4) for k, v in res.timings.items()}
 
         t0 = time.perf_counter()

@@ -62,21 +62,28 @@ def _fmt(v):
 
 
 def rank_sweeps(records):
-    """Sweep points ranked by mean depth RMSE over their stacks with ground truth."""
-    by = defaultdict(list)
+    """Sweep points ranked by mean depth RMSE over their stacks with ground truth.
+
+    ``records``: any iterable (one pass; only a few numbers per record are kept).
+    """
+    by = {}
     for r in records:
-        if r["status"] == "ok" and "rmse" in r.get("metrics", {}):
-            by[r["id"].partition("/")[0]].append(r)
+        m = r.get("metrics", {})
+        if r["status"] != "ok" or "rmse" not in m:
+            continue
+        a = by.setdefault(r["id"].partition("/")[0], {"params": r["params"], "rmse": [], "mae": [], "bad1": [],
+                                                      "aif_psnr": [], "gain": []})
+        for k in ("rmse", "mae", "bad1"):
+            a[k].append(m[k])
+        a["aif_psnr"].append(m.get("aif_psnr", np.nan))
+        if "aif_psnr" in m and "best_frame_psnr" in m:
+            a["gain"].append(m["aif_psnr"] - m["best_frame_psnr"])
     rows = []
-    for sweep, rs in by.items():
-        gain = [r["metrics"]["aif_psnr"] - r["metrics"]["best_frame_psnr"] for r in rs
-                if "aif_psnr" in r["metrics"] and "best_frame_psnr" in r["metrics"]]
-        rows.append({"sweep": sweep, "params": rs[0]["params"], "n": len(rs),
-                     "rmse": float(np.mean([r["metrics"]["rmse"] for r in rs])),
-                     "mae": float(np.mean([r["metrics"]["mae"] for r in rs])),
-                     "bad1": float(np.mean([r["metrics"]["bad1"] for r in rs])),
-                     "aif_psnr": float(np.mean([r["metrics"].get("aif_psnr", np.nan) for r in rs])),
-                     "aif_gain_min": float(min(gain)) if gain else float("nan")})
+    for sweep, a in by.items():
+        rows.append({"sweep": sweep, "params": a["params"], "n": len(a["rmse"]),
+                     "rmse": float(np.mean(a["rmse"])), "mae": float(np.mean(a["mae"])),
+                     "bad1": float(np.mean(a["bad1"])), "aif_psnr": float(np.mean(a["aif_psnr"])),
+                     "aif_gain_min": float(min(a["gain"])) if a["gain"] else float("nan")})
     rows.sort(key=lambda r: (r["rmse"], -r["aif_psnr"]))
     return rows
 
@@ -89,8 +96,22 @@ def _img(src, alt):
     return f'<a href="{_e(src)}"><img src="{_e(src)}" alt="{_e(alt)}" loading="lazy"></a>'
 
 
-def write_report(run_dir, manifest, records):
-    """Write ``index.html`` (and ranking charts when ground truth exists)."""
+#: Above this many jobs the report is a summary and a paged table (see _write_large_report).
+LARGE_RUN = 300
+
+
+def write_report(run_dir, manifest, records, n_jobs=None):
+    """Write ``index.html`` (and ranking charts when ground truth exists).
+
+    ``records``: a list, or a callable returning a fresh iterator over them (the run
+    store: a large run is never held in memory). Runs of more than :data:`LARGE_RUN`
+    jobs get the large-run report.
+    """
+    source = records if callable(records) else (lambda: iter(records))
+    n = n_jobs if n_jobs is not None else (len(records) if not callable(records) else manifest.get("jobs_total", 0))
+    if n > LARGE_RUN:
+        return _write_large_report(run_dir, manifest, source)
+    records = list(source())
     ok = [r for r in records if r["status"] == "ok"]
     bad = [r for r in records if r["status"] != "ok"]
     parts = [f"""<!doctype html><html><head><meta charset="utf-8"><title>dffbatch run {_e(manifest['run'])}</title>
@@ -141,6 +162,115 @@ dffbatch {_e(manifest['versions'].get('dffbatch'))} &middot; {_e(len(ok))} ok, {
                      f"{_e(r['status'])}</td><td>{_e(r.get('n_frames', ''))}</td><td>{_e(_fmt(m.get('rmse')))}</td>"
                      f"<td>{_e(_fmt(m.get('aif_psnr')))}</td><td>{_e(_fmt(r.get('timings', {}).get('total')))}</td></tr>")
     parts.append("</table></body></html>\n")
+    write_text(os.path.join(run_dir, "index.html"), "\n".join(parts))
+
+
+_TABLE_JS = """
+<script src="jobs.js"></script>
+<script>
+(function () {
+  var cols = ["job", "status", "frames", "time (s)", "mean confidence", "low-confidence share", "rmse", "AiF PSNR"];
+  var rows = window.DFF_JOBS || [], view = rows, page = 0, per = 100, key = -1, dir = 1;
+  var gt = rows.some(function (r) { return r[6] !== null; });
+  var show = cols.map(function (c, i) { return i < 6 || gt; });
+  var table = document.getElementById("jobs"), info = document.getElementById("pageinfo");
+  function cell(v, i, r) {
+    if (i === 0) { return "<a href='" + encodeURI(r[0]) + "/'>" + esc(r[0]) + "</a>"; }
+    if (v === null || v === undefined) { return ""; }
+    return typeof v === "number" ? (Number.isInteger(v) ? v : v.toFixed(3)) : esc(v);
+  }
+  function esc(t) { return String(t).replace(/[&<>"']/g, function (c) {
+    return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]; }); }
+  function render() {
+    var h = "<tr>" + cols.map(function (c, i) { return show[i] ? "<th data-i='" + i + "'>" + c +
+      (i === key ? (dir > 0 ? " &#9650;" : " &#9660;") : "") + "</th>" : ""; }).join("") + "</tr>";
+    view.slice(page * per, page * per + per).forEach(function (r) {
+      h += "<tr" + (r[1] !== "ok" ? " class='bad'" : "") + ">" + r.map(function (v, i) {
+        return show[i] ? "<td>" + cell(v, i, r) + "</td>" : ""; }).join("") + "</tr>"; });
+    table.innerHTML = h;
+    info.textContent = view.length ? "rows " + (page * per + 1) + "-" + Math.min(view.length, page * per + per) +
+      " of " + view.length : "no rows";
+  }
+  table.addEventListener("click", function (e) {
+    var i = e.target.getAttribute && e.target.getAttribute("data-i"); if (i === null) { return; }
+    i = +i; dir = key === i ? -dir : 1; key = i;
+    view.sort(function (a, b) { var x = a[i], y = b[i]; if (x === y) { return 0; } if (x === null) { return 1; }
+      if (y === null) { return -1; } return (x < y ? -1 : 1) * dir; }); page = 0; render(); });
+  document.getElementById("filter").addEventListener("input", function (e) {
+    var q = e.target.value.toLowerCase(); view = rows.filter(function (r) {
+      return !q || (r[0] + " " + r[1]).toLowerCase().indexOf(q) >= 0; }); page = 0; render(); });
+  document.getElementById("prev").onclick = function () { if (page > 0) { page--; render(); } };
+  document.getElementById("next").onclick = function () { if ((page + 1) * per < view.length) { page++; render(); } };
+  render();
+})();
+</script>"""
+
+
+def _job_row(r):
+    m = r.get("metrics", {})
+    return [r["id"], r["status"], r.get("n_frames"), (r.get("timings") or {}).get("total"),
+            r.get("confidence_mean"), r.get("low_confidence"), m.get("rmse"), m.get("aif_psnr")]
+
+
+def _write_large_report(run_dir, manifest, source, top=20, max_failures=200):
+    """A report that holds at any size: the summary first, every job in a paged table.
+
+    One pass over the records keeps only counts and top-k lists; a second streams the
+    rows into ``jobs.js`` (loaded by a plain script tag: works from file://, no server,
+    no network), which the page shows 100 at a time, sortable and filterable.
+    """
+    import heapq
+    import json
+    n_ok = n_failed = 0
+    failures, slowest, least = [], [], []
+    for i, r in enumerate(source()):
+        if r["status"] != "ok":
+            n_failed += 1
+            if len(failures) < max_failures:
+                failures.append((r["id"], r.get("error")))
+            continue
+        n_ok += 1
+        t = (r.get("timings") or {}).get("total") or 0.0
+        item = (t, i, r["id"], r.get("n_frames"))
+        (heapq.heappush if len(slowest) < top else heapq.heappushpop)(slowest, item)
+        c = r.get("confidence_mean")
+        if c is not None:
+            item = (-c, i, r["id"], r.get("low_confidence"))
+            (heapq.heappush if len(least) < top else heapq.heappushpop)(least, item)
+
+    def rows():
+        yield b"window.DFF_JOBS = ["
+        for i, r in enumerate(source()):
+            yield ((",\n" if i else "\n") + json.dumps(_job_row(r), default=str)).encode()
+        yield b"\n];\n"
+    atomic_chunks(os.path.join(run_dir, "jobs.js"), rows())
+    parts = [f"""<!doctype html><html><head><meta charset="utf-8"><title>dffbatch run {_e(manifest['run'])}</title>
+<style>body{{font-family:sans-serif;margin:1.5em;color:#222}} table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}} th{{cursor:pointer;background:#f4f4f4}}
+.bad{{color:#b00}} .small{{font-size:12px;color:#555}} .cols{{display:flex;gap:2em;flex-wrap:wrap}}</style>
+</head><body><h1>dffbatch run <code>{_e(manifest['run'])}</code></h1>
+<p>{n_ok} ok, {n_failed} failed, {_e(manifest.get('jobs_total'))} jobs &middot; status {_e(manifest.get('status'))}
+&middot; started {_e(manifest.get('started'))} &middot; finished {_e(manifest.get('finished'))} &middot;
+<a href="summary.csv">summary.csv</a> &middot; <a href="manifest.json">manifest.json</a> &middot;
+<a href="run.log">run.log</a></p>"""]
+    if failures:
+        more = f" (the first {len(failures)}; all in summary.csv)" if n_failed > len(failures) else ""
+        parts.append(f"<h2 class='bad'>Failures: {n_failed}{more}</h2><table><tr><th>job</th><th>reason</th></tr>"
+                     + "".join(f"<tr><td>{_e(j)}</td><td>{_e(e)}</td></tr>" for j, e in failures) + "</table>")
+    parts.append("<div class='cols'><div><h2>Slowest</h2><table><tr><th>job</th><th>s</th><th>frames</th></tr>"
+                 + "".join(f"<tr><td><a href='{_e(j)}/'>{_e(j)}</a></td><td>{t:.2f}</td><td>{_e(n)}</td></tr>"
+                           for t, _, j, n in sorted(slowest, reverse=True)) + "</table></div>")
+    parts.append("<div><h2>Least confident</h2><table><tr><th>job</th><th>mean confidence</th>"
+                 "<th>low-confidence share</th></tr>"
+                 + "".join(f"<tr><td><a href='{_e(j)}/'>{_e(j)}</a></td><td>{-c:.3f}</td><td>{_e(lo)}</td></tr>"
+                           for c, _, j, lo in sorted(least, reverse=True)) + "</table></div></div>")
+    ranking = rank_sweeps(source())
+    if ranking:
+        parts.append(_ranking_html(run_dir, ranking, source()))
+    parts.append("<h2>Jobs</h2><p><input id='filter' placeholder='filter: job or status'> "
+                 "<button id='prev'>&larr;</button> <button id='next'>&rarr;</button> <span id='pageinfo'></span>"
+                 " <span class='small'>(click a column to sort)</span></p><table id='jobs'></table>")
+    parts.append(_TABLE_JS + "\n</body></html>\n")
     write_text(os.path.join(run_dir, "index.html"), "\n".join(parts))
 
 

@@ -338,7 +338,7 @@ def _execute_with(store, cfg, config_path, jobs, run_dir, force, progress, out, 
     _write_manifest(mpath, manifest, store, ids)
     write_summary(os.path.join(run_dir, "summary.csv"), store.records(ids))
     if cfg["outputs"]["report"]:
-        write_report(run_dir, manifest, list(store.records(ids)))
+        write_report(run_dir, manifest, lambda: store.records(ids), n_jobs=len(ids))
     state = store.keys()
     ran = [state[i][1] for i in ids if i in state]
     done = sum(s_ == "ok" for s_ in ran)
