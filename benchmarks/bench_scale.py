@@ -122,6 +122,7 @@ def main():
     ap.add_argument("--n", type=int, nargs="+", default=[500, 2000, 10000])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--keep", help="work in this folder and keep it (default: a temporary one)")
+    ap.add_argument("--report", action="store_true", help="write the HTML report too (off by default)")
     ap.add_argument("--deep", action="store_true", help="time one deep stack instead")
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--repeat", type=int, default=2)
@@ -141,7 +142,7 @@ def main():
             cfg = os.path.join(folder, "cfg.yaml")
             with open(cfg, "w") as fh:
                 yaml.safe_dump({"run": {"name": "r", "output": os.path.join(folder, "out")},
-                                "datasets": [{"path": data}], "outputs": {"plots": False, "report": False},
+                                "datasets": [{"path": data}], "outputs": {"plots": False, "report": a.report},
                                 "execution": {"workers": a.workers, "max_jobs": max(100000, n)}}, fh)
             wall, rss, cpu, _ = run(cfg)
             resume, _, _, out = run(cfg)
