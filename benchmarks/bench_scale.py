@@ -146,7 +146,7 @@ def main():
                                 "execution": {"workers": a.workers, "max_jobs": max(100000, n)}}, fh)
             wall, rss, cpu, _ = run(cfg)
             resume, _, _, out = run(cfg)
-            assert f"({n} already done)" in out, out[-500:]
+            assert f"nothing to do: all {n} jobs already done" in out, out[-500:]
             print(f"{n:7d} {wall:8.1f} {wall / n * 1e3:8.2f} {resume:9.2f} {rss:19.0f} {cpu / n * 1e3:18.2f}",
                   flush=True)
             if not a.keep:

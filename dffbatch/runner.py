@@ -250,8 +250,6 @@ def _execute(cfg, config_path, jobs, run_dir, force, progress, out, skipped=()):
 
 
 def _execute_with(store, cfg, config_path, jobs, run_dir, force, progress, out, skipped, handler, mpath):
-    from tqdm import tqdm
-
     write_text(os.path.join(run_dir, "config.yaml"),
                f"# resolved from {os.path.abspath(config_path)} at {_now()}\n"
                + yaml.safe_dump(cfg, sort_keys=False))
@@ -278,7 +276,38 @@ def _execute_with(store, cfg, config_path, jobs, run_dir, force, progress, out, 
     for path, why in skipped:
         log.info("skipped %s: %s", path, why)
     log.info("run %s: %d jobs, %d already done, %d to do", cfg["run"]["name"], len(jobs), n_done, len(todo))
-    print(f"dffbatch: {len(jobs)} jobs ({len(jobs) - len(todo)} already done) -> {run_dir}", file=out)
+    if not todo:  # a resume with nothing to do: one line, no workers started
+        print(f"dffbatch: nothing to do: all {len(jobs)} jobs already done -> {run_dir}", file=out)
+        status, t0 = "finished", time.perf_counter()
+    else:
+        print(f"dffbatch: {len(jobs)} jobs ({len(jobs) - len(todo)} already done) -> {run_dir}", file=out)
+        status, t0 = _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out)
+    wall = time.perf_counter() - t0
+    manifest["finished"] = _now()
+    manifest["status"] = status
+    manifest["wall_seconds"] = round(wall, 3)
+    _write_manifest(mpath, manifest, store, ids)
+    write_summary(os.path.join(run_dir, "summary.csv"), store.records(ids))
+    if cfg["outputs"]["report"]:
+        write_report(run_dir, manifest, lambda: store.records(ids), n_jobs=len(ids))
+    state = store.keys()
+    ran = [state[i][1] for i in ids if i in state]
+    done = sum(s_ == "ok" for s_ in ran)
+    n_failed = len(ran) - done
+    print(f"dffbatch: {status}: {done} ok, {n_failed} failed, {len(jobs) - len(ran)} not run "
+          f"in {wall:.1f}s; report {os.path.join(run_dir, 'index.html')}", file=out)
+    for r in store.failures(ids):
+        print(f"  failed {r['id']}: {r['error']}", file=out)
+    log.info("%s: %d ok, %d failed, %d not run", status, done, n_failed, len(jobs) - len(ran))
+    if status == "interrupted":
+        print("dffbatch: interrupted; run the same command again to resume", file=out)
+        return 130
+    return 0 if not n_failed else 1
+
+
+def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
+    """Fan the jobs out and record each as it ends; returns (status, start time)."""
+    from tqdm import tqdm
 
     kinds = {(tuple(j["files"]), j["params"]["composite"], j["params"]["refine"], j["multipage"])
              for j in todo if j["files"]}
@@ -331,27 +360,7 @@ def _execute_with(store, cfg, config_path, jobs, run_dir, force, progress, out, 
         backend.close()
         if prev_term is not None:
             signal.signal(signal.SIGTERM, prev_term)
-    wall = time.perf_counter() - t0
-    manifest["finished"] = _now()
-    manifest["status"] = status
-    manifest["wall_seconds"] = round(wall, 3)
-    _write_manifest(mpath, manifest, store, ids)
-    write_summary(os.path.join(run_dir, "summary.csv"), store.records(ids))
-    if cfg["outputs"]["report"]:
-        write_report(run_dir, manifest, lambda: store.records(ids), n_jobs=len(ids))
-    state = store.keys()
-    ran = [state[i][1] for i in ids if i in state]
-    done = sum(s_ == "ok" for s_ in ran)
-    n_failed = len(ran) - done
-    print(f"dffbatch: {status}: {done} ok, {n_failed} failed, {len(jobs) - len(ran)} not run "
-          f"in {wall:.1f}s; report {os.path.join(run_dir, 'index.html')}", file=out)
-    for r in store.failures(ids):
-        print(f"  failed {r['id']}: {r['error']}", file=out)
-    log.info("%s: %d ok, %d failed, %d not run", status, done, n_failed, len(jobs) - len(ran))
-    if status == "interrupted":
-        print("dffbatch: interrupted; run the same command again to resume", file=out)
-        return 130
-    return 0 if not n_failed else 1
+    return status, t0
 
 
 def _main_thread():

@@ -43,7 +43,8 @@ def test_output_root_inside_the_dataset(tmp_path, capsys):
     capsys.readouterr()
     # a third run under the first name resumes and redoes nothing
     assert main([str(cfg), "--no-progress"]) == 0
-    assert "2 jobs (2 already done)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "nothing to do: all 2 jobs already done" in out and "workers" not in out  # one line, no pool
 
 
 def test_a_copied_run_folder_is_skipped_by_its_marker(tmp_path, capsys):
