@@ -204,7 +204,9 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
         _fail(ctx, "datasets", "missing: give at least one entry with a path")
     if isinstance(ds, (str, dict)):
         ds = [ds]
-    if not isinstance(ds, list) or not ds:
+    if isinstance(ds, list) and not ds:
+        _fail(ctx, "datasets", "empty: give at least one entry with a path")
+    if not isinstance(ds, list):
         _fail(ctx, "datasets", "must be a list of entries (each a path or {path: ...})")
     out["datasets"] = []
     for i, entry in enumerate(ds):

@@ -12,13 +12,20 @@ import os
 import sys
 
 
+def _plain(text):
+    """The module docstring for a terminal: reST markup (``x``, :mod:`y`) as plain text."""
+    import re
+    text = re.sub(r":\w+:`([^`]+)`", r"\1", text)
+    return text.replace("``", "")
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="dffbatch eval", description=__doc__,
+    p = argparse.ArgumentParser(prog="dffbatch eval", description=_plain(__doc__),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--gt", required=True)
-    p.add_argument("--pred", required=True)
+    p.add_argument("--gt", required=True, metavar="DIR", help="folder with gt_depth.tif (and gt_allfocus)")
+    p.add_argument("--pred", required=True, metavar="DIR", help="folder with the tool's depth.tif (and allfocus)")
     p.add_argument("--depth", help="depth file inside --pred (default depth.tif)", default="depth.tif")
-    p.add_argument("--border", type=int, default=8)
+    p.add_argument("--border", type=int, default=8, help="pixels left out at the image border (default 8)")
     a = p.parse_args(argv)
     import tifffile
 

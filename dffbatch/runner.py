@@ -120,7 +120,7 @@ class _DiscoveryProgress:
             print(f"\rdffbatch: discovering stacks: {n} found in {time.monotonic() - self.t0:.1f} s", file=sys.stderr)
 
 
-def plan(cfg, skipped=None, progress=False):
+def plan(cfg, skipped=None, progress=False, source="config"):
     """Discover stacks and build the jobs (stack x sweep point) of a resolved config.
 
     ``skipped``, if a list, receives ``(path, reason)`` for each folder discovery passed over.
@@ -134,9 +134,10 @@ def plan(cfg, skipped=None, progress=False):
         try:
             found = discover(entry, skip_dirs=[out_root], skipped=skipped, progress=lambda n: line(n_before, n))
         except ValueError as exc:  # a channel the file does not have
-            raise ConfigError(f"datasets[{i}].channel: {exc}") from None
+            raise ConfigError(f"{source}: datasets[{i}].channel: {exc}") from None
         if not found:
-            raise ConfigError(f"datasets[{i}].path: no focus stack (>= 2 images) found under {entry['path']}")
+            raise ConfigError(f"{source}: datasets[{i}].path: no focus stack (>= 2 images) found under "
+                              f"{entry['path']}")
         for s in found:
             base, n = s.id, 2
             while s.id in seen:  # same id from two entries: keep both
@@ -202,7 +203,7 @@ def run(config_path, overrides=(), dry_run=False, force=False, progress=True, ou
     out = out or sys.stdout
     cfg = load_config(config_path, overrides)
     skipped = []
-    stacks, points, jobs, decisions, run_dir = plan(cfg, skipped, progress)
+    stacks, points, jobs, decisions, run_dir = plan(cfg, skipped, progress, str(config_path))
     max_jobs = cfg["execution"]["max_jobs"]
     if dry_run:
         for path, why in skipped:

@@ -161,11 +161,14 @@ def test_bad_frames_fail_only_their_job_and_name_the_file(tmp_path):
     ("datasets: [DATA\n", "invalid YAML"),
     ("datasets: [DATA]\nextra: 1\n", "extra: unknown key"),
     ("datasets: [DATA]\nparams: {refine: wlss}\n", "params.refine: 'wlss' is not one of"),
+    ("datasets: []\n", "datasets: empty: give at least one entry with a path"),
+    ("datasets: [DATA/empty]\n", "datasets[0].path: no focus stack (>= 2 images) found under"),
     ("datasets: [DATA]\nparams: {refine: wls, refine_strength: -1}\n", "params.refine_strength: must be a number >= 0"),
     ("datasets: [DATA]\nparams: {refine_strength: .inf}\n", "params.refine_strength"),
 ])
 def test_invalid_configs_exit_2_and_write_nothing(tmp_path, capsys, cfg_text, needle):
     small_stack(tmp_path / "data" / "a")
+    (tmp_path / "data" / "empty").mkdir()
     text = cfg_text.replace("DATA", str(tmp_path / "data"))
     if text.startswith("run:"):
         text = text.replace("run: {", f"run: {{output: {tmp_path / 'out'}, ")
