@@ -113,3 +113,39 @@ def nearest_sample(frame, M, shape):
     ix = np.clip(np.floor(sx + 0.5).astype(int), 0, frame.shape[1] - 1)
     iy = np.clip(np.floor(sy + 0.5).astype(int), 0, frame.shape[0] - 1)
     return frame[iy, ix]
+
+
+def lanczos_sample(frame, M, shape):
+    """Frame (Hf, Wf, C) sampled at M @ (x, y, 1) by Lanczos-3 (6 x 6 taps, weights
+    normalised) for every output pixel of ``shape`` (H, W); indices clamped to the frame;
+    integer data rounded and clipped to the dtype's range. Plain loops, in the kernel's order."""
+    import math
+    H, W = shape
+    Hf, Wf, C = frame.shape
+    top = float(np.iinfo(frame.dtype).max) if frame.dtype.kind in "ui" else None
+
+    def weights(t):
+        w = []
+        for i in range(6):
+            d = t - (i - 2)
+            w.append(1.0 if d == 0 else 0.0 if abs(d) >= 3 else
+                     3.0 * math.sin(math.pi * d) * math.sin(math.pi * d / 3.0) / (math.pi * d) ** 2)
+        s = sum(w)
+        return [v / s for v in w]
+    out = np.zeros((H, W, C), frame.dtype)
+    for y in range(H):
+        for x in range(W):
+            sx = M[0, 0] * x + M[0, 1] * y + M[0, 2]
+            sy = M[1, 0] * x + M[1, 1] * y + M[1, 2]
+            x0, y0 = math.floor(sx), math.floor(sy)
+            wx, wy = weights(sx - x0), weights(sy - y0)
+            for c in range(C):
+                v = 0.0
+                for j in range(6):
+                    yy = min(max(y0 - 2 + j, 0), Hf - 1)
+                    row = 0.0
+                    for i in range(6):
+                        row += wx[i] * float(frame[yy, min(max(x0 - 2 + i, 0), Wf - 1), c])
+                    v += wy[j] * row
+                out[y, x, c] = min(max(math.floor(v + 0.5), 0.0), top) if top is not None else v
+    return out

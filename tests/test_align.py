@@ -7,8 +7,8 @@ import tifffile
 import pytest
 
 from conftest import ROOT, seed_path
-from dffbatch import depth_from_focus, focus_measure
-from dffbatch.metrics import depth_metrics
+from dffbatch import depth_from_focus
+from dffbatch.metrics import depth_metrics, psnr
 from dffbatch.align import ESTIMATE_SIDE, residual_motion
 from dffbatch.read import iter_previews, read_frame
 from dffbatch.synth import render_stack
@@ -64,6 +64,24 @@ def test_alignment_does_no_harm_on_aligned_stacks(stack, mode):
     g = tifffile.imread(ROOT / "dataset" / stack / "gt_depth.tif")[y0:y1, x0:x1]
     a, b = depth_from_focus(frames), depth_from_focus(frames, align=mode)
     assert depth_metrics(b.depth, g)["rmse"] <= depth_metrics(a.depth[y0:y1, x0:x1], g)["rmse"] + 0.02
+
+
+@pytest.mark.parametrize("shape", ["slant", "terrain"])
+def test_aligned_allfocus_close_to_the_unmoved_twin(shape):
+    """Ground truth judges the all-in-focus sampling of aligned frames (Lanczos-3): on a rendered
+    breathing stack its PSNR is within 3 dB of the unmoved twin's (192^2: slant 39.4 vs 42.2,
+    terrain 37.3 vs 37.6 dB; nearest-pixel sampling lost about 6 dB more), and the identity
+    matrix reproduces the unaligned composite exactly (test_kernels)."""
+    fr, g, af, _ = render_stack(shape, "noise", (192, 192), 12, breathing=0.003, seed=6)
+    ft, gt, aft, _ = render_stack(shape, "noise", (192, 192), 12, seed=6)
+    r = depth_from_focus(fr, align="similarity")
+    y0, y1, x0, x1 = r.alignment.crop
+    twin = depth_from_focus(ft)
+    p_al = psnr(r.allfocus, af[y0:y1, x0:x1])
+    p_twin = psnr(twin.allfocus[y0:y1, x0:x1], aft[y0:y1, x0:x1])
+    assert p_al > p_twin - 3.0, (p_al, p_twin)
+    assert depth_metrics(r.depth, g[y0:y1, x0:x1])["rmse"] <= 1.15 * depth_metrics(
+        twin.depth[y0:y1, x0:x1], gt[y0:y1, x0:x1])["rmse"]
 
 
 def _tv(d):
@@ -143,14 +161,11 @@ def test_real_phone_stacks(name):
     sim_r = residual_motion(iter(frames), al).mean()
     aff_r = residual_motion(iter(frames), c.alignment).mean()
     assert aff_r < 0.5 * sim_r and sim_r < 0.95 * none_r, (aff_r, sim_r, none_r)
-    # (b) the all-in-focus image loses no sharpness to the nearest-pixel sampling: mean SML
-    # within 1.5% of the unaligned one (balls -0.8%, keyboard -0.9%). It is not higher: on
-    # these stacks the figure rises with misregistration (+8% with random 1-px shifts added
-    # to the affine transforms, benchmarks/bench_align_phone.py), see the issue 5 note
+    # (b) the all-in-focus image's mean focus measure is retired as a judge (issue 15): it
+    # rises with misregistration (+8% with random 1-px shifts, bench_align_phone.py) and falls
+    # with any interpolation; the sampling is judged on ground truth instead
+    # (test_aligned_allfocus_close_to_the_unmoved_twin)
     y0, y1, x0, x1 = c.alignment.crop
-    sharp_a = focus_measure(a.allfocus[y0:y1, x0:x1], "sml", 9).mean()
-    sharp_c = focus_measure(c.allfocus, "sml", 9).mean()
-    assert sharp_c > 0.985 * sharp_a, (sharp_c, sharp_a)
     # (c) depth TV: lower with affine alignment and SGM refinement on both stacks
     # (balls -6.9%, keyboard -5.5%); with the median alone lower on balls (-3.2%), while on
     # keyboard it rises (+1.3%) in the flat desk, where JPEG blocks drive the focus measure

@@ -96,7 +96,7 @@ def test_median_matches_reference(H, W, size, seed):
        st.integers(0, 2 ** 31 - 1))
 @settings(max_examples=40, deadline=None)
 def test_warped_composite_updates_match_reference(H, W, N, C, seed):
-    """Compositing native frames through a matrix = sampling them (nearest) first, then compositing."""
+    """Compositing native frames through a matrix = sampling them (Lanczos-3) first, then compositing."""
     from dffbatch.composite import (update_neighbours, update_neighbours_warped, update_select,
                                     update_select_warped)
     rng = np.random.default_rng(seed)
@@ -104,14 +104,20 @@ def test_warped_composite_updates_match_reference(H, W, N, C, seed):
     Ms = [np.array([[1 + rng.normal(0, 0.05), rng.normal(0, 0.05), rng.uniform(-1, 3)],
                     [rng.normal(0, 0.05), 1 + rng.normal(0, 0.05), rng.uniform(-1, 3)]]) for _ in range(N)]
     best = rng.integers(0, N, (H, W)).astype(np.int32)
-    sampled = [ref.nearest_sample(f, M, (H, W)) for f, M in zip(frames, Ms)]
+    sampled = [ref.lanczos_sample(f, M, (H, W)) for f, M in zip(frames, Ms)]
     want = [np.zeros((H, W, C), np.uint8) for _ in range(4)]
     got = [np.zeros((H, W, C), np.uint8) for _ in range(4)]
     for k in range(N):
         update_select(sampled[k], best, k, want[0])
-        update_select_warped(frames[k], Ms[k], best, k, got[0])
+        update_select_warped(frames[k], Ms[k], best, k, got[0], True, 255.0)
         p = max(k - 1, 0)
         update_neighbours(sampled[k], sampled[p], best, k, *want[1:])
-        update_neighbours_warped(frames[k], Ms[k], frames[p], Ms[p], best, k, *got[1:])
+        update_neighbours_warped(frames[k], Ms[k], frames[p], Ms[p], best, k, *got[1:], True, 255.0)
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+    # the identity samples every pixel exactly (as the unaligned path copies it)
+    eye = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    f = frames[0][:H, :W]
+    out = np.zeros((H, W, C), np.uint8)
+    update_select_warped(f, eye, np.zeros((H, W), np.int32), 0, out, True, 255.0)
+    np.testing.assert_array_equal(out, f)
