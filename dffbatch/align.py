@@ -18,8 +18,10 @@ Two passes over the stack, never more than two frames in memory:
 Models: ``translation`` (2 parameters), ``similarity`` (scale, rotation, translation:
 affine ECC projected onto a similarity about the image centre; the scale follows a
 straight line over the frame index, see :func:`_smooth_scale`), ``affine`` (6
-parameters, each frame's as measured), ``auto`` (similarity, applied only when some
-frame moves a corner of the image by more than ``auto_threshold`` pixels; otherwise
+parameters, each frame's as measured), ``auto`` (applied only when some
+frame moves a corner of the image by more than ``auto_threshold`` pixels, as a
+similarity, or as an affine when neighbouring frames shear or stretch by more than
+BEYOND_SIMILARITY_HINT px beyond it (hand-held, rolling shutter); otherwise
 nothing is done, and the decision is reported).
 
 ``similarity`` models a tripod and a breathing lens. Hand-held phone stacks move more
@@ -88,9 +90,11 @@ class Alignment:
     #: similarity: the largest corner displacement, pixels, between a neighbour pair's affine
     #: estimate and the similarity kept from it (shear and stretch it cannot follow)
     beyond_similarity: float = 0.0
+    #: the motion model applied (``auto`` chooses similarity or affine)
+    model: str = ""
 
     def to_json(self) -> dict:
-        return {"mode": self.mode, "reference": self.reference, "applied": self.applied,
+        return {"mode": self.mode, "model": self.model, "reference": self.reference, "applied": self.applied,
                 "max_motion_px": round(self.max_motion, 4), "crop": list(self.crop), "note": self.note,
                 "beyond_similarity_px": round(self.beyond_similarity, 4),
                 "frames": self.per_frame}
@@ -249,6 +253,7 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
     cv2 = require_cv2()
     motion = "similarity" if mode == "auto" else mode
     neighbours = []  # A_k: frame k-1 coords -> frame k coords (full-size pixels)
+    neighbours_affine = []  # auto: the affine estimates the similarities were projected from
     pending = deque()  # (k, scale, centre, future): registrations running in the pool
     dropped = []  # similarity: what each neighbour projection leaves out, full-size corner px
     prev = None
@@ -263,6 +268,8 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
             S = _to_similarity(A, centre)
             C = _corners(round(2 * centre[1] + 1), round(2 * centre[0] + 1))
             dropped.append(float(np.abs((A - S) @ C).max()) / s)  # preview px -> full-size px
+            if mode == "auto":
+                neighbours_affine.append(_to_full_size(A, s))
             A = S
         neighbours.append(_to_full_size(A, s))
 
@@ -284,6 +291,10 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
             prev = img
         while pending:
             collect(*pending.popleft())
+    beyond = max(dropped, default=0.0)
+    model = "similarity" if mode == "auto" else mode
+    if mode == "auto" and beyond > BEYOND_SIMILARITY_HINT:  # the frames shear or stretch: hand-held
+        neighbours, model = neighbours_affine, "affine"
     n = len(neighbours) + 1
     if n < 2:
         raise ValueError(f"a focus stack needs at least 2 frames, got {n - 1 if shape is None else n}")
@@ -298,17 +309,18 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
         Ms[k] = np.linalg.inv(_h(neighbours[k])) @ Ms[k + 1]
     H, W = shape = tuple(full_shape) if full_shape is not None else shape
     measured = [float(math.sqrt(abs(np.linalg.det(M[:2, :2])))) for M in Ms]
-    if motion == "similarity" and n >= 4:
+    if model == "similarity" and n >= 4:
         Ms = _smooth_scale(Ms, H, W)
     C = _corners(H, W)
     motion_px = max(float(np.abs((M @ C)[:2] - C[:2]).max()) for M in Ms)
     applied = not (mode == "auto" and motion_px <= auto_threshold)
-    note = (f"auto: largest corner motion {motion_px:.2f} px > {auto_threshold} px, similarity applied"
+    note = (f"auto: largest corner motion {motion_px:.2f} px > {auto_threshold} px, {model} applied"
+            + (f" (neighbouring frames shear or stretch by up to {beyond:.2f} px at the corners)"
+               if model == "affine" else "")
             if mode == "auto" and applied else
             f"auto: largest corner motion {motion_px:.2f} px <= {auto_threshold} px, not applied"
             if mode == "auto" else "")
-    beyond = max(dropped, default=0.0)
-    if applied and beyond > BEYOND_SIMILARITY_HINT:
+    if applied and beyond > BEYOND_SIMILARITY_HINT and model == "similarity":
         note = (note + "; " if note else "") + (
             f"neighbouring frames shear or stretch by up to {beyond:.2f} px at the corners, which a "
             "similarity cannot follow (hand-held camera, rolling shutter): align: affine does")
@@ -341,7 +353,7 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
                           "shift_x": float(shift[0]), "shift_y": float(shift[1]),
                           "matrix": [[float(v) for v in row] for row in A]})
     return Alignment(mode, int(r), [M[:2] for M in Ms], crop, applied, motion_px, note, (H, W), per_frame,
-                     beyond)
+                     beyond, model if applied else "none")
 
 
 class Warper:

@@ -66,6 +66,17 @@ def test_alignment_does_no_harm_on_aligned_stacks(stack, mode):
     assert depth_metrics(b.depth, g)["rmse"] <= depth_metrics(a.depth[y0:y1, x0:x1], g)["rmse"] + 0.02
 
 
+@pytest.mark.parametrize("kw, model", [(dict(breathing=0.002, shift=0.5, distort=0.003), "affine"),
+                                       (dict(breathing=0.003), "similarity"), ({}, "none")])
+def test_auto_chooses_the_motion_model(kw, model):
+    """auto: hand-held (shear, stretch) -> affine, a breathing lens -> similarity, still -> nothing."""
+    fr, *_ = render_stack("slant", "noise", (256, 256), 10, seed=3, **kw)
+    al = depth_from_focus(fr, align="auto").alignment
+    assert al.model == model and al.applied == (model != "none"), al.note
+    assert (model in al.note) if model != "none" else "not applied" in al.note
+    assert al.to_json()["model"] == model
+
+
 @pytest.mark.parametrize("shape", ["slant", "terrain"])
 def test_aligned_allfocus_close_to_the_unmoved_twin(shape):
     """Ground truth judges the all-in-focus sampling of aligned frames (Lanczos-3): on a rendered
@@ -157,6 +168,7 @@ def test_real_phone_stacks(name):
     # alignment brings neighbouring frames together, affine much closer than similarity
     # (balls 0.31 / 0.27 / 0.12 px, keyboard 0.62 / 0.53 / 0.22 px: none / similarity / affine)
     c = depth_from_focus(src, align="affine")
+    assert depth_from_focus(src, align="auto").alignment.model == "affine"  # hand-held: auto sees the shear
     none_r = residual_motion(iter(frames)).mean()
     sim_r = residual_motion(iter(frames), al).mean()
     aff_r = residual_motion(iter(frames), c.alignment).mean()
