@@ -46,3 +46,11 @@ def wait_for_recorded(run_dir, n, proc=None, limit=120):
             return {r["id"]: r for r in (json.loads(t) for (t,) in rows)}
         time.sleep(0.02)
     return {}
+
+
+def rolled_stream(n, H=128, W=128):
+    """A stream of n frames (one random RGB texture rolled a pixel per frame), for memory tests."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+    for k in range(n):
+        yield np.roll(base, k, axis=1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import reference as ref
-from conftest import blurred_stack, seed_path
+from conftest import blurred_stack, seed_path, rolled_stream
 from dffbatch import depth_from_focus, focus_measure
 
 
@@ -90,10 +90,7 @@ def test_positions_give_depth_in_physical_units():
 
 
 def _stream(n, H=192, W=192):
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
-    for k in range(n):
-        yield np.roll(base, k, axis=1)
+    return rolled_stream(n, H, W)
 
 
 def test_memory_is_independent_of_the_number_of_frames():

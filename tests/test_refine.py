@@ -4,6 +4,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from conftest import rolled_stream
+
 from dffbatch import depth_from_focus
 from dffbatch.fusion import PyramidFusion, pyr_down, pyr_up
 from dffbatch.metrics import depth_metrics, psnr
@@ -120,10 +122,7 @@ def test_sgm_refuses_a_volume_larger_than_memory(monkeypatch):
 
 
 def _stream(n, H=128, W=128):
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
-    for k in range(n):
-        yield np.roll(base, k, axis=1)
+    return rolled_stream(n, H, W)
 
 
 @pytest.mark.parametrize("kw", [dict(refine="bilateral"), dict(composite="pyramid")])

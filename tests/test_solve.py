@@ -6,6 +6,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+
+from conftest import rolled_stream
 from scipy.linalg import solve_banded
 
 from dffbatch import depth_from_focus
@@ -203,10 +205,7 @@ def test_same_bytes_for_one_and_two_threads(tmp_path):
 
 
 def _stream(n, H=128, W=128):
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
-    for k in range(n):
-        yield np.roll(base, k, axis=1)
+    return rolled_stream(n, H, W)
 
 
 def test_wls_memory_is_independent_of_frames():
