@@ -303,3 +303,18 @@ def test_mesh_and_plots_are_written(tmp_path):
     assert (f["n"] == 3).all() and f["v"].min() == 0 and f["v"].max() == 767
     for f in ("depth_2d.png", "depth_3d.png"):
         assert (job / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_first_run_compiles_once_and_says_so(tmp_path, capsys, monkeypatch):
+    import dffbatch.warmup as W
+    small_stack(tmp_path / "data" / "a")
+    cfg = write_cfg(tmp_path, [str(tmp_path / "data")])
+    monkeypatch.setattr(W, "cache_is_cold", lambda: True)  # as on a fresh install
+    real = W.compile_kernels
+    monkeypatch.setattr(W, "compile_kernels", lambda *a, **k: real(*a, **{**k, "after": 0.0}))
+    assert main([str(cfg), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "compiling kernels (first run" in out and "kernels compiled in" in out
+    assert out.index("compiling kernels") < out.index("backend local")  # before any worker starts
+    man = json.loads((tmp_path / "out/t/manifest.json").read_text())
+    assert man["compile_seconds"] >= 0 and all(r["status"] == "ok" for r in man["jobs"].values())
