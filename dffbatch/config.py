@@ -6,6 +6,7 @@ for every key.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import hashlib
@@ -169,77 +170,168 @@ def load_config(path, overrides=(), base_dir=None) -> dict:
     return validate(cfg, ctx, Path(base_dir) if base_dir else Path.cwd())
 
 
+class _Errors:
+    """Every problem of a config, reported at once: each check runs in ``check()``."""
+
+    def __init__(self):
+        self.messages = []
+
+    @contextlib.contextmanager
+    def check(self):
+        try:
+            yield
+        except ConfigError as exc:
+            self.messages.append(str(exc))
+
+    def raise_if_any(self):
+        if len(self.messages) == 1:
+            raise ConfigError(self.messages[0])
+        if self.messages:
+            raise ConfigError(f"{len(self.messages)} problems:\n  " + "\n  ".join(self.messages))
+
+
 def validate(cfg: dict, ctx: str, base: Path) -> dict:
+    """Check and resolve a config; every problem found is reported in one ConfigError."""
+    E = _Errors()
     out = {}
     for key in cfg:
-        if not isinstance(key, str) or key not in _SECTIONS:
-            _unknown(ctx, "", key, _SECTIONS)
+        with E.check():
+            if not isinstance(key, str) or key not in _SECTIONS:
+                _unknown(ctx, "", key, _SECTIONS)
     for sec, defaults in _SECTIONS.items():
         if sec == "datasets":
             continue
         given = cfg.get(sec) or {}
-        if not isinstance(given, dict):
-            _fail(ctx, sec, f"must be a mapping, got {type(given).__name__}")
-        for k in given:
-            if k not in defaults:
-                _unknown(ctx, f"{sec}.", k, defaults)
-        out[sec] = {**copy.deepcopy(defaults), **given}
+        out[sec] = copy.deepcopy(defaults)
+        with E.check():
+            if not isinstance(given, dict):
+                _fail(ctx, sec, f"must be a mapping, got {type(given).__name__}")
+            for k in given:
+                with E.check():
+                    if k not in defaults:
+                        _unknown(ctx, f"{sec}.", k, defaults)
+            out[sec] = {**copy.deepcopy(defaults), **{k: v for k, v in given.items() if k in defaults}}
 
     # run
     r = out["run"]
-    if not isinstance(r["name"], str) or not SAFE_NAME.match(r["name"]) or ".." in r["name"]:
-        _fail(ctx, "run.name", f"{r['name']!r} is not a safe folder name (letters, digits, '.', '_', '-'; "
-                               "no '..', no '/', at most 100 characters)")
-    if not isinstance(r["output"], str) or not r["output"] or "\x00" in r["output"]:
-        _fail(ctx, "run.output", f"must be a folder path, got {r['output']!r}")
-    r["output"] = str((base / r["output"]).resolve())
-    if not _is_int(r["seed"]):
-        _fail(ctx, "run.seed", f"must be an integer, got {r['seed']!r}")
-    if not isinstance(r["notes"], str):
-        _fail(ctx, "run.notes", "must be text")
+    with E.check():
+        if not isinstance(r["name"], str) or not SAFE_NAME.match(r["name"]) or ".." in r["name"]:
+            _fail(ctx, "run.name", f"{r['name']!r} is not a safe folder name (letters, digits, '.', '_', '-'; "
+                                   "no '..', no '/', at most 100 characters)")
+    with E.check():
+        if not isinstance(r["output"], str) or not r["output"] or "\x00" in r["output"]:
+            _fail(ctx, "run.output", f"must be a folder path, got {r['output']!r}")
+        r["output"] = str((base / r["output"]).resolve())
+    with E.check():
+        if not _is_int(r["seed"]):
+            _fail(ctx, "run.seed", f"must be an integer, got {r['seed']!r}")
+    with E.check():
+        if not isinstance(r["notes"], str):
+            _fail(ctx, "run.notes", "must be text")
 
     # datasets
-    ds = cfg.get("datasets")
-    if ds is None:
-        _fail(ctx, "datasets", "missing: give at least one entry with a path")
-    if isinstance(ds, (str, dict)):
-        ds = [ds]
-    if isinstance(ds, list) and not ds:
-        _fail(ctx, "datasets", "empty: give at least one entry with a path")
-    if not isinstance(ds, list):
-        _fail(ctx, "datasets", "must be a list of entries (each a path or {path: ...})")
     out["datasets"] = []
-    for i, entry in enumerate(ds):
-        where = f"datasets[{i}]"
-        if isinstance(entry, str):
-            entry = {"path": entry}
-        if not isinstance(entry, dict):
-            _fail(ctx, where, f"must be a path or a mapping, got {type(entry).__name__}")
-        for k in entry:
+    ds = cfg.get("datasets")
+    with E.check():
+        if ds is None:
+            _fail(ctx, "datasets", "missing: give at least one entry with a path")
+        if isinstance(ds, (str, dict)):
+            ds = [ds]
+        if isinstance(ds, list) and not ds:
+            _fail(ctx, "datasets", "empty: give at least one entry with a path")
+        if not isinstance(ds, list):
+            _fail(ctx, "datasets", "must be a list of entries (each a path or {path: ...})")
+        for i, entry in enumerate(ds):
+            with E.check():
+                out["datasets"].append(_dataset(ctx, f"datasets[{i}]", entry, base, E))
+
+    # params: scalars or lists
+    p = out["params"]
+    for k in PARAM_KEYS:
+        with E.check():
+            vals = p[k] if isinstance(p[k], list) else [p[k]]
+            if not vals:
+                _fail(ctx, f"params.{k}", "an empty list gives no jobs")
+            for v in vals:
+                _check_param(ctx, k, v)
+    with E.check():
+        if out["sweep"]["mode"] not in ("product", "zip"):
+            _fail(ctx, "sweep.mode", f"{out['sweep']['mode']!r} is not one of product, zip")
+
+    o = out["outputs"]
+    for k in ("plots", "mesh", "report"):
+        with E.check():
+            if not isinstance(o[k], bool):
+                _fail(ctx, f"outputs.{k}", f"must be true or false, got {o[k]!r}")
+    with E.check():
+        if not _is_int(o["plot_grid"]) or not 8 <= o["plot_grid"] <= 512:
+            _fail(ctx, "outputs.plot_grid", f"must be an integer from 8 to 512, got {o['plot_grid']!r}")
+
+    x = out["execution"]
+    for k in ("workers", "threads_per_worker"):
+        with E.check():
+            if x[k] != "auto" and (not _is_int(x[k]) or x[k] < 1):
+                _fail(ctx, f"execution.{k}", f"must be 'auto' or an integer >= 1, got {x[k]!r}")
+    checks = [
+        (x["backend"] not in ("local", "dask"), "execution.backend", f"{x['backend']!r} is not one of local, dask"),
+        (x["address"] is not None and not isinstance(x["address"], str), "execution.address",
+         "must be a scheduler address such as tcp://host:8786"),
+        (x["retries"] is not None and (not _is_int(x["retries"]) or x["retries"] < 0), "execution.retries",
+         f"must be an integer >= 0 (or null: 1 local, 2 dask), got {x['retries']!r}"),
+        (not _is_int(x["max_pixels"]) or x["max_pixels"] < 1, "execution.max_pixels",
+         f"must be an integer >= 1, got {x['max_pixels']!r}"),
+        (not _is_int(x["max_jobs"]) or x["max_jobs"] < 1, "execution.max_jobs",
+         f"must be an integer >= 1, got {x['max_jobs']!r}"),
+    ]
+    for bad, key, msg in checks:
+        with E.check():
+            if bad:
+                _fail(ctx, key, msg)
+    E.raise_if_any()
+    n = len(expand_sweep(out))
+    if n == 0:
+        _fail(ctx, "params", "the sweep is empty")
+    return out
+
+
+def _dataset(ctx, where, entry, base, E):
+    """One resolved ``datasets`` entry; its problems go to ``E`` (the first fatal one raises)."""
+    if isinstance(entry, str):
+        entry = {"path": entry}
+    if not isinstance(entry, dict):
+        _fail(ctx, where, f"must be a path or a mapping, got {type(entry).__name__}")
+    for k in entry:
+        with E.check():
             if k not in _DATASET_KEYS:
                 _unknown(ctx, f"{where}.", k, _DATASET_KEYS)
-        e = {**copy.deepcopy(_DATASET_KEYS), **entry}
-        if not isinstance(e["path"], str) or not e["path"] or "\x00" in e["path"]:
-            _fail(ctx, f"{where}.path", "missing or not a path")
-        p = e["path"]
-        has_glob = any(c in p for c in "*?[")
-        full = p if os.path.isabs(p) else str(base / p)
+    e = {**copy.deepcopy(_DATASET_KEYS), **{k: v for k, v in entry.items() if k in _DATASET_KEYS}}
+    if not isinstance(e["path"], str) or not e["path"] or "\x00" in e["path"]:
+        _fail(ctx, f"{where}.path", "missing or not a path")
+    p = e["path"]
+    has_glob = any(c in p for c in "*?[")
+    full = p if os.path.isabs(p) else str(base / p)
+    with E.check():
         if not has_glob and not os.path.exists(full):
             _fail(ctx, f"{where}.path", f"{full} does not exist")
-        e["path"] = full
+    e["path"] = full
+    with E.check():
         if e["layout"] not in LAYOUTS:
             _fail(ctx, f"{where}.layout", f"{e['layout']!r} is not one of {', '.join(LAYOUTS)}")
-        for k in ("include", "exclude"):
+    for k in ("include", "exclude"):
+        with E.check():
             if isinstance(e[k], str):
                 e[k] = [e[k]]
             if not isinstance(e[k], list) or not all(isinstance(x, str) for x in e[k]):
                 _fail(ctx, f"{where}.{k}", "must be a glob pattern or a list of them")
-        ch = e["channel"]
+    ch = e["channel"]
+    with E.check():
         if ch is not None and (isinstance(ch, bool) or not isinstance(ch, (int, str)) or ch == ""):
             _fail(ctx, f"{where}.channel", f"must be a channel index, a channel name or 'mean', got {ch!r}")
+    with E.check():
         if not isinstance(e["include_hidden"], bool):
             _fail(ctx, f"{where}.include_hidden", f"must be true or false, got {e['include_hidden']!r}")
-        pos = e["positions"]
+    pos = e["positions"]
+    with E.check():
         if pos is not None:
             if isinstance(pos, dict):
                 if set(pos) != {"start", "step"} or not all(
@@ -247,45 +339,7 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
                     _fail(ctx, f"{where}.positions", "a mapping must be {start: number, step: number}")
             elif not isinstance(pos, str):
                 _fail(ctx, f"{where}.positions", "must be {start, step} or a file name (CSV/JSON beside the frames)")
-        out["datasets"].append(e)
-
-    # params: scalars or lists
-    p = out["params"]
-    for k in PARAM_KEYS:
-        vals = p[k] if isinstance(p[k], list) else [p[k]]
-        if not vals:
-            _fail(ctx, f"params.{k}", "an empty list gives no jobs")
-        for v in vals:
-            _check_param(ctx, k, v)
-    if out["sweep"]["mode"] not in ("product", "zip"):
-        _fail(ctx, "sweep.mode", f"{out['sweep']['mode']!r} is not one of product, zip")
-
-    o = out["outputs"]
-    for k in ("plots", "mesh", "report"):
-        if not isinstance(o[k], bool):
-            _fail(ctx, f"outputs.{k}", f"must be true or false, got {o[k]!r}")
-    if not _is_int(o["plot_grid"]) or not 8 <= o["plot_grid"] <= 512:
-        _fail(ctx, "outputs.plot_grid", f"must be an integer from 8 to 512, got {o['plot_grid']!r}")
-
-    x = out["execution"]
-    for k in ("workers", "threads_per_worker"):
-        if x[k] != "auto" and (not _is_int(x[k]) or x[k] < 1):
-            _fail(ctx, f"execution.{k}", f"must be 'auto' or an integer >= 1, got {x[k]!r}")
-    if x["backend"] not in ("local", "dask"):
-        _fail(ctx, "execution.backend", f"{x['backend']!r} is not one of local, dask")
-    if x["address"] is not None and not isinstance(x["address"], str):
-        _fail(ctx, "execution.address", "must be a scheduler address such as tcp://host:8786")
-    if x["retries"] is not None and (not _is_int(x["retries"]) or x["retries"] < 0):
-        _fail(ctx, "execution.retries", f"must be an integer >= 0 (or null: 1 local, 2 dask), got {x['retries']!r}")
-    if not _is_int(x["max_pixels"]) or x["max_pixels"] < 1:
-        _fail(ctx, "execution.max_pixels", f"must be an integer >= 1, got {x['max_pixels']!r}")
-    if not _is_int(x["max_jobs"]) or x["max_jobs"] < 1:
-        _fail(ctx, "execution.max_jobs", f"must be an integer >= 1, got {x['max_jobs']!r}")
-
-    n = len(expand_sweep(out))
-    if n == 0:
-        _fail(ctx, "params", "the sweep is empty")
-    return out
+    return e
 
 
 def expand_sweep(cfg) -> list:

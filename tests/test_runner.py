@@ -318,3 +318,16 @@ def test_first_run_compiles_once_and_says_so(tmp_path, capsys, monkeypatch):
     assert out.index("compiling kernels") < out.index("backend local")  # before any worker starts
     man = json.loads((tmp_path / "out/t/manifest.json").read_text())
     assert man["compile_seconds"] >= 0 and all(r["status"] == "ok" for r in man["jobs"].values())
+
+
+def test_every_config_error_is_reported_at_once(tmp_path, capsys):
+    small_stack(tmp_path / "data" / "a")
+    p = tmp_path / "bad.yaml"
+    p.write_text(f"run: {{output: {tmp_path / 'out'}, nme: x}}\ndatasets: [{tmp_path / 'data'}, /no/such]\n"
+                 "params: {window: 4, measure: foo}\nexecution: {workers: 0}\n")
+    assert main([str(p)]) == 2
+    err = capsys.readouterr().err
+    for needle in ("5 problems", "run.nme: unknown key", "datasets[1].path: /no/such does not exist",
+                   "params.window", "params.measure: 'foo' is not a focus measure", "execution.workers"):
+        assert needle in err, (needle, err)
+    assert err.count(str(p)) == 5 and not (tmp_path / "out").exists()
