@@ -150,11 +150,23 @@ def _inject_fault(job):
     the worker process (SIGKILL) when the job id contains ``<text>``; with
     ``DFFBATCH_FAULT_ONCE=<file>`` only the first time (the file records it).
     ``DFFBATCH_STARTED_DIR=<folder>``: each job, as it starts, leaves a file
-    ``<pid>.started`` there, the signal a test waits on before it kills a busy worker."""
+    ``<pid>.started`` there, the signal a test waits on before it kills a busy worker.
+    ``DFFBATCH_HOLD=<text>::<file>``: a job whose id contains ``<text>`` waits at its
+    start until ``<file>`` exists (at most 120 s), so that a test can interrupt a run
+    while it is certain to be in the middle, whatever the machine's load."""
     started = os.environ.get("DFFBATCH_STARTED_DIR")
     if started:
         with open(os.path.join(started, f"{os.getpid()}.started"), "a") as fh:
             fh.write(job["id"] + "\n")
+    hold = os.environ.get("DFFBATCH_HOLD", "")
+    if "::" in hold:
+        text, release = hold.split("::", 1)
+        if text in job["id"]:
+            with open(release + ".held", "w") as fh:
+                fh.write(job["id"])
+            deadline = time.monotonic() + 120
+            while not os.path.exists(release) and time.monotonic() < deadline:
+                time.sleep(0.01)
     pattern = os.environ.get("DFFBATCH_FAULT_KILL")
     if not pattern or pattern not in job["id"]:
         return

@@ -235,10 +235,17 @@ def test_signals_stop_cleanly_and_resume(tmp_path, sig, group):
     for i in range(6):
         small_stack(tmp_path / "data" / f"s{i}", n=6, seed=i, size=(200, 240))
     cfg = write_cfg(tmp_path, [str(tmp_path / "data")], execution={"workers": 1})
-    p = _spawn_run(cfg)
+    release = tmp_path / "release"
+    p = _spawn_run(cfg, {"DFFBATCH_HOLD": f"data__s3::{release}"})  # s3 waits for us: the run is mid-way
     man = tmp_path / "out/t/manifest.json"
-    assert wait_for_recorded(tmp_path / "out/t", 1, p), "the run never got going"
+    held = tmp_path / "release.held"
+    deadline = time.time() + 120
+    while not held.exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.01)
+    assert held.exists(), "the run never reached the held job"
+    assert wait_for_recorded(tmp_path / "out/t", 1, p), "no job recorded"  # s0..s2 end before s3 starts
     (os.killpg if group else os.kill)(p.pid, sig)
+    release.write_text("go")  # let the held job end, so that no worker outlives the test
     out, _ = p.communicate(timeout=60)
     assert p.returncode == 130, out
     m = json.loads(man.read_text())

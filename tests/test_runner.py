@@ -216,11 +216,17 @@ def test_sigkill_mid_run_then_rerun_completes_without_recomputing(tmp_path):
         small_stack(tmp_path / "data" / f"s{i}", n=6, seed=i, size=(160, 200))
     cfg = write_cfg(tmp_path, [str(tmp_path / "data")], execution={"workers": 1})
     man = tmp_path / "out/t/manifest.json"
+    release = tmp_path / "release"  # job s4 waits for it: the kill lands mid-run, whatever the load
     proc = subprocess.Popen([sys.executable, "-m", "dffbatch", str(cfg), "--no-progress"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=dict(os.environ, DFFBATCH_HOLD=f"data__s4::{release}"))
+    deadline = time.time() + 120
+    while not (tmp_path / "release.held").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
     done_before = wait_for_recorded(tmp_path / "out/t", 2, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    release.write_text("go")
     assert done_before, "the run never got going"
     assert len(done_before) < 6
     # no temporary or truncated file under a final name
