@@ -198,10 +198,17 @@ def test_anchors_are_fine_when_keys_are_valid(tmp_path):
 
 
 # ----------------------------------------------------------------------- faults
+def _default_sigint():
+    # a shell's background job inherits SIGINT ignored (and Python then keeps it so): the
+    # run under test must see Ctrl-C as a user's terminal run does, however pytest was started
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _spawn_run(cfg, env=None):
     return subprocess.Popen([sys.executable, "-m", "dffbatch", str(cfg), "--no-progress"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, **(env or {})), start_new_session=True)
+                            env=dict(os.environ, **(env or {})), start_new_session=True,
+                            preexec_fn=_default_sigint)
 
 
 def test_worker_killed_once_is_retried(tmp_path):
