@@ -266,7 +266,9 @@ def _execute_with(store, cfg, config_path, jobs, run_dir, force, progress, out, 
             if not rec.get("resumed"):
                 rec["resumed"] = True
                 resumed.append(rec)
-            n_done = None
+                if len(resumed) >= 1000:  # written back in batches: memory stays small at any size
+                    store.put_many(resumed)
+                    resumed = []
         else:
             todo.append(j)
     store.put_many(resumed)
