@@ -292,10 +292,11 @@ def _ranking_html(run_dir, ranking, records):
     for r in ranking:
         by_measure[r["params"]["measure"]].append(r["rmse"])
     labels = sorted(by_measure, key=lambda m: min(by_measure[m]))
-    atomic_bytes(os.path.join(run_dir, "ranking_measures.png"),
-                 bar_chart_png(labels, [min(by_measure[m]) for m in labels], "best mean depth RMSE (frame)",
-                               "best sweep point per focus measure"))
-    rows.append(_img("ranking_measures.png", "RMSE per measure"))
+    if len(labels) > 1:  # one measure would make a one-bar chart: the table says it all
+        atomic_bytes(os.path.join(run_dir, "ranking_measures.png"),
+                     bar_chart_png(labels, [min(by_measure[m]) for m in labels], "best mean depth RMSE (frame)",
+                                   "best sweep point per focus measure"))
+        rows.append(_img("ranking_measures.png", "RMSE per measure"))
     if len(ranking) > 1:
         import tifffile
         for tag, r in (("best", ranking[0]), ("worst", ranking[-1])):

@@ -96,3 +96,16 @@ def test_a_large_run_report_has_the_summary_and_every_job_in_its_data_file(tmp_p
     assert len(rows) == n and rows[7][:2] == ["p/s0007", "failed"] and rows[0][3] == 0.0
     assert "<script src=\"jobs.js\"></script>" in html and "http" not in html.split("<body>")[1]  # nothing remote
     assert len(calls) >= 2  # the records are read as a stream, more than once, never kept
+
+
+def test_the_measure_chart_needs_two_measures(tmp_path):
+    from dffbatch.report import write_report
+    manifest = {"run": "r", "versions": {}, "jobs_total": 4}
+    one = [_rec("p1", "s1", 0.2, 30, 25), _rec("p2", "s1", 0.3, 30, 25)]  # both measure-less: one group
+    for r in one:
+        r["params"] = {"measure": "lapd"}
+    write_report(tmp_path, manifest, one)
+    assert not (tmp_path / "ranking_measures.png").exists()
+    two = [dict(one[0], params={"measure": "lapd"}), dict(one[1], params={"measure": "sml"})]
+    write_report(tmp_path, manifest, two)
+    assert (tmp_path / "ranking_measures.png").exists() and "ranking_measures.png" in (tmp_path / "index.html").read_text()
