@@ -70,7 +70,7 @@ def test_alignment_does_no_harm_on_aligned_stacks(stack, mode):
                                        (dict(breathing=0.003), "similarity"), ({}, "none")])
 def test_auto_chooses_the_motion_model(kw, model):
     """auto: hand-held (shear, stretch) -> affine, a breathing lens -> similarity, still -> nothing."""
-    fr, *_ = render_stack("slant", "noise", (256, 256), 10, seed=3, **kw)
+    fr, *_ = render_stack("slant", "noise", (192, 192), 8, seed=3, **kw)
     al = depth_from_focus(fr, align="auto").alignment
     assert al.model == model and al.applied == (model != "none"), al.note
     assert (model in al.note) if model != "none" else "not applied" in al.note
@@ -168,7 +168,6 @@ def test_real_phone_stacks(name):
     # alignment brings neighbouring frames together, affine much closer than similarity
     # (balls 0.31 / 0.27 / 0.12 px, keyboard 0.62 / 0.53 / 0.22 px: none / similarity / affine)
     c = depth_from_focus(src, align="affine")
-    assert depth_from_focus(src, align="auto").alignment.model == "affine"  # hand-held: auto sees the shear
     none_r = residual_motion(iter(frames)).mean()
     sim_r = residual_motion(iter(frames), al).mean()
     aff_r = residual_motion(iter(frames), c.alignment).mean()

@@ -169,8 +169,8 @@ def flat_scenes():
     # the suites' size: at 128 x 128 the sinusoid's curvature is within the solver's
     # reach (about 10 px) and wls is worse than the median there (see bench_solve.py)
     return {(shape, tex, noise): render_stack(shape, tex, (256, 256), 12, noise=noise, seed=21)
-            for shape, tex in (("step", "flatpatch"), ("slant", "gradpatch"), ("step", "lowtex"), ("sinusoid", "noise"))
-            for noise in (0.0, 0.02)}
+            for shape, tex, noise in (("step", "flatpatch", 0.02), ("slant", "gradpatch", 0.0),
+                                      ("step", "lowtex", 0.02), ("sinusoid", "noise", 0.0))}
 
 
 def test_wls_is_the_default_and_fills_weak_regions(flat_scenes):
