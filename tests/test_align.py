@@ -95,10 +95,6 @@ def test_aligned_allfocus_close_to_the_unmoved_twin(shape):
         twin.depth[y0:y1, x0:x1], gt[y0:y1, x0:x1])["rmse"]
 
 
-def _tv(d):
-    return float(np.abs(np.diff(d, axis=0)).mean() + np.abs(np.diff(d, axis=1)).mean())
-
-
 @pytest.fixture(scope="module")
 def distorted():
     """Breathing, shift and a rolling-shutter-like shear / vertical stretch per frame."""
@@ -177,14 +173,9 @@ def test_real_phone_stacks(name):
     # with any interpolation; the sampling is judged on ground truth instead
     # (test_aligned_allfocus_close_to_the_unmoved_twin)
     y0, y1, x0, x1 = c.alignment.crop
-    # (c) depth TV: lower with affine alignment and SGM refinement on both stacks
-    # (balls -6.9%, keyboard -5.5%); with the median alone lower on balls (-3.2%), while on
-    # keyboard it rises (+1.3%) in the flat desk, where JPEG blocks drive the focus measure
-    sa = depth_from_focus(src, refine="sgm")
-    sc = depth_from_focus(src, refine="sgm", align="affine")
-    assert _tv(sc.depth) < 0.98 * _tv(sa.depth[y0:y1, x0:x1])
-    if name == "balls/25":
-        assert _tv(c.depth) < 0.98 * _tv(a.depth[y0:y1, x0:x1])
+    # (c) depth total variation is retired as a judge too (issue 15): misregistered frames score
+    # better on it; alignment is judged by residual motion here and by ground truth on renders
+    assert c.depth.shape == (y1 - y0, x1 - x0)
 
 
 def test_generator_input_with_alignment_is_refused():
