@@ -206,11 +206,7 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
         with E.check():
             if not isinstance(given, dict):
                 _fail(ctx, sec, f"must be a mapping, got {type(given).__name__}")
-            for k in given:
-                with E.check():
-                    if k not in defaults:
-                        _unknown(ctx, f"{sec}.", k, defaults)
-            out[sec] = {**copy.deepcopy(defaults), **{k: v for k, v in given.items() if k in defaults}}
+            out[sec] = _with_defaults(ctx, f"{sec}.", given, defaults, E)
 
     # run
     r = out["run"]
@@ -294,17 +290,22 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
     return out
 
 
+def _with_defaults(ctx, where, given, defaults, E):
+    """``given`` over a copy of ``defaults``; each unknown key is a problem reported to ``E``."""
+    for k in given:
+        with E.check():
+            if k not in defaults:
+                _unknown(ctx, where, k, defaults)
+    return {**copy.deepcopy(defaults), **{k: v for k, v in given.items() if k in defaults}}
+
+
 def _dataset(ctx, where, entry, base, E):
     """One resolved ``datasets`` entry; its problems go to ``E`` (the first fatal one raises)."""
     if isinstance(entry, str):
         entry = {"path": entry}
     if not isinstance(entry, dict):
         _fail(ctx, where, f"must be a path or a mapping, got {type(entry).__name__}")
-    for k in entry:
-        with E.check():
-            if k not in _DATASET_KEYS:
-                _unknown(ctx, f"{where}.", k, _DATASET_KEYS)
-    e = {**copy.deepcopy(_DATASET_KEYS), **{k: v for k, v in entry.items() if k in _DATASET_KEYS}}
+    e = _with_defaults(ctx, f"{where}.", entry, _DATASET_KEYS, E)
     if not isinstance(e["path"], str) or not e["path"] or "\x00" in e["path"]:
         _fail(ctx, f"{where}.path", "missing or not a path")
     p = e["path"]

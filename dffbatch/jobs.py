@@ -188,13 +188,10 @@ def peak_rss() -> int:
     fallback elsewhere) survives ``execve``, so a worker started from a large parent
     would report the parent's peak.
     """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    from .schedule import proc_bytes  # (schedule imports this module: imported here)
+    peak = proc_bytes("/proc/self/status", "VmHWM")
+    if peak is not None:
+        return peak
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 

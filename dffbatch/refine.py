@@ -118,7 +118,6 @@ def median_filter(depth: np.ndarray, size: int = 3) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ edge-aware refinement
-_LUT_SIZE = LUT_SIZE  # range weights below exp(-8) (LUT_SPAN sigmas) count as 0
 
 
 @njit(**JIT)
@@ -153,7 +152,7 @@ def _joint_bilateral(depth, conf, guide, r, sigma_s, sigma_r, power, out_d, out_
                 grow = guide[yy]
                 for xx in range(max(0, x - r), min(W, x + r + 1)):
                     idx = int(abs(grow[xx] - g0) * inv_step)
-                    if idx >= _LUT_SIZE:
+                    if idx >= LUT_SIZE:
                         continue
                     w = srow[xx - x + r] * lut[idx]
                     wc = w * cw[yy, xx]

@@ -16,15 +16,23 @@ from .jobs import run_job
 __all__ = ["plan_workers", "LocalBackend", "make_backend"]
 
 
-def available_memory() -> int:
-    """Bytes of memory available to new processes (MemAvailable), or 0 if unknown."""
+def proc_bytes(path: str, key: str):
+    """A ``key:  N kB`` line of a Linux /proc file, in bytes; None where it is absent."""
     try:
-        with open("/proc/meminfo") as fh:
+        with open(path) as fh:
             for line in fh:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new processes (MemAvailable), or 0 if unknown."""
+    avail = proc_bytes("/proc/meminfo", "MemAvailable")
+    if avail is not None:
+        return avail
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):

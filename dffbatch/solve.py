@@ -45,7 +45,6 @@ def _col_chunk(W):
     return max(_MIN_CHUNK, -(-W // n))
 
 
-_LUT_SIZE = LUT_SIZE  # affinities below exp(-8) (LUT_SPAN sigmas) count as 0
 
 
 @njit(**JIT)
@@ -58,7 +57,7 @@ def affinities(g, sigma, ax, ay):
     H, W = g.shape
     lut, step = range_table(sigma)
     inv = np.float32(1.0 / step)
-    top = np.float32(_LUT_SIZE)
+    top = np.float32(LUT_SIZE)
     for y in prange(H):
         gy = g[y]
         axy = ax[y]
