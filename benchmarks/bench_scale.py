@@ -86,7 +86,8 @@ def deep(a):
                                 "outputs": {"plots": False, "report": False}}, fh)
             env = dict(os.environ, PYTHONPATH=root)
             t = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "dffbatch", cfg, "--no-progress"], cwd=root, env=env,
+            sets = [x for kv in a.set for x in ("--set", kv)]
+            r = subprocess.run([sys.executable, "-m", "dffbatch", cfg, "--no-progress", *sets], cwd=root, env=env,
                                capture_output=True, text=True)
             walls.append(time.perf_counter() - t)
             if r.returncode != 0:
@@ -127,6 +128,9 @@ def main():
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--root", help="with --deep: run the runner of this checkout")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --deep: passed to the runner, e.g. params.refine=median to compare "
+                         "with a checkout whose default differs (same bytes need the same parameters)")
     a = ap.parse_args()
     if a.deep:
         return deep(a)

@@ -25,6 +25,8 @@ def _run_parser():
 
 
 def main(argv=None) -> int:
+    from .schedule import quick_exit
+    quick_exit()  # once per process: atexit handlers are kept in a list, a second is a no-op cost
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("--version", "-V"):
         from . import __version__
