@@ -27,19 +27,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def make_stacks(folder, n, frames=8, size=128):
+def make_stacks(folder, n, frames=8, size=128, links_per_copy=50_000):
+    """N stack folders of hard links to one set of frames (a fresh copy of the set every
+    ``links_per_copy`` stacks: ext4 allows 65 000 links to one file)."""
     import imageio.v3 as iio
     from dffbatch.synth import render_stack
-    src = os.path.join(folder, "_frames")
-    os.makedirs(src, exist_ok=True)
     fr, *_ = render_stack("slant", "noise", (size, size), frames, layers_per_frame=2, seed=0)
-    names = []
-    for k, f in enumerate(fr):
-        p = os.path.join(src, f"f{k:02d}.png")
-        iio.imwrite(p, f)
-        names.append(p)
     data = os.path.join(folder, "data")
+    names = []
     for i in range(n):
+        if i % links_per_copy == 0:
+            src = os.path.join(folder, f"_frames{i // links_per_copy}")
+            os.makedirs(src, exist_ok=True)
+            names = []
+            for k, f in enumerate(fr):
+                p = os.path.join(src, f"f{k:02d}.png")
+                iio.imwrite(p, f)
+                names.append(p)
         d = os.path.join(data, f"s{i:06d}")
         os.makedirs(d)
         for p in names:

@@ -106,7 +106,7 @@ def solvers(size, frames):
                 depth_from_focus(fr)
                 m = keep["m"]
                 d = post.median_filter(m.raw, m.median)
-                w = m.state.evidence(post.noise_floor(m.measure, m.window), post.WLS_POWER)
+                w = m.state.evidence(post.noise_floor(m.measure, m.window), post.WLS_POWER, post.WLS_END)
                 ax, ay = np.empty_like(d), np.empty_like(d)
                 affinities(m.guide(), np.float32(post.WLS_SIGMA), ax, ay)
                 for lam in (1, 3):

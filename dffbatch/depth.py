@@ -121,16 +121,22 @@ def finish_depth(best, fbest, fbelow, fabove, fsum, n, mode, depth, confidence):
 
 
 @njit(**JIT)
-def evidence(fbest, fsecond, fsum, n, tau, power, out):
-    """Evidence weight ``(1 - S / F[m])^power * A^2 / (A^2 + tau^2)``, ``A = F[m] - mean(F)``, power an int.
+def evidence(fbest, fsecond, fsum, best, n, tau, power, end, out):
+    """Evidence weight ``(1 - S / F[m])^power * A^2 / (A^2 + tau^2)``, ``A = F[m] - mean(F)``, power an int,
+    times ``end`` where the best frame ``m`` is the first or the last.
 
     The first factor is low for a curve with two modes or none (second peak ``S`` near
     the best ``F[m]``); the second separates weak texture (``A`` above the noise floor
     ``tau``, in the measure's units: trusted) from no texture at all (``A`` ~ 0: filled).
+    A curve that peaks at an end of the stack has no maximum inside it: either the
+    surface lies beyond the stack, or (far more often) the pixel lies in an untextured
+    area beside texture at another depth, whose blur reaches it most in the frames that
+    defocus that texture most. ``end`` < 1 lets its neighbours outvote it.
     """
     H, W = fbest.shape
     inv_n = np.float32(1.0 / n)
     t2 = tau * tau
+    last = np.int32(n - 1)
     for y in prange(H):
         for x in range(W):
             f0 = fbest[y, x]
@@ -142,7 +148,9 @@ def evidence(fbest, fsecond, fsum, n, tau, power, out):
             for _ in range(power):
                 rp *= r
             a = f0 - fsum[y, x] * inv_n
-            out[y, x] = rp * (a * a / (a * a + t2))
+            b = best[y, x]
+            e = end if (b == 0 or b == last) else np.float32(1.0)
+            out[y, x] = rp * (a * a / (a * a + t2)) * e
 
 
 @njit(**JIT)
@@ -187,10 +195,11 @@ class DepthState:
                     self.fsecond, self.flag)
         self.n += 1
 
-    def evidence(self, tau: float, power: int) -> np.ndarray:
+    def evidence(self, tau: float, power: int, end: float = 1.0) -> np.ndarray:
         """The evidence weight of each pixel's focus curve, float32 (H, W) in [0, 1]: see :func:`evidence`."""
         out = np.empty(self.best.shape, np.float32)
-        evidence(self.fbest, self.fsecond, self.fsum, self.n, np.float32(tau), int(power), out)
+        evidence(self.fbest, self.fsecond, self.fsum, self.best, self.n, np.float32(tau), int(power),
+                 np.float32(end), out)
         return out
 
     def finish(self, interpolation: str = "gaussian"):

@@ -64,6 +64,12 @@ def estimate_memory(files, params, multipage=False) -> int:
 
 
 def make_job(stack, params, sweep, run_dir, outputs, max_pixels=None) -> dict:
+    """The job of one stack at one sweep point.
+
+    ``params``, ``outputs`` and the stack's file list are shared with the caller and
+    between jobs, not copied (nothing changes them): the parent holds every job of a
+    run, 100 000 at a time.
+    """
     fp = input_fingerprint(stack.files)
     # the key holds the parameters as they will run: a default that changes between
     # versions (refine_strength: null) makes a different job, not a stale resume
@@ -79,13 +85,13 @@ def make_job(stack, params, sweep, run_dir, outputs, max_pixels=None) -> dict:
         "id": f"{sweep}/{stack.id}",
         "sweep": sweep,
         "stack": stack.id,
-        "files": list(stack.files),
+        "files": stack.files,
         "multipage": stack.multipage,
         "layout": stack.layout,
         "positions": stack.positions,
         "hyper": stack.hyper,
-        "params": dict(params),
-        "outputs": dict(outputs),
+        "params": params,
+        "outputs": outputs,
         "out_dir": os.path.join(run_dir, sweep, stack.id),
         "max_pixels": max_pixels,
         "key": hashlib.sha256(key_src.encode()).hexdigest()[:16],

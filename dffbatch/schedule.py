@@ -7,6 +7,7 @@ job, in completion order) and ``close()``. Both backends execute
 from __future__ import annotations
 
 import os
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 import multiprocessing as mp
@@ -111,7 +112,7 @@ class LocalBackend:
             self._pool = None
 
     def run(self, jobs):
-        queue = list(jobs)
+        queue = deque(jobs)  # popped from the left: O(1) per job at 100 000 jobs
         attempts = {j["id"]: 0 for j in queue}
         while queue:
             suspects = []
@@ -120,7 +121,7 @@ class LocalBackend:
             try:
                 while queue or futures:
                     while queue and len(futures) < 2 * self.workers:
-                        j = queue.pop(0)
+                        j = queue.popleft()
                         attempts[j["id"]] += 1
                         futures[pool.submit(run_job, j)] = j
                     done, _ = wait(futures, return_when=FIRST_COMPLETED)

@@ -143,6 +143,10 @@ def test_second_peak_and_evidence_match_a_numpy_reference():
     amp = F0 - mean
     ref = (1 - second / F0) ** 2 * amp ** 2 / (amp ** 2 + 0.01 ** 2)
     np.testing.assert_allclose(st.evidence(0.01, 2), ref, rtol=1e-4, atol=1e-6)
+    # a curve that peaks at the first or the last frame: its evidence times ``end``
+    ends = (m == 0) | (m == N - 1)
+    assert ends.any() and (~ends).any()
+    np.testing.assert_allclose(st.evidence(0.01, 2, 0.05), np.where(ends, 0.05, 1.0) * ref, rtol=1e-4, atol=1e-6)
 
 
 def test_block_mean_matches_numpy_with_partial_blocks():
