@@ -76,12 +76,12 @@ def require_cv2():
 
 @dataclass
 class Alignment:
-    """Per-frame transforms to the reference, the common valid crop, and the decision."""
+    """Per-frame transforms to the reference, the output region, and the decision."""
 
     mode: str
     reference: int
     matrices: List[np.ndarray]          # 2x3 float64, reference -> frame coordinates
-    crop: tuple                          # (y0, y1, x0, x1), half-open, in reference pixels
+    crop: tuple                          # output region (y0, y1, x0, x1), half-open, in reference pixels
     applied: bool
     max_motion: float                    # largest corner displacement over the frames, pixels
     note: str = ""
@@ -92,10 +92,14 @@ class Alignment:
     beyond_similarity: float = 0.0
     #: the motion model applied (``auto`` chooses similarity or affine)
     model: str = ""
+    #: the region every frame covers (y0, y1, x0, x1); ``crop`` is this region with
+    #: ``align_crop``, the whole reference frame without
+    common: tuple = ()
 
     def to_json(self) -> dict:
         return {"mode": self.mode, "model": self.model, "reference": self.reference, "applied": self.applied,
-                "max_motion_px": round(self.max_motion, 4), "crop": list(self.crop), "note": self.note,
+                "max_motion_px": round(self.max_motion, 4), "crop": list(self.crop),
+                "common": list(self.common or self.crop), "note": self.note,
                 "beyond_similarity_px": round(self.beyond_similarity, 4),
                 "frames": self.per_frame}
 
@@ -230,7 +234,8 @@ def _corners(H, W):
 
 def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", reference="middle",
                        estimate_side: int = ESTIMATE_SIDE, auto_threshold: float = 0.5,
-                       frame_scale: float = 1.0, full_shape: Optional[tuple] = None) -> Alignment:
+                       frame_scale: float = 1.0, full_shape: Optional[tuple] = None,
+                       keep_size: bool = True) -> Alignment:
     """Estimate per-frame transforms to the reference frame (pass 1).
 
     Parameters
@@ -247,6 +252,10 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
     frame_scale, full_shape : float, (H, W)
         When ``frames`` are previews (e.g. JPEGs decoded at half size), their scale
         and the full frame size: transforms are returned for full-size frames.
+    keep_size : bool
+        Outputs keep the reference frame's size (pixels that some frames do not cover
+        are measured on the frames that do; :meth:`Warper.coverage` counts them);
+        False crops them to the region every frame covers.
     """
     if mode not in ALIGN_MODES or mode == "none":
         raise ValueError(f"unknown alignment {mode!r}; choose one of {', '.join(ALIGN_MODES[1:])}")
@@ -334,10 +343,11 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
             x1 = min(x1, c[0, 1], c[0, 3])
             y0 = max(y0, c[1, 0], c[1, 1])
             y1 = min(y1, c[1, 2], c[1, 3])
-    crop = (int(math.ceil(y0 - 1e-6)), int(math.floor(y1 + 1e-6)) + 1,
-            int(math.ceil(x0 - 1e-6)), int(math.floor(x1 + 1e-6)) + 1)
-    if crop[1] - crop[0] < 2 or crop[3] - crop[2] < 2:
-        raise ValueError(f"alignment leaves no region common to every frame (crop {crop})")
+    common = (int(math.ceil(y0 - 1e-6)), int(math.floor(y1 + 1e-6)) + 1,
+              int(math.ceil(x0 - 1e-6)), int(math.floor(x1 + 1e-6)) + 1)
+    if common[1] - common[0] < 2 or common[3] - common[2] < 2:
+        raise ValueError(f"alignment leaves no region common to every frame (crop {common})")
+    crop = (0, H, 0, W) if keep_size else common
     per_frame = []
     centre = np.array([(W - 1) / 2.0, (H - 1) / 2.0])
     for k, M in enumerate(Ms):
@@ -353,7 +363,7 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
                           "shift_x": float(shift[0]), "shift_y": float(shift[1]),
                           "matrix": [[float(v) for v in row] for row in A]})
     return Alignment(mode, int(r), [M[:2] for M in Ms], crop, applied, motion_px, note, (H, W), per_frame,
-                     beyond, model if applied else "none")
+                     beyond, model if applied else "none", common)
 
 
 class Warper:
@@ -370,6 +380,10 @@ class Warper:
     sampling shifted fine texture by up to half a pixel and cost 5.5-7 dB of PSNR
     against the true all-in-focus image of rendered breathing stacks.
     The reference frame is only cropped.
+
+    Output pixels that a frame does not cover get no focus from it (its measure is 0
+    there), so that frame never wins them; :meth:`coverage` counts the frames that
+    cover each output pixel.
     """
 
     def __init__(self, al: Alignment):
@@ -391,7 +405,7 @@ class Warper:
             return np.ascontiguousarray(img[y0:y1, x0:x1])
         h, w = self.out_shape
         out = cv2.warpAffine(img, self._M[k], (w, h), dst=dst, flags=flag | cv2.WARP_INVERSE_MAP,
-                             borderMode=cv2.BORDER_REFLECT101)
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         if out.ndim == 2 and img.ndim == 3:
             out = out[:, :, None]
         return out.astype(img.dtype, copy=False)
@@ -409,6 +423,33 @@ class Warper:
 
     def image(self, img, k):
         return np.ascontiguousarray(self._warp(img, k, self.cv2.INTER_NEAREST))
+
+    def coverage(self) -> np.ndarray:
+        """Number of frames that cover each output pixel, uint16 (H, W) on the output grid.
+
+        Every frame covers the common region; only the band outside it is tested,
+        frame by frame, against each frame's rectangle (pixel centres within
+        [-0.5, size - 0.5]).
+        """
+        al = self.al
+        n = len(al.matrices)
+        h, w = self.out_shape
+        cov = np.full((h, w), n, np.uint16)
+        y0, y1, x0, x1 = al.crop
+        cy0, cy1, cx0, cx1 = al.common or al.crop
+        inner = np.zeros((h, w), bool)
+        inner[max(cy0 - y0, 0):max(cy1 - y0, 0), max(cx0 - x0, 0):max(cx1 - x0, 0)] = True
+        ys, xs = np.nonzero(~inner)
+        if ys.size == 0:
+            return cov
+        Hf, Wf = al.shape
+        pts = np.stack([xs.astype(np.float64), ys.astype(np.float64), np.ones(xs.size)])
+        count = np.zeros(xs.size, np.uint16)
+        for k in range(n):
+            fx, fy = self._M[k] @ pts
+            count += ((fx >= -0.5) & (fx <= Wf - 0.5) & (fy >= -0.5) & (fy <= Hf - 0.5)).astype(np.uint16)
+        cov[ys, xs] = count
+        return cov
 
 
 def _tile_shifts(cv2, a, b, grid):

@@ -34,7 +34,7 @@ class ConfigError(Exception):
 
 
 PARAM_KEYS = ("measure", "window", "step", "threshold", "interpolation", "median", "composite",
-              "refine", "refine_radius", "refine_strength", "align", "align_reference")
+              "refine", "refine_radius", "refine_strength", "align", "align_reference", "align_crop")
 
 _SECTIONS = {
     "run": {"name": "run", "output": "outputs", "seed": 0, "notes": ""},
@@ -104,6 +104,9 @@ def _check_param(ctx, key, value):
     elif key == "align_reference":
         if value not in ("middle", "first", "last") and not (_is_int(value) and value >= 0):
             _fail(ctx, path, f"must be middle, first, last or a frame index >= 0, got {value!r}")
+    elif key == "align_crop":
+        if not isinstance(value, bool):
+            _fail(ctx, path, f"must be true or false, got {value!r}")
 
 
 def _set_path(cfg, dotted, raw, ctx):

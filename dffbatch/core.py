@@ -31,7 +31,7 @@ __all__ = ["DFFResult", "depth_from_focus", "DEFAULTS", "check_frame"]
 DEFAULTS = dict(measure="lapd", window=9, step=1, threshold=0.0,
                 interpolation="gaussian", median=5, composite="interpolate",
                 refine="wls", refine_radius=7, refine_strength=None,
-                align="none", align_reference="middle")
+                align="none", align_reference="middle", align_crop=False)
 
 #: The post-stream stages (:mod:`dffbatch.post`).
 REFINES = tuple(REFINERS)
@@ -148,6 +148,7 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
                      refine: str = DEFAULTS["refine"], refine_radius: int = DEFAULTS["refine_radius"],
                      refine_strength: Optional[float] = DEFAULTS["refine_strength"],
                      align: str = DEFAULTS["align"], align_reference=DEFAULTS["align_reference"],
+                     align_crop: bool = DEFAULTS["align_crop"],
                      focus_channel=None, prefetch: int = 1) -> DFFResult:
     """Depth, confidence and all-in-focus image of a focus stack.
 
@@ -196,11 +197,16 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         needs OpenCV): ``similarity`` for a breathing lens on a tripod, ``affine`` for
         hand-held stacks (it also follows rolling-shutter shear). Alignment reads the
         stack twice, so ``frames`` must then be a sequence or a callable returning a
-        fresh iterator; outputs are cropped to the region every frame covers. A callable may carry a ``preview`` attribute: a
+        fresh iterator. Outputs keep the reference frame's size; pixels that some
+        frames do not cover are measured on those that do, and their confidence is
+        scaled by the share of frames that cover them. A callable may carry a ``preview`` attribute: a
         callable returning ``(scale, (H, W), iterator)`` over frames decoded at reduced
         size (``scale``), used for the estimation pass.
     align_reference : "middle", "first", "last" or int
         The frame the others are aligned to.
+    align_crop : bool
+        With alignment applied, crop the outputs to the region every frame covers
+        (``DFFResult.alignment.crop``, in reference pixels) instead.
     focus_channel : None, "mean" or int
         What the focus measure sees of (H, W, C) frames: None, the luminance (Rec. 601)
         of RGB(A) frames and the mean of the channels otherwise; "mean", the mean of
@@ -244,7 +250,7 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
     params = dict(measure=measure, window=int(window), step=int(step), threshold=float(threshold),
                   interpolation=interpolation, median=int(median), composite=composite,
                   refine=refine, refine_radius=int(refine_radius), refine_strength=refine_strength,
-                  align=align, align_reference=align_reference)
+                  align=align, align_reference=align_reference, align_crop=bool(align_crop))
 
     timings = dict(read=0.0, align=0.0, measure=0.0, depth=0.0, composite=0.0, refine=0.0)
     alignment = alignment_warp = None
@@ -265,7 +271,8 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
             scale, full_shape, it = 1.0, None, source()
         est_stream = _prefetch(it, prefetch) if prefetch > 0 else it
         alignment = estimate_alignment((check_frame(f, k) for k, f in enumerate(est_stream)), align,
-                                       align_reference, frame_scale=scale, full_shape=full_shape)
+                                       align_reference, frame_scale=scale, full_shape=full_shape,
+                                       keep_size=not align_crop)
         timings["align"] += time.perf_counter() - t0
         frames = source()
         if not alignment.applied:
@@ -368,6 +375,8 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
     timings["composite"] += t2 - t1
     timings["refine"] += t3 - t2
 
+    if alignment_warp is not None:  # pixels some frames do not cover: measured by fewer
+        conf = conf * (alignment_warp.coverage().astype(np.float32) / np.float32(k))
     depth_units = None
     if positions is not None:
         depth_units = np.interp(depth, np.arange(k), positions).astype(np.float32)

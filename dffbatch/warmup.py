@@ -37,7 +37,7 @@ def _warm(first_file, multipage, params_list):  # runs in the helper process
     frame = next(iter_frames([first_file], multipage))
     crop = np.ascontiguousarray(frame[:48, :48])
     for p in params_list:
-        p = {k: v for k, v in p.items() if k not in ("align", "align_reference")}
+        p = {k: v for k, v in p.items() if k not in ("align", "align_reference", "align_crop")}
         depth_from_focus([crop, crop[::-1].copy(), crop], prefetch=0, **p)
 
 

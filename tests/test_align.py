@@ -86,12 +86,12 @@ def test_aligned_allfocus_close_to_the_unmoved_twin(shape):
     fr, g, af, _ = render_stack(shape, "noise", (192, 192), 12, breathing=0.003, seed=6)
     ft, gt, aft, _ = render_stack(shape, "noise", (192, 192), 12, seed=6)
     r = depth_from_focus(fr, align="similarity")
-    y0, y1, x0, x1 = r.alignment.crop
+    y0, y1, x0, x1 = r.alignment.common  # judged where every frame sees the scene
     twin = depth_from_focus(ft)
-    p_al = psnr(r.allfocus, af[y0:y1, x0:x1])
+    p_al = psnr(r.allfocus[y0:y1, x0:x1], af[y0:y1, x0:x1])
     p_twin = psnr(twin.allfocus[y0:y1, x0:x1], aft[y0:y1, x0:x1])
     assert p_al > p_twin - 3.0, (p_al, p_twin)
-    assert depth_metrics(r.depth, g[y0:y1, x0:x1])["rmse"] <= 1.15 * depth_metrics(
+    assert depth_metrics(r.depth[y0:y1, x0:x1], g[y0:y1, x0:x1])["rmse"] <= 1.15 * depth_metrics(
         twin.depth[y0:y1, x0:x1], gt[y0:y1, x0:x1])["rmse"]
 
 
@@ -196,7 +196,10 @@ def test_runner_records_alignment(tmp_path):
     logged = (tmp_path / "out/t/run.log").read_text()
     assert f"alignment {by['auto']['id']}: auto not applied" in logged and "px <= 0.5 px, not applied" in logged
     assert by["similarity"]["alignment"]["applied"] is True
-    assert by["similarity"]["shape"][:2] != [256, 256]  # cropped
+    assert by["similarity"]["shape"][:2] == [256, 256]  # the reference frame's size (align_crop: false)
+    assert by["similarity"]["alignment"]["crop"] == [0, 256, 0, 256]
+    common = by["similarity"]["alignment"]["common"]
+    assert common != [0, 256, 0, 256] and common[0] >= 0 and common[1] <= 256
     assert "alignment.png" in by["similarity"]["outputs"]
     # the report puts one stack's sweep points side by side, in one row
     html = (tmp_path / "out/t/index.html").read_text()
@@ -219,3 +222,46 @@ def test_aligned_all_in_focus_keeps_exact_input_values():
     ref = frames[r.alignment.reference]
     y0, y1, x0, x1 = r.alignment.crop
     np.testing.assert_array_equal(r.allfocus, ref[y0:y1, x0:x1])
+
+
+# ------------------------------------------------------------------ output size (issue 15)
+def test_outputs_keep_the_reference_size_and_align_crop_crops(breathing_pair):
+    _, (frames, g, _, _) = breathing_pair
+    full = depth_from_focus(frames, align="similarity")
+    crop = depth_from_focus(frames, align="similarity", align_crop=True)
+    al = full.alignment
+    assert al.applied and al.crop == (0, 256, 0, 256)
+    assert full.depth.shape == full.confidence.shape == full.allfocus.shape[:2] == (256, 256)
+    y0, y1, x0, x1 = crop.alignment.crop
+    assert crop.alignment.crop == al.common and (y1 - y0) < 256 and (x1 - x0) < 256
+    assert crop.depth.shape == (y1 - y0, x1 - x0) == crop.allfocus.shape[:2]
+    # inside the common region both runs saw the same frames: the same depth up to the
+    # solve's reach across the border band (compare well inside it)
+    m = 12
+    inner_full = full.depth[y0 + m:y1 - m, x0 + m:x1 - m]
+    inner_crop = crop.depth[m:-m, m:-m]
+    assert np.abs(inner_full - inner_crop).mean() < 0.05
+    # the border band is measured on fewer frames: its depth is still close to the truth,
+    # and its confidence says it was measured on fewer frames
+    band = np.ones((256, 256), bool)
+    band[y0:y1, x0:x1] = False
+    err_band = np.abs(full.depth - g)[band].mean()
+    err_inner = np.abs(full.depth - g)[~band].mean()
+    assert err_band < 3 * err_inner + 0.3, (err_band, err_inner)
+    assert full.confidence[band].mean() < full.confidence[~band].mean()
+
+
+def test_coverage_counts_the_frames_that_cover_each_output_pixel(breathing_pair):
+    from dffbatch.align import Warper
+    _, (frames, _, _, _) = breathing_pair
+    al = depth_from_focus(frames, align="similarity").alignment
+    cov = Warper(al).coverage()
+    H, W = al.shape
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float64)
+    ref = np.zeros((H, W), int)
+    for M in al.matrices:  # brute force: every pixel against every frame's rectangle
+        fx = M[0, 0] * xs + M[0, 1] * ys + M[0, 2]
+        fy = M[1, 0] * xs + M[1, 1] * ys + M[1, 2]
+        ref += (fx >= -0.5) & (fx <= W - 0.5) & (fy >= -0.5) & (fy <= H - 0.5)
+    np.testing.assert_array_equal(cov, ref)
+    assert cov.min() < len(frames) and cov.max() == len(frames)
