@@ -96,6 +96,11 @@ class Alignment:
     #: ``align_crop``, the whole reference frame without
     common: tuple = ()
 
+    @classmethod
+    def skipped(cls, mode: str, note: str) -> "Alignment":
+        """The record of an ``auto`` alignment that could not run (nothing applied)."""
+        return cls(mode, 0, [], (), False, 0.0, note, model="none")
+
     def to_json(self) -> dict:
         return {"mode": self.mode, "model": self.model, "reference": self.reference, "applied": self.applied,
                 "max_motion_px": round(self.max_motion, 4), "crop": list(self.crop),

@@ -59,25 +59,41 @@ def update_neighbours(frame, prev, best, k, below, at, above):
                     above[y, x, c] = frame[y, x, c]
 
 
+_S3 = math.sin(math.pi / 3.0)
+
+
 @njit(cache=True, inline="always")
 def _lanczos3(t):
-    """Lanczos-3 weights of the 6 samples at offsets -2..3 around t in [0, 1), normalised."""
-    w = np.empty(6)
-    s = 0.0
-    for i in range(6):
-        d = t - (i - 2)
-        if d == 0.0:
-            v = 1.0
-        elif abs(d) >= 3.0:
-            v = 0.0
-        else:
-            pd = math.pi * d
-            v = 3.0 * math.sin(pd) * math.sin(pd / 3.0) / (pd * pd)
-        w[i] = v
-        s += v
-    for i in range(6):
-        w[i] /= s
-    return w
+    """Lanczos-3 weights of the 6 samples at offsets -2..3 around t in [0, 1), normalised.
+
+    ``3 sin(pi d) sin(pi d / 3) / (pi d)^2`` at d = t + 2 - i, with three
+    transcendental calls instead of twelve: sin(pi d) = (-1)^i sin(pi t), and
+    sin(pi d / 3) = sin(a + m pi / 3) with a = pi t / 3, m = 2 - i, by angle addition.
+    Returned as a tuple: no allocation per sample.
+    """
+    if t == 0.0:
+        return 0.0, 0.0, 1.0, 0.0, 0.0, 0.0
+    st = math.sin(math.pi * t)
+    a = math.pi * t / 3.0
+    sa, ca = math.sin(a), math.cos(a)
+    h = 0.5
+    # sin(a + m pi / 3) for m = 2, 1, 0, -1, -2, -3 (taps i = 0..5)
+    s0 = sa * -h + ca * _S3
+    s1 = sa * h + ca * _S3
+    s2 = sa
+    s3 = sa * h - ca * _S3
+    s4 = sa * -h - ca * _S3
+    s5 = -sa
+    p2 = math.pi * math.pi
+    d0, d1, d2, d3, d4, d5 = t + 2.0, t + 1.0, t, t - 1.0, t - 2.0, t - 3.0
+    w0 = 3.0 * st * s0 / (p2 * d0 * d0)
+    w1 = -3.0 * st * s1 / (p2 * d1 * d1)
+    w2 = 3.0 * st * s2 / (p2 * d2 * d2)
+    w3 = -3.0 * st * s3 / (p2 * d3 * d3)
+    w4 = 3.0 * st * s4 / (p2 * d4 * d4)
+    w5 = -3.0 * st * s5 / (p2 * d5 * d5)
+    n = 1.0 / (w0 + w1 + w2 + w3 + w4 + w5)
+    return w0 * n, w1 * n, w2 * n, w3 * n, w4 * n, w5 * n
 
 
 @njit(cache=True, inline="always")
@@ -96,14 +112,16 @@ def _sample_into(frame, M, x, y, dst, is_int, top):
     y0 = math.floor(sy)
     wx = _lanczos3(sx - x0)
     wy = _lanczos3(sy - y0)
+    xs = (min(max(x0 - 2, 0), Wf - 1), min(max(x0 - 1, 0), Wf - 1), min(max(x0, 0), Wf - 1),
+          min(max(x0 + 1, 0), Wf - 1), min(max(x0 + 2, 0), Wf - 1), min(max(x0 + 3, 0), Wf - 1))
     for c in range(C):
         v = 0.0
         for j in range(6):
             yy = min(max(y0 - 2 + j, 0), Hf - 1)
-            row = 0.0
-            for i in range(6):
-                xx = min(max(x0 - 2 + i, 0), Wf - 1)
-                row += wx[i] * np.float64(frame[yy, xx, c])
+            r = frame[yy]
+            row = (wx[0] * np.float64(r[xs[0], c]) + wx[1] * np.float64(r[xs[1], c])
+                   + wx[2] * np.float64(r[xs[2], c]) + wx[3] * np.float64(r[xs[3], c])
+                   + wx[4] * np.float64(r[xs[4], c]) + wx[5] * np.float64(r[xs[5], c]))
             v += wy[j] * row
         if is_int:
             v = min(max(math.floor(v + 0.5), 0.0), top)
@@ -135,6 +153,41 @@ def update_neighbours_warped(frame, M, prev, Mp, best, k, below, at, above, is_i
                 _sample_into(prev, Mp, x, y, below[y, x], is_int, top)
             elif b == k - 1:
                 _sample_into(frame, M, x, y, above[y, x], is_int, top)
+
+
+@njit(**JIT)
+def settle_select_warped(frame, M, best, k, stamp, out, is_int, top):
+    """Lazy :func:`update_select_warped`: sample frame ``k`` only where it is the best
+    frame and has not been sampled for it yet (``stamp``, -1 at the start).
+
+    Called with frame k-1 after frame k has been measured (a pixel whose best stayed
+    k-1), and once with the last frame at the end: each pixel is sampled about once
+    per stack instead of each time its best frame changes. The result equals the
+    eager update's."""
+    H, W, C = out.shape
+    kk = np.int32(k)
+    for y in prange(H):
+        for x in range(W):
+            if best[y, x] == kk and stamp[y, x] != kk:
+                _sample_into(frame, M, x, y, out[y, x], is_int, top)
+                stamp[y, x] = kk
+
+
+@njit(**JIT)
+def settle_neighbours_warped(frame, M, prev, Mp, nxt, Mn, best, k, stamp, below, at, above, is_int, top):
+    """Lazy :func:`update_neighbours_warped` (see :func:`settle_select_warped`): where
+    frame ``k`` is the best and not yet sampled for it, sample it (``at``), the frame
+    below (``prev``) and the one above (``nxt``; for the last frame, which has none
+    above, any frame: :func:`blend` never reads ``above`` there)."""
+    H, W, C = at.shape
+    kk = np.int32(k)
+    for y in prange(H):
+        for x in range(W):
+            if best[y, x] == kk and stamp[y, x] != kk:
+                _sample_into(frame, M, x, y, at[y, x], is_int, top)
+                _sample_into(prev, Mp, x, y, below[y, x], is_int, top)
+                _sample_into(nxt, Mn, x, y, above[y, x], is_int, top)
+                stamp[y, x] = kk
 
 
 @njit(**JIT)
@@ -171,14 +224,19 @@ class Compositor:
         if mode == "interpolate":
             self.below = np.zeros(shape_hwc, self.dtype)
             self.above = np.zeros(shape_hwc, self.dtype)
+        self._recent = []   # aligned frames: the last three (frame, matrix), for lazy sampling
+        self._stamp = None  # aligned frames: the best frame each pixel was last sampled for
 
     def update(self, frame3, prev3, best, k, M=None, M_prev=None):
         """Fold frame ``k`` (as (H, W, C)); ``best`` is the depth state after frame k.
 
         With ``M`` (alignment), the frames are on their own grids and 2x3 matrices map
-        output pixels to frame pixels (``M_prev`` for ``prev3``): each output pixel
-        takes the frame sampled there by Lanczos-3, only where this frame contributes;
-        exact where the matrix is the identity.
+        output pixels to frame pixels: each output pixel takes its frames sampled
+        there by Lanczos-3, exact where the matrix is the identity. Sampling is lazy:
+        a pixel is sampled when its best frame has held for one more frame (and at
+        :meth:`finish` for the last frame's), about once per stack rather than at
+        every change of its best frame; ``M_prev`` is not needed (the compositor keeps
+        the last frames and their matrices). The result equals the eager kernels'.
         """
         if M is None:
             if self.mode == "select":
@@ -186,16 +244,29 @@ class Compositor:
             else:
                 update_neighbours(frame3, frame3 if prev3 is None else prev3, best, k,
                                   self.below, self.at, self.above)
-        elif self.mode == "select":
-            update_select_warped(frame3, M, best, k, self.at, self._is_int, self._top)
-        else:
-            if prev3 is None:
-                prev3, M_prev = frame3, M
-            update_neighbours_warped(frame3, M, prev3, M_prev, best, k, self.below, self.at, self.above,
-                                     self._is_int, self._top)
+            return
+        if self._stamp is None:
+            self._stamp = np.full(best.shape, -1, np.int32)
+        self._recent = (self._recent + [(k, frame3, np.ascontiguousarray(M, np.float64))])[-3:]
+        if k >= 1:  # pixels whose best stayed at frame k-1
+            self._settle(best, k - 1)
+
+    def _settle(self, best, j):
+        """Sample, where frame ``j`` is the best and not yet sampled, frames j-1, j, j+1."""
+        frames = {k: (f, M) for k, f, M in self._recent}
+        f, M = frames[j]
+        if self.mode == "select":
+            settle_select_warped(f, M, best, j, self._stamp, self.at, self._is_int, self._top)
+            return
+        fp, Mp = frames.get(j - 1, frames[j])  # frame 0 has no frame below: itself, as unaligned
+        fn, Mn = frames.get(j + 1, frames[j])  # the last frame has none above: never read
+        settle_neighbours_warped(f, M, fp, Mp, fn, Mn, best, j, self._stamp, self.below, self.at,
+                                 self.above, self._is_int, self._top)
 
     def finish(self, depth, best):
         """The all-in-focus image, (H, W, C), input dtype."""
+        if self._stamp is not None:  # aligned: the last frame's pixels
+            self._settle(best, self._recent[-1][0])
         if self.mode == "select":
             return self.at
         out = np.empty_like(self.at)

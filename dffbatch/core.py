@@ -139,6 +139,17 @@ def _check_choice(name, value, choices):
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
+def _auto_cannot_run(frames) -> str:
+    """Why ``align: auto`` cannot run on these frames ("" when it can)."""
+    if not (callable(frames) or isinstance(frames, (Sequence, np.ndarray))):
+        return "the frames come as a one-shot iterator (pass a sequence or a callable to align)"
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return "OpenCV (opencv-python-headless) is not installed"
+    return ""
+
+
 def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["measure"],
                      window: int = DEFAULTS["window"], step: int = DEFAULTS["step"],
                      threshold: float = DEFAULTS["threshold"],
@@ -254,6 +265,11 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
 
     timings = dict(read=0.0, align=0.0, measure=0.0, depth=0.0, composite=0.0, refine=0.0)
     alignment = alignment_warp = None
+    if align == "auto":  # where it cannot run, it says why and measures unaligned
+        from .align import Alignment
+        why = _auto_cannot_run(frames)
+        if why:
+            alignment, align = Alignment.skipped("auto", f"auto: {why}; not applied"), "none"
     if align != "none":
         from .align import estimate_alignment
         if callable(frames):

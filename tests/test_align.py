@@ -129,7 +129,7 @@ def test_affine_follows_shear_that_similarity_cannot(distorted):
     assert aff_r < 0.08 < 0.15 < sim_r < none_r, (aff_r, sim_r, none_r)
     y0, y1, x0, x1 = aff.alignment.crop
     aligned = depth_metrics(aff.depth, g[y0:y1, x0:x1])["rmse"]
-    unaligned = depth_metrics(depth_from_focus(frames).depth, g)["rmse"]
+    unaligned = depth_metrics(depth_from_focus(frames, align="none").depth, g)["rmse"]
     assert aligned < unaligned
 
 
@@ -181,6 +181,15 @@ def test_real_phone_stacks(name):
 def test_generator_input_with_alignment_is_refused():
     with pytest.raises(TypeError, match="reads the stack twice"):
         depth_from_focus((np.zeros((8, 8), np.uint8) for _ in range(3)), align="similarity")
+
+
+def test_auto_on_a_one_shot_iterator_measures_unaligned_and_says_why():
+    frames = [read_frame(f) for f in sorted(glob.glob(str(ROOT / "dataset" / "step" / "frame_*.png")))]
+    r = depth_from_focus(iter(frames), align="auto")
+    plain = depth_from_focus(frames, align="none")
+    assert r.alignment is not None and not r.alignment.applied and r.alignment.model == "none"
+    assert "one-shot iterator" in r.alignment.note and r.alignment.to_json()["crop"] == []
+    np.testing.assert_array_equal(r.depth, plain.depth)
 
 
 def test_runner_records_alignment(tmp_path):

@@ -121,3 +121,39 @@ def test_warped_composite_updates_match_reference(H, W, N, C, seed):
     out = np.zeros((H, W, C), np.uint8)
     update_select_warped(f, eye, np.zeros((H, W), np.int32), 0, out, True, 255.0)
     np.testing.assert_array_equal(out, f)
+
+
+@given(st.integers(2, 9), st.integers(1, 11), st.integers(2, 7), st.sampled_from([1, 3]),
+       st.sampled_from(["select", "interpolate"]), st.integers(0, 2 ** 31 - 1))
+@settings(max_examples=30, deadline=None)
+def test_lazy_aligned_compositor_equals_the_eager_kernels(H, W, N, C, mode, seed):
+    """Aligned frames are sampled when a pixel's best frame has held for a frame (and at the
+    end), not at every change: the all-in-focus image is the same as the eager kernels'."""
+    from dffbatch.composite import Compositor, blend, update_neighbours_warped, update_select_warped
+    from dffbatch.depth import DepthState
+    rng = np.random.default_rng(seed)
+    frames = [rng.integers(0, 255, (H + 2, W + 3, C), dtype=np.uint8) for _ in range(N)]
+    Ms = [np.array([[1 + rng.normal(0, 0.03), rng.normal(0, 0.03), rng.uniform(-1, 2)],
+                    [rng.normal(0, 0.03), 1 + rng.normal(0, 0.03), rng.uniform(-1, 2)]]) for _ in range(N)]
+    focus = rng.random((N, H, W)).astype(np.float32)
+    st_ = DepthState((H, W))
+    lazy = Compositor((H, W, C), np.uint8, mode)
+    eager = [np.zeros((H, W, C), np.uint8) for _ in range(3)]
+    prev = np.zeros((H, W), np.float32)
+    for k in range(N):
+        st_.update(focus[k], prev)
+        prev = focus[k]
+        lazy.update(frames[k], None, st_.best, k, Ms[k], None)
+        p = max(k - 1, 0)
+        if mode == "select":
+            update_select_warped(frames[k], Ms[k], st_.best, k, eager[1], True, 255.0)
+        else:
+            update_neighbours_warped(frames[k], Ms[k], frames[p], Ms[p], st_.best, k, *eager, True, 255.0)
+    raw, _ = st_.finish("gaussian")
+    got = lazy.finish(raw, st_.best)
+    if mode == "select":
+        want = eager[1]
+    else:
+        want = np.empty_like(got)
+        blend(raw, st_.best, *eager, True, want)
+    np.testing.assert_array_equal(got, want)
