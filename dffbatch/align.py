@@ -49,7 +49,7 @@ import numpy as np
 
 __all__ = ["ALIGN_MODES", "Alignment", "estimate_alignment", "Warper", "require_cv2", "residual_motion"]
 
-ALIGN_MODES = ("none", "translation", "similarity", "affine", "auto")
+from .params import ALIGN_MODES  # noqa: E402
 #: Threads registering neighbour pairs during the estimation pass.
 ESTIMATE_THREADS = 2
 #: Registration runs on images at most this many pixels a side (JPEG previews come at

@@ -20,7 +20,7 @@ from .kernels import JIT
 
 __all__ = ["COMPOSITES", "Compositor"]
 
-COMPOSITES = ("select", "interpolate", "pyramid")  # pyramid: dffbatch.fusion
+from .params import COMPOSITES  # noqa: E402 - pyramid: dffbatch.fusion
 
 
 @njit(**JIT)

@@ -18,11 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .align import ALIGN_MODES
-from .composite import COMPOSITES
-from .core import DEFAULTS, REFINES
-from .depth import INTERPOLATIONS
-from .measure import MEASURES
+from .params import ALIGN_MODES, COMPOSITES, DEFAULTS, INTERPOLATIONS, MEASURES, REFINES
 
 __all__ = ["ConfigError", "load_config", "expand_sweep", "sweep_id", "PARAM_KEYS", "SAFE_NAME"]
 

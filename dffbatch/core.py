@@ -17,30 +17,11 @@ from .composite import COMPOSITES, Compositor
 from .depth import INTERPOLATIONS, DepthState
 from .measure import MEASURES, FocusMeasure, check_window
 from .depth import block_mean
+from .params import DEFAULTS, REFINES, STRENGTH_DEFAULT
 from .post import COARSE_BLOCK, REFINERS, Maps
 from .read import prefetch as _prefetch
 
 __all__ = ["DFFResult", "depth_from_focus", "DEFAULTS", "check_frame"]
-
-#: Default parameters of :func:`depth_from_focus` (also the batch runner's defaults):
-#: the best point of the ranked sweep ``configs/sweep.yaml`` over 8 synthetic scenes
-#: (mean depth RMSE 0.623 frame against 0.810 for the original sml/3/gaussian/median 3),
-#: then the global ``wls`` solve on top (0.333; benchmarks/bench_solve.py), and
-#: ``interpolate`` for the all-in-focus image (mean PSNR 37.1 dB against 35.8 for
-#: ``select``; ``pyramid`` reaches 37.2 at 35x the cost).
-DEFAULTS = dict(measure="lapd", window=9, step=1, threshold=0.0,
-                interpolation="gaussian", median=5, composite="interpolate",
-                refine="wls", refine_radius=7, refine_strength=None,
-                align="none", align_reference="middle", align_crop=False)
-
-#: The post-stream stages (:mod:`dffbatch.post`).
-REFINES = tuple(REFINERS)
-#: ``refine_strength`` when None: the bilateral filter's confidence power (8), SGM's
-#: P2 (4), the WLS solve's lambda (100). Chosen on the renderer's suites: bilateral
-#: power 2 -> 8 took the occlusion step from -23% to -27% RMSE against median-only;
-#: SGM with P2 = 4 and ``window: 3`` beats the bilateral filter on the occlusion step
-#: (larger P2 staircases curved surfaces); for ``wls`` see benchmarks/bench_solve.py.
-STRENGTH_DEFAULT = {k: r.strength for k, r in REFINERS.items() if r.strength is not None}
 
 _DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 

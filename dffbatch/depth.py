@@ -39,7 +39,7 @@ from .kernels import JIT
 
 __all__ = ["INTERPOLATIONS", "DepthState"]
 
-INTERPOLATIONS = ("gaussian", "parabolic", "none")
+from .params import INTERPOLATIONS  # noqa: E402
 _MODE = {"none": 0, "parabolic": 1, "gaussian": 2}
 _TINY = np.float32(1e-30)
 

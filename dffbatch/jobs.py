@@ -16,7 +16,7 @@ import traceback
 
 import numpy as np
 
-from .core import STRENGTH_DEFAULT, depth_from_focus
+from .params import STRENGTH_DEFAULT
 from .read import FrameError, iter_frames
 
 __all__ = ["make_job", "run_job", "input_fingerprint", "OUTPUT_VERSION"]
@@ -229,6 +229,7 @@ def run_job(job: dict) -> dict:
 
 
 def _run_job(job: dict, decoders: int = 1) -> dict:
+    from .core import depth_from_focus
     from .metrics import depth_metrics, image_metrics, psnr
     from .plots import depth_2d_png, depth_3d_png, mesh_ply
     from .write import atomic_bytes, write_png, write_tiff

@@ -37,7 +37,7 @@ from .kernels import JIT, pad_reflect, reflect_index
 
 __all__ = ["MEASURES", "focus_measure", "FocusMeasure", "luminance", "check_window"]
 
-MEASURES = ("sml", "lape", "lapv", "lapd", "teng", "tenv", "glva", "wavs")
+from .params import MEASURES  # noqa: E402 - the names live with the other parameters
 _VARIANCE = ("lapv", "tenv", "glva")  # measures whose window statistic is a variance
 
 #: Rec. 601 luma weights (the weights of OpenCV's and MATLAB's rgb2gray).

@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from .kernels import JIT
+from .params import STRENGTH_DEFAULT
 from .refine import median_filter
 
 __all__ = ["Maps", "Refiner", "REFINERS", "COARSE_BLOCK", "noise_floor"]
@@ -158,7 +159,7 @@ def _wls(m: Maps):
 REFINERS = {
     "none": Refiner(_none),
     "median": Refiner(_median),
-    "bilateral": Refiner(_bilateral, 8.0, "confidence power"),
-    "sgm": Refiner(_sgm, 4.0, "P2 (P1 = P2 / 10)", frozenset({"volume"})),
-    "wls": Refiner(_wls, 100.0, "FGS lambda (reach about sqrt(lambda) px per pass)", frozenset({"coarse"})),
+    "bilateral": Refiner(_bilateral, STRENGTH_DEFAULT["bilateral"], "confidence power"),
+    "sgm": Refiner(_sgm, STRENGTH_DEFAULT["sgm"], "P2 (P1 = P2 / 10)", frozenset({"volume"})),
+    "wls": Refiner(_wls, STRENGTH_DEFAULT["wls"], "FGS lambda (reach about sqrt(lambda) px per pass)", frozenset({"coarse"})),
 }

@@ -40,10 +40,9 @@ def _now():
 
 
 def _versions():
-    import numba
-    import numpy
-    v = {"dffbatch": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
-         "numba": numba.__version__}
+    from importlib.metadata import version  # the parent does not import Numba
+    v = {"dffbatch": __version__, "python": platform.python_version(), "numpy": version("numpy"),
+         "numba": version("numba")}
     try:
         here = os.path.dirname(os.path.abspath(__file__))
         v["git"] = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True,

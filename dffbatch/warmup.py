@@ -23,7 +23,7 @@ __all__ = ["cache_is_cold", "compile_kernels"]
 
 def cache_is_cold() -> bool:
     """True when Numba's cache holds no kernel of this package yet (a first run)."""
-    from numba.core.config import CACHE_DIR
+    CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR", "")  # what Numba reads; no import of Numba here
     if CACHE_DIR:
         return not glob.glob(os.path.join(CACHE_DIR, "**", "*.nbi"), recursive=True)
     here = os.path.dirname(os.path.abspath(__file__))

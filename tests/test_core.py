@@ -169,3 +169,19 @@ def test_real_stack_cotton():
     sharp = focus_measure(r.allfocus, "sml", 9).mean()
     for f in files:
         assert sharp > focus_measure(iio.imread(f), "sml", 9).mean(), f.name
+
+
+def test_parameter_lists_match_the_registries_and_the_parent_stays_numba_free():
+    """dffbatch.params (what configs and the runner's parent import) names exactly what the
+    kernel modules implement; importing the CLI and the runner loads no Numba."""
+    import subprocess
+    import sys
+    from dffbatch import params
+    from dffbatch.post import REFINERS
+    assert params.REFINES == tuple(REFINERS)
+    assert params.STRENGTH_DEFAULT == {k: r.strength for k, r in REFINERS.items() if r.strength is not None}
+    import dffbatch.depth as d
+    assert set(params.INTERPOLATIONS) == set(d._MODE)
+    code = "import sys, dffbatch.cli, dffbatch.runner; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
