@@ -99,10 +99,20 @@ class RunStore:
             for (text,) in self.db.execute("SELECT record FROM jobs WHERE status != 'ok' ORDER BY seq"):
                 yield json.loads(text)
             return
-        wanted = {i for i, (_, s) in self.keys().items() if s != "ok"}
+        wanted = {i for (i,) in self.db.execute("SELECT id FROM jobs WHERE status != 'ok'")}
         for i in ids:
             if i in wanted:
                 yield self.get(i)
+
+    def tally(self, ids: Iterable[str]) -> dict:
+        """``{status: n}`` over the recorded jobs among ``ids`` (one pass over the table,
+        no record and no per-job tuple held)."""
+        wanted = set(ids)
+        out: dict = {}
+        for i, s in self.db.execute("SELECT id, status FROM jobs"):
+            if i in wanted:
+                out[s] = out.get(s, 0) + 1
+        return out
 
     def count(self, status: Optional[str] = None) -> int:
         if status is None:
