@@ -156,37 +156,25 @@ def update_neighbours_warped(frame, M, prev, Mp, best, k, below, at, above, is_i
 
 
 @njit(**JIT)
-def settle_select_warped(frame, M, best, k, stamp, out, is_int, top):
-    """Lazy :func:`update_select_warped`: sample frame ``k`` only where it is the best
-    frame and has not been sampled for it yet (``stamp``, -1 at the start).
+def settle_warped(frame, M, prev, Mp, nxt, Mn, best, k, stamp, below, at, above, neighbours, is_int, top):
+    """Lazy form of :func:`update_select_warped` / :func:`update_neighbours_warped`:
+    where frame ``k`` is the best and the pixel has not been sampled for it yet
+    (``stamp``, -1 at the start), sample it into ``at`` and, with ``neighbours``, the
+    frame below (``prev``) into ``below`` and the one above (``nxt``) into ``above``.
 
-    Called with frame k-1 after frame k has been measured (a pixel whose best stayed
-    k-1), and once with the last frame at the end: each pixel is sampled about once
-    per stack instead of each time its best frame changes. The result equals the
-    eager update's."""
-    H, W, C = out.shape
-    kk = np.int32(k)
-    for y in prange(H):
-        for x in range(W):
-            if best[y, x] == kk and stamp[y, x] != kk:
-                _sample_into(frame, M, x, y, out[y, x], is_int, top)
-                stamp[y, x] = kk
-
-
-@njit(**JIT)
-def settle_neighbours_warped(frame, M, prev, Mp, nxt, Mn, best, k, stamp, below, at, above, is_int, top):
-    """Lazy :func:`update_neighbours_warped` (see :func:`settle_select_warped`): where
-    frame ``k`` is the best and not yet sampled for it, sample it (``at``), the frame
-    below (``prev``) and the one above (``nxt``; for the last frame, which has none
-    above, any frame: :func:`blend` never reads ``above`` there)."""
+    Called for frame k-1 once frame k has been measured (pixels whose best held), and
+    for the last frame at the end (its ``nxt`` may be any frame: :func:`blend` never
+    reads ``above`` there): each pixel is sampled about once per stack instead of at
+    every change of its best frame. The result equals the eager updates'."""
     H, W, C = at.shape
     kk = np.int32(k)
     for y in prange(H):
         for x in range(W):
             if best[y, x] == kk and stamp[y, x] != kk:
                 _sample_into(frame, M, x, y, at[y, x], is_int, top)
-                _sample_into(prev, Mp, x, y, below[y, x], is_int, top)
-                _sample_into(nxt, Mn, x, y, above[y, x], is_int, top)
+                if neighbours:
+                    _sample_into(prev, Mp, x, y, below[y, x], is_int, top)
+                    _sample_into(nxt, Mn, x, y, above[y, x], is_int, top)
                 stamp[y, x] = kk
 
 
@@ -255,13 +243,12 @@ class Compositor:
         """Sample, where frame ``j`` is the best and not yet sampled, frames j-1, j, j+1."""
         frames = {k: (f, M) for k, f, M in self._recent}
         f, M = frames[j]
-        if self.mode == "select":
-            settle_select_warped(f, M, best, j, self._stamp, self.at, self._is_int, self._top)
-            return
         fp, Mp = frames.get(j - 1, frames[j])  # frame 0 has no frame below: itself, as unaligned
         fn, Mn = frames.get(j + 1, frames[j])  # the last frame has none above: never read
-        settle_neighbours_warped(f, M, fp, Mp, fn, Mn, best, j, self._stamp, self.below, self.at,
-                                 self.above, self._is_int, self._top)
+        three = self.mode == "interpolate"
+        below, above = (self.below, self.above) if three else (self.at, self.at)
+        settle_warped(f, M, fp, Mp, fn, Mn, best, j, self._stamp, below, self.at, above, three,
+                      self._is_int, self._top)
 
     def finish(self, depth, best):
         """The all-in-focus image, (H, W, C), input dtype."""
