@@ -333,7 +333,8 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
             t0 = time.perf_counter()
             title = job["stack"]
             o["depth_2d.png"] = atomic_bytes(os.path.join(out, "depth_2d.png"),
-                                             depth_2d_png(res.depth, title, pixel=calibration))
+                                             depth_2d_png(res.depth, title, pixel=calibration,
+                                                          confidence=res.confidence))
             o["depth_3d.png"] = atomic_bytes(os.path.join(out, "depth_3d.png"),
                                              depth_3d_png(res.depth, job["outputs"].get("plot_grid", 48), title,
                                                           zrange=(0, _axis_top(res.n_frames - 1)), pixel=calibration))

@@ -90,40 +90,73 @@ def _xy(pixel):
     return float(pixel[0]), float(pixel[1]), str(pixel[2])
 
 
-def depth_2d_png(depth, title="", unit="frame", pixel=None) -> bytes:
+#: Confidence below which the 2-D depth plot dims a pixel: depth filled from its
+#: neighbours, not measured (the records' ``low_confidence`` share uses the same line).
+LOW_CONFIDENCE = 0.1
+
+
+def depth_2d_png(depth, title="", unit="frame", pixel=None, confidence=None) -> bytes:
     """Depth map with a labelled colour bar (data range), PNG bytes.
 
+    The figure follows the image's aspect ratio (no white bands for 1280 x 720).
     ``pixel`` (pixel_x, pixel_y, unit): x and y axes in that unit (e.g. µm).
+    ``confidence`` (H, W): pixels below :data:`LOW_CONFIDENCE` are dimmed (filled, not
+    measured), so that measured depth and inferred depth do not look alike.
     """
-    d, _ = _grid(depth, 400)  # the axes are about 400 px wide: no need to resample more
+    d, step = _grid(depth, 400)  # the axes are about 400 px wide: no need to resample more
     H, W = depth.shape
     lo, hi = float(d.min()), float(d.max())
     sx, sy, xy_unit = _xy(pixel)
+    aspect = (H * sy) / max(W * sx, 1e-12)
+    ax_w = 3.9  # inches of image width; the height follows the aspect, within reason
+    ax_h = min(max(ax_w * aspect, 1.4), 6.5)
+    fig_w, fig_h = 5.4, ax_h + 0.95
 
     def build():
-        fig = _figure((5.2, 4.2))
-        ax = fig.subplots()
-        fig.subplots_adjust(left=0.12, right=0.98, bottom=0.11, top=0.93)
-        im = ax.imshow(d, cmap="viridis", interpolation="nearest",
-                       extent=(-0.5 * sx, (W - 0.5) * sx, (H - 0.5) * sy, -0.5 * sy))
-        cb = fig.colorbar(im, ax=ax, shrink=0.85)
-        cb.set_label(f"depth ({unit})")
+        fig = _figure((fig_w, fig_h))
+        ax = fig.add_axes((0.62 / fig_w, 0.5 / fig_h, ax_w / fig_w, ax_h / fig_h))
+        cax = fig.add_axes(((0.62 + ax_w + 0.12) / fig_w, 0.5 / fig_h, 0.16 / fig_w, ax_h / fig_h))
+        extent = (-0.5 * sx, (W - 0.5) * sx, (H - 0.5) * sy, -0.5 * sy)
+        im = ax.imshow(d, cmap="viridis", interpolation="nearest", extent=extent, aspect="auto")
+        dim = ax.imshow(np.zeros(d.shape + (4,), np.float32), interpolation="nearest", extent=extent,
+                        aspect="auto")
+        cb = fig.colorbar(im, cax=cax)
+        cb.set_label(f"depth ({unit}; 0 = first file)" if unit == "frame" else f"depth ({unit})")
         ax.set_xlabel(f"x ({xy_unit})")
         ax.set_ylabel(f"y ({xy_unit})")
         _title_placeholder(ax)
-        return fig, [im, cb.ax, *ax.spines.values()], (ax, im, cb)
+        return fig, [im, dim, cb.ax, *ax.spines.values()], (ax, im, dim, cb)
 
-    fig, bg, (ax, im, cb) = _cached(("2d", unit, H, W, pixel), build)
+    fig, bg, (ax, im, dim, cb) = _cached(("2d", unit, H, W, pixel), build)
     im.set_data(d)
     im.set_clim(lo, hi if hi > lo else lo + 1e-6)
+    shade = np.zeros(d.shape + (4,), np.float32)
+    if confidence is not None:  # regions, not pixels: the local mean over 9 x 9 plotted pixels
+        low = _box_mean(np.asarray(confidence, np.float64)[::step, ::step], 4) < LOW_CONFIDENCE
+        shade[low, 3] = 0.55  # black at 55%: the colour still reads, dimmed
+    dim.set_data(shade)
     ax.title.set_text(title)
     fig.canvas.restore_region(bg)
     ax.draw_artist(im)
+    ax.draw_artist(dim)
     for spine in ax.spines.values():  # over the image, as in a full draw
         ax.draw_artist(spine)
     fig.draw_artist(cb.ax)
     ax.draw_artist(ax.title)
     return _canvas_png(fig)
+
+
+def _box_mean(a, r):
+    """Mean over the (2r+1)^2 window around each pixel (windows clipped at the borders)."""
+    def along(x, axis):
+        c = np.cumsum(np.pad(x, [(1, 0) if i == axis else (0, 0) for i in range(2)]), axis=axis)
+        n = x.shape[axis]
+        hi = np.minimum(np.arange(n) + r + 1, n)
+        lo = np.maximum(np.arange(n) - r, 0)
+        take = (lambda i: c[i, :]) if axis == 0 else (lambda i: c[:, i])
+        cnt = (hi - lo).reshape((-1, 1) if axis == 0 else (1, -1))
+        return (take(hi) - take(lo)) / cnt
+    return along(along(a, 0), 1)
 
 
 def _grid(a, n):

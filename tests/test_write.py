@@ -56,3 +56,23 @@ def test_blitted_plot_equals_a_full_draw(kind):
     want = _full_draw(fig)
     np.testing.assert_array_equal(got, want)
     assert (got != 255).any(axis=2).sum() > 0.2 * got.shape[0] * got.shape[1]  # not blank
+
+
+def test_depth_plot_follows_the_aspect_and_dims_low_confidence():
+    """1280 x 720 is drawn wide, not squashed into a square; filled (low-confidence) depth
+    is dimmed where measured depth is not; the colour bar says which end is frame 0."""
+    depth = np.tile(np.linspace(0, 9, 128, dtype=np.float32), (72, 1))
+    wide = np.asarray(Image.open(io.BytesIO(plots.depth_2d_png(depth, "wide"))))
+    tall = np.asarray(Image.open(io.BytesIO(plots.depth_2d_png(np.ascontiguousarray(depth.T), "tall"))))
+    assert wide.shape[1] > 1.3 * wide.shape[0] and tall.shape[0] > 1.3 * tall.shape[1] - 1
+    conf = np.ones_like(depth)
+    bright = np.asarray(Image.open(io.BytesIO(plots.depth_2d_png(depth, "c", confidence=conf))))[:, :, :3]
+    conf[:, :64] = 0.0  # the left half was filled
+    dimmed = np.asarray(Image.open(io.BytesIO(plots.depth_2d_png(depth, "c", confidence=conf))))[:, :, :3]
+    changed = np.any(bright != dimmed, axis=2)
+    ys, xs = np.nonzero(changed)
+    assert changed.sum() > 0.15 * changed.size  # the left half of the image area
+    assert dimmed[changed].astype(int).sum() < 0.6 * bright[changed].astype(int).sum()
+    assert xs.max() < bright.shape[1] * 0.6  # only on the left
+    fig = next(v[0] for k, v in plots._FIGS.items() if k[0] == "2d" and k[2:4] == (72, 128))
+    assert any("0 = first file" in a.get_ylabel() for a in fig.axes)
