@@ -64,7 +64,9 @@ MUTANTS = {
 
 
 def _copy(dst):
-    for name in ("dffbatch", "tests", "dataset", "pyproject.toml"):
+    # everything the suite reads: the package, the tests, the bundled dataset, the configs
+    # the tests run, and pyproject.toml (pytest's options)
+    for name in ("dffbatch", "tests", "dataset", "configs", "pyproject.toml", "README.md"):
         src = os.path.join(ROOT, name)
         (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, os.path.join(dst, name))
 
@@ -75,9 +77,10 @@ def run_mutant(name, spec, timeout):
         _copy(tmp)
         f = os.path.join(tmp, path)
         text = open(f, encoding="utf-8").read()
-        if text.count(old) != 1:
-            return "not planted", f"{path}: the text occurs {text.count(old)} times"
-        open(f, "w", encoding="utf-8").write(text.replace(old, new))
+        if old is not None:  # None: the control, the copy as it is
+            if text.count(old) != 1:
+                return "not planted", f"{path}: the text occurs {text.count(old)} times"
+            open(f, "w", encoding="utf-8").write(text.replace(old, new))
         t = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"], cwd=tmp,
                            env=dict(os.environ, PYTHONPATH=tmp), capture_output=True, text=True, timeout=timeout)
@@ -99,6 +102,12 @@ def main():
         for n in names:
             print(f"{n:26} {MUTANTS[n][0]:24} {MUTANTS[n][3]}")
         return 0
+    # the control: the unmutated copy must pass, or every mutant would look caught
+    status, detail = run_mutant("control", ("dffbatch/__init__.py", None, None, ""), a.timeout)
+    if status != "SURVIVED":
+        print(f"control: the unmutated copy fails the suite ({detail}); fix that first", flush=True)
+        return 2
+    print(f"{'control (no mutant)':26} {'passes':11} {detail}", flush=True)
     survivors = 0
     for n in names:
         status, detail = run_mutant(n, MUTANTS[n], a.timeout)
