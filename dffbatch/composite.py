@@ -215,7 +215,7 @@ class Compositor:
         self._recent = []   # aligned frames: the last three (frame, matrix), for lazy sampling
         self._stamp = None  # aligned frames: the best frame each pixel was last sampled for
 
-    def update(self, frame3, prev3, best, k, M=None, M_prev=None):
+    def update(self, frame3, prev3, best, k, M=None):
         """Fold frame ``k`` (as (H, W, C)); ``best`` is the depth state after frame k.
 
         With ``M`` (alignment), the frames are on their own grids and 2x3 matrices map
@@ -223,8 +223,9 @@ class Compositor:
         there by Lanczos-3, exact where the matrix is the identity. Sampling is lazy:
         a pixel is sampled when its best frame has held for one more frame (and at
         :meth:`finish` for the last frame's), about once per stack rather than at
-        every change of its best frame; ``M_prev`` is not needed (the compositor keeps
-        the last frames and their matrices). The result equals the eager kernels'.
+        every change of its best frame (the compositor keeps the last three frames and
+        their matrices). The result equals the eager kernels', which the tests keep as
+        its reference.
         """
         if M is None:
             if self.mode == "select":

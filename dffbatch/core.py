@@ -282,7 +282,7 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
     stream = _prefetch(frames, prefetch) if prefetch > 0 else iter(frames)
     ref = fm = state = comp = focus = None
     f_cur = f_prev = prev3 = None
-    M_cur = M_prev = None  # with alignment: output pixel -> frame pixel, for the compositor
+    M_cur = None  # with alignment: output pixel -> frame pixel, for the compositor
     needs = REFINERS[refine].needs
     volume = [] if "volume" in needs else None
     coarse = fc_cur = fc_prev = None
@@ -340,14 +340,13 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         if composite == "pyramid":
             comp.update(frame3, f_cur)
         else:
-            comp.update(frame3, prev3, state.best, k, M_cur, M_prev)
+            comp.update(frame3, prev3, state.best, k, M_cur)
         t = time.perf_counter()
         timings["measure"] += t2 - t1
         timings["depth"] += t3 - t2
         timings["composite"] += t - t3
         f_cur, f_prev = f_prev, f_cur
         prev3 = frame3 if composite == "interpolate" else None
-        M_prev = M_cur
         k += 1
     timings["read"] += time.perf_counter() - t
     if k < 2:

@@ -143,7 +143,7 @@ def test_lazy_aligned_compositor_equals_the_eager_kernels(H, W, N, C, mode, seed
     for k in range(N):
         st_.update(focus[k], prev)
         prev = focus[k]
-        lazy.update(frames[k], None, st_.best, k, Ms[k], None)
+        lazy.update(frames[k], None, st_.best, k, Ms[k])
         p = max(k - 1, 0)
         if mode == "select":
             update_select_warped(frames[k], Ms[k], st_.best, k, eager[1], True, 255.0)
