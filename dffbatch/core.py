@@ -168,9 +168,10 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         edge-aware solve weighted by the evidence of each focus curve
         (:mod:`dffbatch.solve`): depth where focus is measured stays as measured, flat
         and ambiguous areas are filled from confident neighbours along the structure
-        of the all-in-focus image; the ``median`` filter cleans its input;
-        ``refine_strength`` = the smoother's lambda, default 100 (reach about
-        sqrt(lambda) pixels); the confidence becomes the evidence weight in [0, 1].
+        of the all-in-focus image (two solves, a near and a far reach; ``median``
+        is not used); ``refine_strength`` = the near solve's lambda, default 60
+        (reach about sqrt(lambda) pixels; the far one 3.5x); the confidence
+        becomes the evidence weight in [0, 1].
         ``median`` (the ``median`` filter alone); ``bilateral``, the
         confidence-weighted joint bilateral filter guided by the all-in-focus image
         (:func:`dffbatch.refine.joint_bilateral`, ``refine_radius`` pixels,

@@ -18,11 +18,11 @@ REFINES = ("none", "median", "bilateral", "sgm", "wls")
 ALIGN_MODES = ("none", "translation", "similarity", "affine", "auto")
 
 #: ``refine_strength`` when None: the bilateral filter's confidence power (8), SGM's
-#: P2 (4), the WLS solve's lambda (100). Chosen on the renderer's suites: bilateral
+#: P2 (4), the WLS near solve's lambda (60; the far one 3.5x). Chosen on the renderer's suites: bilateral
 #: power 2 -> 8 took the occlusion step from -23% to -27% RMSE against median-only;
 #: SGM with P2 = 4 and ``window: 3`` beats the bilateral filter on the occlusion step
 #: (larger P2 staircases curved surfaces); for ``wls`` see benchmarks/bench_solve.py.
-STRENGTH_DEFAULT = {"bilateral": 8.0, "sgm": 4.0, "wls": 100.0}
+STRENGTH_DEFAULT = {"bilateral": 8.0, "sgm": 4.0, "wls": 60.0}
 
 #: Default parameters of :func:`depth_from_focus` (also the batch runner's defaults):
 #: the best point of the ranked sweep ``configs/sweep.yaml`` over 8 synthetic scenes

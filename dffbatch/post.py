@@ -14,8 +14,9 @@ one entry in :data:`REFINERS`.
 ``sgm``        semi-global aggregation of the kept focus volume, the bilateral filter,
                the median
 ``wls``        global, edge-aware, confidence-weighted solve (:mod:`dffbatch.solve`)
-               of the median-filtered depth, with the evidence of the focus curve at
-               two scales (the measure window, and 8 x 8 blocks of it)
+               of the raw depth, with the evidence of the focus curve at two scales
+               (the measure window, and 8 x 8 blocks of it), at two reaches (see
+               :func:`_wls`)
 =============  ==========================================================================
 """
 from __future__ import annotations
@@ -37,7 +38,10 @@ COARSE_BLOCK = 8
 #: ``wls``: evidence power of the fine and the coarse curve, weight of the coarse one,
 #: edge sensitivity of the guide. Chosen on the renderer's suites (256 x 256, 12 frames;
 #: benchmarks/bench_solve.py prints the table).
-WLS_POWER, WLS_COARSE_POWER, WLS_COARSE_WEIGHT, WLS_SIGMA, WLS_ITERATIONS = 2, 3, 1.0, 0.03, 3
+WLS_POWER, WLS_COARSE_POWER, WLS_COARSE_WEIGHT, WLS_SIGMA, WLS_ITERATIONS = 2, 3, 0.75, 0.03, 3
+#: ``wls``: lambda of the long-reach solve, as a multiple of ``refine_strength``, and the
+#: support ``S(w)`` at which the short-reach solve's depth and the long one's weigh alike.
+WLS_REACH, WLS_SUPPORT = 3.5, 0.01
 #: ``wls``: factor on the evidence of a curve (fine, coarse) that peaks at the first or
 #: last frame (see :func:`dffbatch.depth.evidence`): untextured pixels beside texture at
 #: another depth. On the renderer (bench_solve.py) 1.0 -> 0.01 / 0.02 takes the
@@ -140,10 +144,30 @@ def _mix_scales(d, w, dc, wc, b, wcoarse, out_d, out_w):
             out_w[y, x] = t
 
 
+@njit(**JIT)
+def _blend_reach(d_near, s_near, d_far, c, out):
+    """``t d_near + (1 - t) d_far`` with ``t = S / (S + c)``: the near solve where evidence reached."""
+    H, W = d_near.shape
+    for y in prange(H):
+        for x in range(W):
+            s = s_near[y, x]
+            t = s / (s + c)
+            out[y, x] = t * d_near[y, x] + (np.float32(1.0) - t) * d_far[y, x]
+
+
 def _wls(m: Maps):
-    from .solve import wls_solve
+    """Two normalised FGS solves of the raw depth on the same weights and affinities.
+
+    The near one (lambda = ``strength``) keeps the detail that weak texture measures;
+    the far one (``WLS_REACH`` times it) reaches across regions without texture. Each
+    pixel takes the near depth as far as evidence reached it (support ``S(w)`` against
+    ``WLS_SUPPORT``), the far one elsewhere. One lambda cannot do both: on the renderer
+    (bench_solve.py) lambda 60 alone leaves the flat scenes' blobs half filled and 200
+    alone blurs the low-texture sphere; the blend beats either on both.
+    """
+    from .solve import affinities, fgs_normalized
     tau = noise_floor(m.measure, m.window)
-    d = median_filter(m.raw, m.median)
+    d = m.raw
     w = m.state.evidence(tau, WLS_POWER, WLS_END)
     if m.coarse is not None:
         dc, _ = m.coarse.finish(m.interpolation)
@@ -151,7 +175,12 @@ def _wls(m: Maps):
         dm, wm = np.empty_like(d), np.empty_like(w)
         _mix_scales(d, w, dc, wc, COARSE_BLOCK, np.float32(WLS_COARSE_WEIGHT), dm, wm)
         d, w = dm, wm
-    depth, _ = wls_solve(d, w, m.guide(), m.strength, WLS_SIGMA, WLS_ITERATIONS)
+    ax, ay = np.empty_like(d), np.empty_like(d)
+    affinities(m.guide(), np.float32(WLS_SIGMA), ax, ay)
+    near, support = fgs_normalized(d, w, ax, ay, m.strength, WLS_ITERATIONS)
+    far, _ = fgs_normalized(d, w, ax, ay, m.strength * WLS_REACH, WLS_ITERATIONS)
+    depth = np.empty_like(d)
+    _blend_reach(near, support, far, np.float32(WLS_SUPPORT), depth)
     return depth, np.minimum(w, np.float32(1.0))
 
 
@@ -161,5 +190,5 @@ REFINERS = {
     "median": Refiner(_median),
     "bilateral": Refiner(_bilateral, STRENGTH_DEFAULT["bilateral"], "confidence power"),
     "sgm": Refiner(_sgm, STRENGTH_DEFAULT["sgm"], "P2 (P1 = P2 / 10)", frozenset({"volume"})),
-    "wls": Refiner(_wls, STRENGTH_DEFAULT["wls"], "FGS lambda (reach about sqrt(lambda) px per pass)", frozenset({"coarse"})),
+    "wls": Refiner(_wls, STRENGTH_DEFAULT["wls"], "FGS lambda of the near solve (reach about sqrt(lambda) px per pass; the far one 3.5x)", frozenset({"coarse"})),
 }

@@ -158,6 +158,23 @@ def test_block_mean_matches_numpy_with_partial_blocks():
 
 
 # ------------------------------------------------------------------ metrics
+def test_scale_mix_and_reach_blend_match_numpy():
+    from dffbatch.post import _blend_reach, _mix_scales
+    d, w, s = _maps(13, 21, 3)
+    dc, wc, _ = _maps(2, 3, 4)  # 8 x 8 blocks: partial ones at the right and bottom
+    dm, wm = np.empty_like(d), np.empty_like(w)
+    _mix_scales(d, w, dc, wc, 8, np.float32(0.75), dm, wm)
+    up = lambda a: np.repeat(np.repeat(a, 8, 0), 8, 1)[:13, :21]  # noqa: E731
+    w2 = 0.75 * up(wc)
+    np.testing.assert_allclose(wm, w + w2, rtol=1e-6)
+    np.testing.assert_allclose(dm, (w * d + w2 * up(dc)) / (w + w2), rtol=1e-5)
+    out = np.empty_like(d)
+    near, far = d, s[::-1].copy()
+    _blend_reach(near, w, far, np.float32(0.01), out)
+    t = w.astype(np.float64) / (w + 0.01)
+    np.testing.assert_allclose(out, t * near + (1 - t) * far, rtol=1e-5, atol=1e-6)
+
+
 def test_ause_is_zero_for_the_oracle_and_positive_for_the_reverse():
     err = np.random.default_rng(5).random((40, 40))
     assert ause(err, -err, border=0) == pytest.approx(0.0, abs=1e-12)
