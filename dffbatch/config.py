@@ -32,12 +32,20 @@ class ConfigError(Exception):
 PARAM_KEYS = ("measure", "window", "step", "threshold", "interpolation", "median", "composite",
               "refine", "refine_radius", "refine_strength", "align", "align_reference", "align_crop")
 
+#: ``outputs.formats``: the files written for each map. ``auto`` (all-in-focus): PNG where
+#: a PNG holds the image exactly (8 or 16 bits, grey or colour), TIFF and an 8-bit PNG
+#: preview otherwise (float data, other channel counts).
+FORMAT_CHOICES = {"allfocus": ("png", "tiff"), "depth": ("tiff", "png"), "confidence": ("png", "tiff")}
+FORMATS_DEFAULT = {"allfocus": "auto", "depth": ["tiff"], "confidence": ["png"]}
+TIFF_COMPRESSIONS = ("none", "deflate", "zstd")
+
 _SECTIONS = {
     "run": {"name": "run", "output": "outputs", "seed": 0, "notes": ""},
     "datasets": None,
     "params": dict(DEFAULTS),
     "sweep": {"mode": "product"},
-    "outputs": {"plots": True, "mesh": False, "plot_grid": 48, "report": True},
+    "outputs": {"plots": True, "mesh": False, "plot_grid": 48, "report": True,
+                "formats": dict(FORMATS_DEFAULT), "tiff_compression": "none"},
     "execution": {"workers": "auto", "threads_per_worker": "auto", "backend": "local",
                   "address": None, "retries": None, "max_jobs": 5000,
                   "max_pixels": 200_000_000},
@@ -261,6 +269,17 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
     with E.check():
         if not _is_int(o["plot_grid"]) or not 8 <= o["plot_grid"] <= 512:
             _fail(ctx, "outputs.plot_grid", f"must be an integer from 8 to 512, got {o['plot_grid']!r}")
+    o["formats"] = _formats(ctx, o["formats"], E)
+    with E.check():
+        if o["tiff_compression"] not in TIFF_COMPRESSIONS:
+            _fail(ctx, "outputs.tiff_compression",
+                  f"{o['tiff_compression']!r} is not one of {', '.join(TIFF_COMPRESSIONS)}")
+        if o["tiff_compression"] != "none":
+            try:
+                import imagecodecs  # noqa: F401
+            except ImportError:
+                _fail(ctx, "outputs.tiff_compression", f"{o['tiff_compression']} needs the imagecodecs package "
+                                                       "(pip install imagecodecs, or dffbatch[codecs])")
 
     x = out["execution"]
     for k in ("workers", "threads_per_worker"):
@@ -286,6 +305,29 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
     n = len(expand_sweep(out))
     if n == 0:
         _fail(ctx, "params", "the sweep is empty")
+    return out
+
+
+
+
+def _formats(ctx, given, E):
+    """``outputs.formats`` resolved: each map a sorted list of formats (``auto`` kept as is)."""
+    if not isinstance(given, dict):
+        with E.check():
+            _fail(ctx, "outputs.formats", f"must be a mapping of allfocus / depth / confidence to formats, "
+                                          f"got {given!r}")
+        return dict(FORMATS_DEFAULT)
+    out = _with_defaults(ctx, "outputs.formats.", given, FORMATS_DEFAULT, E)
+    for k, choices in FORMAT_CHOICES.items():
+        v = out[k]
+        if k == "allfocus" and v == "auto":
+            continue
+        vals = [v] if isinstance(v, str) else v
+        with E.check():
+            if not isinstance(vals, list) or not vals or any(x not in choices for x in vals):
+                extra = " or auto" if k == "allfocus" else ""
+                _fail(ctx, f"outputs.formats.{k}", f"must be a list of {', '.join(choices)}{extra}, got {v!r}")
+            out[k] = sorted(set(vals))
     return out
 
 

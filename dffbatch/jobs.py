@@ -22,7 +22,7 @@ from .read import FrameError, iter_frames
 __all__ = ["make_job", "run_job", "input_fingerprint", "OUTPUT_VERSION"]
 
 #: Bumped whenever the outputs of a job change for the same inputs and parameters.
-OUTPUT_VERSION = 2  # 2: confidence.png
+OUTPUT_VERSION = 3  # 2: confidence.png; 3: outputs.formats, view/ images
 
 
 def input_fingerprint(files) -> list:
@@ -303,30 +303,7 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
         out = job["out_dir"]
         os.makedirs(out, exist_ok=True)
         o = rec["outputs"]
-        o["depth.tif"] = write_tiff(os.path.join(out, "depth.tif"), res.depth, calibration)
-        scale = 65535.0 / max(res.n_frames - 1, 1)
-        o["depth.png"] = write_png(os.path.join(out, "depth.png"),
-                                   np.round(res.depth * scale).astype(np.uint16))
-        o["confidence.tif"] = write_tiff(os.path.join(out, "confidence.tif"), res.confidence, calibration)
-        o["confidence.png"] = write_png(os.path.join(out, "confidence.png"),  # 8-bit: 0..255 = 0..1
-                                        np.round(np.clip(res.confidence, 0, 1) * 255).astype(np.uint8))
-        if res.depth_units is not None:
-            o["depth_units.tif"] = write_tiff(os.path.join(out, "depth_units.tif"), res.depth_units, calibration)
-        af = res.allfocus
-        o["allfocus.tif"] = write_tiff(os.path.join(out, "allfocus.tif"), af, calibration)
-        if af.ndim == 3 and af.shape[2] not in (1, 3, 4):  # channels a PNG cannot hold: their mean, 8-bit
-            from .hyperstack import plane_mean_focus
-            prev = plane_mean_focus(af)
-            prev = np.clip(prev / max(float(prev.max()), 1e-12) * 255, 0, 255).astype(np.uint8)
-            o["allfocus.png"] = write_png(os.path.join(out, "allfocus.png"), prev)
-            rec["notes"].append(f"allfocus.png is an 8-bit preview of the mean of {af.shape[2]} channels; "
-                                "allfocus.tif keeps every channel")
-        elif af.dtype in (np.uint8, np.uint16):  # PNG keeps 8 and 16 bits, grey or colour
-            o["allfocus.png"] = write_png(os.path.join(out, "allfocus.png"), af)
-        else:  # float data: an 8-bit preview, the TIFF keeps the values
-            prev = np.clip(af / max(float(af.max()), 1e-12) * 255, 0, 255).astype(np.uint8)
-            o["allfocus.png"] = write_png(os.path.join(out, "allfocus.png"), prev)
-            rec["notes"].append("allfocus.png is an 8-bit preview of float data; allfocus.tif keeps the values")
+        o.update(write_maps(out, res, job["outputs"], calibration, rec["notes"]))
         rec["timings"]["write"] = round(time.perf_counter() - t0, 4)
 
         if job["outputs"].get("plots", True):
@@ -343,8 +320,14 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
             from .plots import alignment_png
             o["alignment.png"] = atomic_bytes(os.path.join(out, "alignment.png"), alignment_png(al.per_frame, job["stack"]))
         if job["outputs"].get("mesh", False):
-            o["mesh.ply"] = atomic_bytes(os.path.join(out, "mesh.ply"), mesh_ply(res.depth, af))
+            o["mesh.ply"] = atomic_bytes(os.path.join(out, "mesh.ply"), mesh_ply(res.depth, res.allfocus))
 
+        if job["outputs"].get("report", True):
+            from .views import write_views
+            t0 = time.perf_counter()
+            truth = gt["depth"] if "depth" in gt and gt["depth"].shape == res.depth.shape else None
+            o.update(write_views(out, res.allfocus, res.depth, res.confidence, res.n_frames, truth))
+            rec["timings"]["views"] = round(time.perf_counter() - t0, 4)
         stats = {}
         for name in o:  # what resume checks: a stat per file instead of reading it
             st = os.stat(os.path.join(out, name))
@@ -353,8 +336,8 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
         if "depth" in gt and gt["depth"].shape == res.depth.shape:
             rec["metrics"].update(depth_metrics(res.depth, gt["depth"]))
             rec["gt_depth"] = os.path.join(folder, "gt_depth.tif")
-        if "allfocus" in gt and gt["allfocus"].shape == af.shape:
-            rec["metrics"].update(image_metrics(af, gt["allfocus"]))
+        if "allfocus" in gt and gt["allfocus"].shape == res.allfocus.shape:
+            rec["metrics"].update(image_metrics(res.allfocus, gt["allfocus"]))
             if frame_psnr:
                 rec["metrics"]["best_frame_psnr"] = max(frame_psnr)
         rec["status"] = "ok"
@@ -373,3 +356,57 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
     except (ImportError, OSError):
         pass
     return rec
+
+
+def write_maps(out, res, outputs, calibration, notes) -> dict:
+    """Write the maps of ``res`` in the formats of ``outputs["formats"]``; return ``{name: sha256}``.
+
+    depth: ``tiff`` float32 frames (and ``depth_units.tif`` when positions are given),
+    ``png`` 16-bit 0..65535 = frame 0..N-1; confidence: ``png`` 8-bit 0..255 = 0..1,
+    ``tiff`` float32; all-in-focus: ``png`` (8 or 16 bits as read), ``tiff`` (any data),
+    ``auto`` = ``png`` where a PNG holds the image exactly, else ``tiff`` and an 8-bit PNG
+    preview. Float TIFFs are compressed as ``outputs["tiff_compression"]`` says.
+    """
+    from .write import write_png, write_tiff
+    fmts = outputs.get("formats") or {"allfocus": "auto", "depth": ["tiff"], "confidence": ["png"]}
+    comp = outputs.get("tiff_compression", "none")
+    o = {}
+    join = os.path.join
+
+    def tiff(name, a):
+        o[name] = write_tiff(join(out, name), a, calibration, compression=comp if a.dtype.kind == "f" else "none")
+
+    if "tiff" in fmts["depth"]:
+        tiff("depth.tif", res.depth)
+        if res.depth_units is not None:
+            tiff("depth_units.tif", res.depth_units)
+    if "png" in fmts["depth"]:
+        scale = 65535.0 / max(res.n_frames - 1, 1)
+        o["depth.png"] = write_png(join(out, "depth.png"), np.round(res.depth * scale).astype(np.uint16))
+    if "tiff" in fmts["confidence"]:
+        tiff("confidence.tif", res.confidence)
+    if "png" in fmts["confidence"]:
+        from .views import confidence_u8
+        o["confidence.png"] = write_png(join(out, "confidence.png"), confidence_u8(res.confidence))
+    af = res.allfocus
+    exact = af.dtype in (np.uint8, np.uint16) and (af.ndim == 2 or af.shape[2] in (1, 3, 4))
+    want = fmts["allfocus"]
+    if want == "auto":
+        want = ["png"] if exact else ["png", "tiff"]
+    if "tiff" in want:
+        tiff("allfocus.tif", af)
+    if "png" in want:
+        if exact:
+            o["allfocus.png"] = write_png(join(out, "allfocus.png"), af)
+        else:
+            if af.ndim == 3 and af.shape[2] not in (1, 3, 4):  # channels a PNG cannot hold: their mean
+                from .hyperstack import plane_mean_focus
+                prev, what = plane_mean_focus(af), f"the mean of {af.shape[2]} channels"
+            else:
+                prev, what = af, "float data"
+            prev = np.clip(prev / max(float(prev.max()), 1e-12) * 255, 0, 255).astype(np.uint8)
+            o["allfocus.png"] = write_png(join(out, "allfocus.png"), prev)
+            keep = "allfocus.tif keeps the values" if "tiff" in want else \
+                "no TIFF keeps the values (outputs.formats.allfocus: [png])"
+            notes.append(f"allfocus.png is an 8-bit preview of {what}; {keep}")
+    return o

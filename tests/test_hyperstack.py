@@ -41,7 +41,9 @@ def _run(tmp_path, **dataset):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"run": {"name": "r", "output": str(tmp_path / "out")},
                                    "datasets": [{"path": str(tmp_path / "data"), **dataset}],
-                                   "outputs": {"plots": False, "report": False}, "execution": {"workers": 1}}))
+                                   "outputs": {"plots": False, "report": False,
+                                               "formats": {"confidence": ["png", "tiff"]}},
+                                   "execution": {"workers": 1}}))
     rc = main([str(cfg), "--no-progress"])
     if rc == 2:
         return rc, {}

@@ -93,7 +93,8 @@ def test_16bit_and_float_tiffs(tmp_path, dtype):
         a = iio.imread(f).astype(dtype) * (257 if dtype == np.uint16 else 1 / 255)
         tifffile.imwrite(f.with_suffix(".tif"), a.astype(dtype), photometric="rgb")
         f.unlink()
-    rc, jobs = run_jobs(tmp_path)
+    # float data: auto writes the TIFF (and a PNG preview); 16 bits: the PNG alone holds it, the TIFF asked for
+    rc, jobs = run_jobs(tmp_path, outputs={"formats": {"allfocus": "auto" if dtype == np.float32 else ["png", "tiff"]}})
     assert rc == 0
     out = tmp_path / "out/t" / next(iter(jobs.values()))["id"]
     af = tifffile.imread(out / "allfocus.tif")
@@ -278,7 +279,7 @@ def test_write_failure_fails_the_job_and_keeps_previous_files(tmp_path, monkeypa
                                median=3, composite="select"), "p", str(tmp_path / "run"),
                    {"plots": False, "mesh": False})
     assert run_job(job)["status"] == "ok"
-    before = {f.name: f.read_bytes() for f in (tmp_path / "run/p/data__a").iterdir()}
+    before = {f.name: f.read_bytes() for f in (tmp_path / "run/p/data__a").rglob("*") if f.is_file()}
     real_fdopen = os.fdopen
 
     class Full:
@@ -298,7 +299,7 @@ def test_write_failure_fails_the_job_and_keeps_previous_files(tmp_path, monkeypa
     monkeypatch.setattr(W.os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
     rec = run_job(job)
     assert rec["status"] == "failed" and text in rec["error"]
-    after = {f.name: f.read_bytes() for f in (tmp_path / "run/p/data__a").iterdir()}
+    after = {f.name: f.read_bytes() for f in (tmp_path / "run/p/data__a").rglob("*") if f.is_file()}
     assert after == before  # nothing truncated, no temporary left behind
 
 

@@ -5,6 +5,7 @@ import time
 
 import imageio.v3 as iio
 import numpy as np
+import pytest
 import tifffile
 
 from dffbatch.cli import main
@@ -71,7 +72,8 @@ def test_each_input_change_reruns_exactly_the_affected_jobs(tmp_path):
 def test_depth_png_confidence_and_uneven_positions_hold_their_values(tmp_path):
     small_stack(tmp_path / "data" / "a", n=5, size=(40, 48))
     (tmp_path / "data" / "a" / "pos.csv").write_text("10\n11\n13\n17\n25\n")  # uneven steps
-    cfg = write_cfg(tmp_path, [{"path": str(tmp_path / "data" / "a"), "positions": "pos.csv"}])
+    cfg = write_cfg(tmp_path, [{"path": str(tmp_path / "data" / "a"), "positions": "pos.csv"}],
+                    outputs={"formats": {"depth": ["tiff", "png"], "confidence": ["tiff"]}})
     _run(cfg)
     run = tmp_path / "out/t"
     (job,) = json.loads((run / "manifest.json").read_text())["jobs"]
@@ -95,7 +97,7 @@ def test_depth_png_confidence_and_uneven_positions_hold_their_values(tmp_path):
 
 def test_outputs_follow_the_umask_and_confidence_png_holds_the_confidence(tmp_path):
     small_stack(tmp_path / "data" / "a")
-    cfg = write_cfg(tmp_path, [str(tmp_path / "data")])
+    cfg = write_cfg(tmp_path, [str(tmp_path / "data")], outputs={"formats": {"confidence": ["png", "tiff"]}})
     old = os.umask(0o022)
     try:
         import importlib
@@ -106,12 +108,57 @@ def test_outputs_follow_the_umask_and_confidence_png_holds_the_confidence(tmp_pa
         os.umask(old)
     run = tmp_path / "out/t"
     (job,) = json.loads((run / "manifest.json").read_text())["jobs"]
-    for f in list((run / job).iterdir()) + [run / "manifest.json", run / "summary.csv"]:
+    files = [f for f in (run / job).rglob("*") if f.is_file()]
+    assert {f.name for f in files} >= {"depth.tif", "confidence.tif", "confidence.png", "thumb.webp"}
+    for f in files + [run / "manifest.json", run / "summary.csv"]:
         assert f.stat().st_mode & 0o777 == 0o644, (f.name, oct(f.stat().st_mode))
     conf = tifffile.imread(run / job / "confidence.tif")
     png = iio.imread(run / job / "confidence.png")
     assert png.dtype == np.uint8
-    np.testing.assert_array_equal(png, np.round(np.clip(conf, 0, 1) * 255).astype(np.uint8))
+    np.testing.assert_array_equal(png, np.floor(np.clip(conf.astype(np.float64), 0, 1) * 255 + 0.5).astype(np.uint8))
+
+
+_MAPS = {"allfocus": {"png": "allfocus.png", "tiff": "allfocus.tif"}, "depth": {"png": "depth.png", "tiff": "depth.tif"},
+         "confidence": {"png": "confidence.png", "tiff": "confidence.tif"}}
+_VIEWS = {"view/thumb.webp", "view/allfocus.webp", "view/depth.jpg", "view/confidence.jpg"}
+
+
+@pytest.mark.parametrize("formats, report", [
+    ({}, True),  # the default set
+    ({"allfocus": ["tiff"], "depth": ["png"], "confidence": ["tiff"]}, False),
+    ({"allfocus": ["png", "tiff"], "depth": ["png", "tiff"], "confidence": ["png", "tiff"]}, True),
+])
+def test_each_formats_choice_writes_exactly_what_it_says(tmp_path, formats, report):
+    small_stack(tmp_path / "data" / "a")
+    cfg = write_cfg(tmp_path, [str(tmp_path / "data")], outputs={"formats": formats, "report": report})
+    _run(cfg)
+    run = tmp_path / "out/t"
+    (job,) = json.loads((run / "manifest.json").read_text())["jobs"]
+    want = {"allfocus": ["png"], "depth": ["tiff"], "confidence": ["png"], **formats}  # allfocus auto: uint8 -> png
+    expect = {_MAPS[k][f] for k, fs in want.items() for f in fs} | (_VIEWS if report else set())
+    got = {str(f.relative_to(run / job)) for f in (run / job).rglob("*") if f.is_file()}
+    assert got == expect
+    rec = json.loads((run / "manifest.json").read_text())["jobs"][job]
+    assert set(rec["outputs"]) == expect
+    if "depth.png" in expect and "depth.tif" in expect:  # 16-bit: 0..65535 = frame 0..N-1
+        d = tifffile.imread(run / job / "depth.tif")
+        np.testing.assert_allclose(iio.imread(run / job / "depth.png") / 65535 * 3, d, atol=1 / 65535 * 3)
+
+
+def test_compressed_float_tiffs_hold_the_same_values(tmp_path):
+    pytest.importorskip("imagecodecs", reason="tiff_compression needs imagecodecs (pip install imagecodecs)")
+    small_stack(tmp_path / "data" / "a")
+    runs = {}
+    for comp in ("none", "deflate", "zstd"):
+        cfg = write_cfg(tmp_path, [str(tmp_path / "data")], run={"name": comp},
+                        outputs={"tiff_compression": comp, "formats": {"confidence": ["tiff"]}})
+        _run(cfg)
+        (job,) = json.loads((tmp_path / "out" / comp / "manifest.json").read_text())["jobs"]
+        runs[comp] = [tifffile.TiffFile(tmp_path / "out" / comp / job / f) for f in ("depth.tif", "confidence.tif")]
+    for comp in ("deflate", "zstd"):
+        for a, b in zip(runs["none"], runs[comp]):
+            np.testing.assert_array_equal(a.asarray(), b.asarray())
+            assert b.pages[0].compression != 1 and a.pages[0].compression == 1
 
 
 def test_version(capsys):

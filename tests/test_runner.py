@@ -53,8 +53,9 @@ def test_main_job_on_bundled_dataset(tmp_path):
         assert rec["status"] == "ok"
         assert rec["metrics"]["rmse"] < 1.0  # ground truth is scored automatically
         job = run / rec["id"]
-        for f in ("depth.tif", "depth.png", "confidence.tif", "allfocus.png", "allfocus.tif",
-                  "depth_2d.png", "depth_3d.png"):
+        for f in ("depth.tif", "confidence.png", "allfocus.png", "depth_2d.png", "depth_3d.png",
+                  "view/thumb.webp", "view/allfocus.webp", "view/depth.jpg", "view/confidence.jpg",
+                  "view/truth.jpg", "view/error.jpg"):
             assert (job / f).is_file(), f
     assert "dataset__step" in (run / "index.html").read_text()
 
@@ -111,7 +112,7 @@ def test_multipage_tiff_stack(tmp_path):
     from dffbatch import depth_from_focus
     ref = depth_from_focus(frames)
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out/t" / job / "depth.tif"), ref.depth)
-    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out/t" / job / "allfocus.tif"), ref.allfocus)
+    np.testing.assert_array_equal(iio.imread(tmp_path / "out/t" / job / "allfocus.png"), ref.allfocus)
 
 
 def test_sweep_gives_distinct_stable_ids(tmp_path, capsys):
