@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import os
 from collections import defaultdict
 
@@ -96,181 +97,90 @@ def _img(src, alt):
     return f'<a href="{_e(src)}"><img src="{_e(src)}" alt="{_e(alt)}" loading="lazy"></a>'
 
 
-#: Above this many jobs the report is a summary and a paged table (see _write_large_report).
-LARGE_RUN = 300
+def _asset(name) -> str:
+    from importlib.resources import files
+    return files("dffbatch").joinpath("report_assets", name).read_text(encoding="utf-8")
 
 
-def write_report(run_dir, manifest, records, n_jobs=None):
-    """Write ``index.html`` (and ranking charts when ground truth exists).
+def _job_row(r, sweep_index):
+    """One row of ``jobs.js`` (the order of ``J`` in report.js)."""
+    m = r.get("metrics", {})
+    shape = r.get("shape") or []
+    o = r.get("outputs") or {}
+    views = (1 if "view/thumb.webp" in o else 0) | (2 if "view/error.jpg" in o else 0)
+    sweep, _, stack = r["id"].partition("/")
+    return [r["id"], sweep_index.setdefault(sweep, len(sweep_index)), stack, r["status"], r.get("n_frames"),
+            f"{shape[0]}x{shape[1]}" if len(shape) >= 2 else None, (r.get("timings") or {}).get("total"),
+            r.get("confidence_mean"), r.get("low_confidence"), m.get("rmse"), m.get("aif_psnr"),
+            r.get("error"), views, ((r.get("alignment") or {}).get("note")) or None]
+
+
+def _sweep_labels(params_of):
+    """Each sweep point labelled by the parameters that differ between the points (all equal: none)."""
+    keys = [k for k in PARAM_KEYS if len({json.dumps(p.get(k), default=str) for p in params_of.values()}) > 1]
+    return {s: ", ".join(f"{k} {p.get(k)}" for k in keys) for s, p in params_of.items()}
+
+
+def write_report(run_dir, manifest, records, n_jobs=None, max_failures=200):
+    """Write ``index.html`` and ``jobs.js`` (and ranking charts when ground truth exists).
 
     ``records``: a list, or a callable returning a fresh iterator over them (the run
-    store: a large run is never held in memory). Runs of more than :data:`LARGE_RUN`
-    jobs get the large-run report.
+    store: a large run is never held in memory). One pass counts and collects the
+    failures and the sweep points; a second streams every job into ``jobs.js`` (loaded
+    by a plain script tag: works from file://, no server, no network), from which the
+    page draws a paged grid of thumbnails, a sortable, filterable job table and the
+    viewer (``dffbatch/report_assets/report.js``, inlined).
     """
     source = records if callable(records) else (lambda: iter(records))
-    n = n_jobs if n_jobs is not None else (len(records) if not callable(records) else manifest.get("jobs_total", 0))
-    if n > LARGE_RUN:
-        return _write_large_report(run_dir, manifest, source)
-    records = list(source())
-    ok = [r for r in records if r["status"] == "ok"]
-    bad = [r for r in records if r["status"] != "ok"]
-    parts = [f"""<!doctype html><html><head><meta charset="utf-8"><title>dffbatch run {_e(manifest['run'])}</title>
-<style>body{{font-family:sans-serif;margin:1.5em;color:#222}} table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}} img{{width:220px;margin:2px;border:1px solid #ddd}}
-.card{{display:inline-block;vertical-align:top;margin:6px;padding:6px;border:1px solid #ddd}}
-.row{{white-space:nowrap;overflow-x:auto}} .row .card{{white-space:normal}}
-.bad{{color:#b00}} .small{{font-size:12px;color:#555}}</style></head><body>
-<h1>dffbatch run <code>{_e(manifest['run'])}</code></h1>
-<p class="small">started {_e(manifest.get('started'))} &middot; finished {_e(manifest.get('finished'))} &middot;
-dffbatch {_e(manifest['versions'].get('dffbatch'))} &middot; {_e(len(ok))} ok, {_e(len(bad))} failed,
-{_e(manifest.get('jobs_total'))} jobs &middot; <a href="summary.csv">summary.csv</a> &middot;
-<a href="manifest.json">manifest.json</a> &middot; <a href="run.log">run.log</a></p>"""]
-    if bad:
-        parts.append("<h2 class='bad'>Failures</h2><table><tr><th>job</th><th>reason</th></tr>")
-        parts += [f"<tr><td>{_e(r['id'])}</td><td>{_e(r.get('error'))}</td></tr>" for r in bad]
-        parts.append("</table>")
-    ranking = rank_sweeps(records)
-    if ranking:
-        parts.append(_ranking_html(run_dir, ranking, records))
-    parts.append("<h2>Results</h2>")
-    # one row per stack, its sweep points side by side (e.g. aligned next to unaligned)
-    by_stack = defaultdict(list)
-    for r in ok:
-        by_stack[r["id"].partition("/")[2]].append(r)
-    for stack, rs in by_stack.items():
-        parts.append("<div class='row'>" + (f"<h3>{_e(stack)}</h3>" if len(rs) > 1 else ""))
-        for r in rs:
-            sweep = r["id"].partition("/")[0]
-            base = f"{sweep}/{stack}"
-            m = r.get("metrics", {})
-            mtxt = " &middot; ".join(f"{k} {_e(_fmt(m[k]))}" for k in ("rmse", "aif_psnr") if k in m)
-            what = ", ".join(f"{k} {_e(r['params'].get(k))}" for k in ("align", "refine", "composite")
-                             if len(rs) > 1 and r["params"].get(k) not in (None, "none"))
-            imgs = "".join(_img(f"{base}/{f}", f) for f in ("allfocus.png", "depth_2d.png", "depth_3d.png",
-                                                             "alignment.png") if f in r.get("outputs", {}))
-            note = (r.get("alignment") or {}).get("note")
-            note = f"<br><span class='small'>alignment: {_e(note)}</span>" if note else ""
-            parts.append(f"<div class='card'><b>{_e(stack)}</b><br><span class='small'>{_e(sweep)} &middot; "
-                         f"{_e(r.get('n_frames'))} frames {mtxt}{' &middot; ' + what if what else ''}</span>"
-                         f"{note}<br>{imgs}</div>")
-        parts.append("</div>")
-    parts.append("<h2>Jobs</h2><table><tr><th>job</th><th>status</th><th>frames</th><th>rmse</th>"
-                 "<th>AiF PSNR</th><th>time (s)</th></tr>")
-    for r in records:
-        m = r.get("metrics", {})
-        parts.append(f"<tr><td>{_e(r['id'])}</td><td class='{'bad' if r['status'] != 'ok' else ''}'>"
-                     f"{_e(r['status'])}</td><td>{_e(r.get('n_frames', ''))}</td><td>{_e(_fmt(m.get('rmse')))}</td>"
-                     f"<td>{_e(_fmt(m.get('aif_psnr')))}</td><td>{_e(_fmt(r.get('timings', {}).get('total')))}</td></tr>")
-    parts.append("</table></body></html>\n")
-    write_text(os.path.join(run_dir, "index.html"), "\n".join(parts))
-
-
-_TABLE_JS = """
-<script src="jobs.js"></script>
-<script>
-(function () {
-  var cols = ["job", "status", "frames", "time (s)", "mean confidence", "low-confidence share", "rmse", "AiF PSNR"];
-  var rows = window.DFF_JOBS || [], view = rows, page = 0, per = 100, key = -1, dir = 1;
-  var gt = rows.some(function (r) { return r[6] !== null; });
-  var show = cols.map(function (c, i) { return i < 6 || gt; });
-  var table = document.getElementById("jobs"), info = document.getElementById("pageinfo");
-  function cell(v, i, r) {
-    if (i === 0) { return "<a href='" + encodeURI(r[0]) + "/'>" + esc(r[0]) + "</a>"; }
-    if (v === null || v === undefined) { return ""; }
-    return typeof v === "number" ? (Number.isInteger(v) ? v : v.toFixed(3)) : esc(v);
-  }
-  function esc(t) { return String(t).replace(/[&<>"']/g, function (c) {
-    return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]; }); }
-  function render() {
-    var h = "<tr>" + cols.map(function (c, i) { return show[i] ? "<th data-i='" + i + "'>" + c +
-      (i === key ? (dir > 0 ? " &#9650;" : " &#9660;") : "") + "</th>" : ""; }).join("") + "</tr>";
-    view.slice(page * per, page * per + per).forEach(function (r) {
-      h += "<tr" + (r[1] !== "ok" ? " class='bad'" : "") + ">" + r.map(function (v, i) {
-        return show[i] ? "<td>" + cell(v, i, r) + "</td>" : ""; }).join("") + "</tr>"; });
-    table.innerHTML = h;
-    info.textContent = view.length ? "rows " + (page * per + 1) + "-" + Math.min(view.length, page * per + per) +
-      " of " + view.length : "no rows";
-  }
-  table.addEventListener("click", function (e) {
-    var i = e.target.getAttribute && e.target.getAttribute("data-i"); if (i === null) { return; }
-    i = +i; dir = key === i ? -dir : 1; key = i;
-    view.sort(function (a, b) { var x = a[i], y = b[i]; if (x === y) { return 0; } if (x === null) { return 1; }
-      if (y === null) { return -1; } return (x < y ? -1 : 1) * dir; }); page = 0; render(); });
-  document.getElementById("filter").addEventListener("input", function (e) {
-    var q = e.target.value.toLowerCase(); view = rows.filter(function (r) {
-      return !q || (r[0] + " " + r[1]).toLowerCase().indexOf(q) >= 0; }); page = 0; render(); });
-  document.getElementById("prev").onclick = function () { if (page > 0) { page--; render(); } };
-  document.getElementById("next").onclick = function () { if ((page + 1) * per < view.length) { page++; render(); } };
-  render();
-})();
-</script>"""
-
-
-def _job_row(r):
-    m = r.get("metrics", {})
-    return [r["id"], r["status"], r.get("n_frames"), (r.get("timings") or {}).get("total"),
-            r.get("confidence_mean"), r.get("low_confidence"), m.get("rmse"), m.get("aif_psnr")]
-
-
-def _write_large_report(run_dir, manifest, source, top=20, max_failures=200):
-    """A report that holds at any size: the summary first, every job in a paged table.
-
-    One pass over the records keeps only counts and top-k lists; a second streams the
-    rows into ``jobs.js`` (loaded by a plain script tag: works from file://, no server,
-    no network), which the page shows 100 at a time, sortable and filterable.
-    """
-    import heapq
-    import json
     n_ok = n_failed = 0
-    failures, slowest, least = [], [], []
-    for i, r in enumerate(source()):
+    failures, params_of, gt = [], {}, False
+    for r in source():
+        params_of.setdefault(r["id"].partition("/")[0], r.get("params") or {})
         if r["status"] != "ok":
             n_failed += 1
             if len(failures) < max_failures:
                 failures.append((r["id"], r.get("error")))
             continue
         n_ok += 1
-        t = (r.get("timings") or {}).get("total") or 0.0
-        item = (t, i, r["id"], r.get("n_frames"))
-        (heapq.heappush if len(slowest) < top else heapq.heappushpop)(slowest, item)
-        c = r.get("confidence_mean")
-        if c is not None:
-            item = (-c, i, r["id"], r.get("low_confidence"))
-            (heapq.heappush if len(least) < top else heapq.heappushpop)(least, item)
+        gt = gt or "rmse" in (r.get("metrics") or {})
+    labels = _sweep_labels(params_of)
+    index = {s: i for i, s in enumerate(params_of)}
+    sweeps = [{"id": s, "label": labels[s]} for s in params_of]
 
     def rows():
-        yield b"window.DFF_JOBS = ["
+        head = {"sweeps": sweeps, "gt": gt}
+        yield ("window.DFF = " + json.dumps(head)[:-1] + ', "jobs": [').encode()
         for i, r in enumerate(source()):
-            yield ((",\n" if i else "\n") + json.dumps(_job_row(r), default=str)).encode()
-        yield b"\n];\n"
+            yield ((",\n" if i else "\n") + json.dumps(_job_row(r, index), default=str)).encode()
+        yield b"\n]};\n"
     atomic_chunks(os.path.join(run_dir, "jobs.js"), rows())
-    parts = [f"""<!doctype html><html><head><meta charset="utf-8"><title>dffbatch run {_e(manifest['run'])}</title>
-<style>body{{font-family:sans-serif;margin:1.5em;color:#222}} table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}} th{{cursor:pointer;background:#f4f4f4}}
-.bad{{color:#b00}} .small{{font-size:12px;color:#555}} .cols{{display:flex;gap:2em;flex-wrap:wrap}}</style>
-</head><body><h1>dffbatch run <code>{_e(manifest['run'])}</code></h1>
-<p>{n_ok} ok, {n_failed} failed, {_e(manifest.get('jobs_total'))} jobs &middot; status {_e(manifest.get('status'))}
-&middot; started {_e(manifest.get('started'))} &middot; finished {_e(manifest.get('finished'))} &middot;
-<a href="summary.csv">summary.csv</a> &middot; <a href="manifest.json">manifest.json</a> &middot;
-<a href="run.log">run.log</a></p>"""]
+    total = manifest.get("jobs_total", n_ok + n_failed)
+    parts = [f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>dffbatch run {_e(manifest['run'])}</title><style>{_asset("report.css")}</style></head><body>
+<h1>dffbatch run <code>{_e(manifest['run'])}</code></h1>
+<p class="small">{n_ok} ok, {n_failed} failed, {_e(total)} jobs &middot; status {_e(manifest.get('status'))} &middot;
+started {_e(manifest.get('started'))} &middot; finished {_e(manifest.get('finished'))} &middot;
+dffbatch {_e((manifest.get('versions') or {}).get('dffbatch'))} &middot; <a href="summary.csv">summary.csv</a> &middot;
+<a href="manifest.json">manifest.json</a> &middot; <a href="run.log">run.log</a></p>"""]
     if failures:
         more = f" (the first {len(failures)}; all in summary.csv)" if n_failed > len(failures) else ""
         parts.append(f"<h2 class='bad'>Failures: {n_failed}{more}</h2><table><tr><th>job</th><th>reason</th></tr>"
                      + "".join(f"<tr><td>{_e(j)}</td><td>{_e(e)}</td></tr>" for j, e in failures) + "</table>")
-    parts.append("<div class='cols'><div><h2>Slowest</h2><table><tr><th>job</th><th>s</th><th>frames</th></tr>"
-                 + "".join(f"<tr><td><a href='{_e(j)}/'>{_e(j)}</a></td><td>{t:.2f}</td><td>{_e(n)}</td></tr>"
-                           for t, _, j, n in sorted(slowest, reverse=True)) + "</table></div>")
-    parts.append("<div><h2>Least confident</h2><table><tr><th>job</th><th>mean confidence</th>"
-                 "<th>low-confidence share</th></tr>"
-                 + "".join(f"<tr><td><a href='{_e(j)}/'>{_e(j)}</a></td><td>{-c:.3f}</td><td>{_e(lo)}</td></tr>"
-                           for c, _, j, lo in sorted(least, reverse=True)) + "</table></div></div>")
     ranking = rank_sweeps(source())
     if ranking:
         parts.append(_ranking_html(run_dir, ranking, source()))
-    parts.append("<h2>Jobs</h2><p><input id='filter' placeholder='filter: job or status'> "
-                 "<button id='prev'>&larr;</button> <button id='next'>&rarr;</button> <span id='pageinfo'></span>"
-                 " <span class='small'>(click a column to sort)</span></p><table id='jobs'></table>")
-    parts.append(_TABLE_JS + "\n</body></html>\n")
+    parts.append("""<h2>Stacks</h2>
+<div class="bar"><input id="filter" type="search" placeholder="filter: stack, status, sweep, error">
+<label class="small">order <select id="sort"></select></label>
+<button id="cprev">&larr;</button><button id="cnext">&rarr;</button> <span id="cardinfo" class="small"></span>
+<span class="small">click a stack for the viewer: all-in-focus, depth, confidence at full size</span></div>
+<div id="grid" class="grid"></div>
+<h2>Jobs</h2><p><button id="prev">&larr;</button> <button id="next">&rarr;</button> <span id="pageinfo"></span>
+<span class="small">(click a column to sort; the filter above applies)</span></p><table id="jobs"></table>
+<div id="viewer" role="dialog" aria-label="viewer"><div class="top" id="vtop"></div><div class="panels" id="vpanels"></div></div>
+<script src="jobs.js"></script>""")
+    parts.append(f"<script>{_asset('report.js')}</script>\n</body></html>\n")
     write_text(os.path.join(run_dir, "index.html"), "\n".join(parts))
 
 

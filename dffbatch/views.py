@@ -7,7 +7,7 @@ all-in-focus PNG is 1.4 MB). Each job writes instead, into ``view/``:
 ==========================  =================================================================
 ``thumb.webp``              the all-in-focus image reduced by a whole factor to a longest
                             side of at most :data:`THUMB_SIDE` px
-``allfocus.webp``           the all-in-focus image at full size (lossy, quality 65)
+``allfocus.webp``           the all-in-focus image at full size (lossy, quality 55)
 ``depth.jpg``               depth at full size, viridis over frame 0 .. N-1 (as the plots)
 ``confidence.jpg``          confidence, grey 0..1, at half size (the confidence of a pixel
                             comes from a window of ``window`` px, so half size loses little;
@@ -117,10 +117,10 @@ def write_views(out_dir, allfocus, depth, confidence, n_frames, truth=None) -> d
     if min(cim.size) >= 2:
         cim = cim.reduce(2)
     files = {
-        "thumb.webp": _webp(np.asarray(thumb), 70),
-        "allfocus.webp": _webp(rgb),
-        "depth.jpg": _encode(_depth_rgb(depth, top), "JPEG", quality=70),
-        "confidence.jpg": _encode(np.asarray(cim), "JPEG", quality=60),
+        "thumb.webp": _webp(np.asarray(thumb), 65),
+        "allfocus.webp": _webp(rgb, 55),
+        "depth.jpg": _encode(_depth_rgb(depth, top), "JPEG", quality=65),
+        "confidence.jpg": _encode(np.asarray(cim), "JPEG", quality=50),
     }
     if truth is not None and np.shape(truth) == np.shape(depth):
         files["truth.jpg"] = _encode(_depth_rgb(truth, top), "JPEG", quality=70)

@@ -210,12 +210,12 @@ def test_runner_records_alignment(tmp_path):
     common = by["similarity"]["alignment"]["common"]
     assert common != [0, 256, 0, 256] and common[0] >= 0 and common[1] <= 256
     assert "alignment.png" in by["similarity"]["outputs"]
-    # the report puts one stack's sweep points side by side, in one row
-    html = (tmp_path / "out/t/index.html").read_text()
-    row = html[html.index("<div class='row'>"):html.index("<h2>Jobs</h2>")]
-    assert all(r["id"].split("/")[0] in row for r in jobs.values())
-    assert row.count("<div class='card'>") == 2 and "align similarity" in row
-    assert "alignment: auto: largest corner motion" in row  # the auto decision, on its card
+    # the report's data: both sweep points of the stack, labelled by what differs, with the auto decision
+    js = (tmp_path / "out/t/jobs.js").read_text()
+    data = json.loads(js[len("window.DFF = "):].rstrip().rstrip(";"))
+    assert sorted(s["label"] for s in data["sweeps"]) == ["align auto", "align similarity"]
+    rows = {data["sweeps"][r[1]]["label"]: r for r in data["jobs"]}
+    assert rows["align auto"][13].startswith("auto: largest corner motion")  # shown on its card and in the viewer
 
 
 def test_aligned_all_in_focus_keeps_exact_input_values():

@@ -70,30 +70,33 @@ def test_ssim_matches_an_independent_implementation(kind):
     assert ssim(a, a) == pytest.approx(1.0)
 
 
-def test_a_large_run_report_has_the_summary_and_every_job_in_its_data_file(tmp_path):
+def test_the_report_streams_every_job_into_its_data_file(tmp_path):
     import json
-    from dffbatch.report import LARGE_RUN, write_report
-    n = LARGE_RUN + 50
+    from dffbatch.report import write_report
+    n = 1050
     recs = []
     for i in range(n):
-        r = _rec("p", f"s{i:04d}", 0.1, status="failed" if i % 100 == 7 else "ok")
+        r = _rec("p" if i % 2 else "q", f"s{i:04d}", 0.1, status="failed" if i % 100 == 7 else "ok")
+        r["params"] = {"measure": "lapd", "window": 9 if i % 2 else 5}
         r["timings"] = {"total": float(i % 37)}
         r["confidence_mean"], r["low_confidence"] = 0.2 + (i % 50) / 100, 0.01
+        r["shape"] = [30, 40, 3]
+        r["outputs"] = {"view/thumb.webp": "x"}
         recs.append(r)
+    recs[7]["error"] = "frame 3: <bad> & broken"
     calls = []
     manifest = {"run": "big", "versions": {}, "jobs_total": n, "status": "finished"}
     write_report(tmp_path, manifest, lambda: (calls.append(1), iter(recs))[1], n_jobs=n)  # streamed, not a list
     html = (tmp_path / "index.html").read_text()
-    assert f"{n - 4} ok, 4 failed" in html and "Failures: 4" in html and "p/s0007" in html
-    slow = html[html.index("<h2>Slowest"):html.index("<h2>Least")]
-    times = [float(t.split("</td>")[0]) for t in slow.split("</a></td><td>")[1:]]
-    assert times == sorted(times, reverse=True) and times[0] == 36.0 and len(times) == 20  # the slowest first
-    least = html[html.index("<h2>Least"):]
-    assert "<td>0.200</td>" in least.split("</tr>")[1]             # the least confident first
+    assert f"{n - 11} ok, 11 failed" in html and "Failures: 11" in html and "p/s0007" in html
+    assert "&lt;bad&gt; &amp; broken" in html and "<bad>" not in html  # escaped
     js = (tmp_path / "jobs.js").read_text()
-    assert js.startswith("window.DFF_JOBS = [")
-    rows = json.loads(js[len("window.DFF_JOBS = "):].rstrip().rstrip(";"))
-    assert len(rows) == n and rows[7][:2] == ["p/s0007", "failed"] and rows[0][3] == 0.0
+    data = json.loads(js[len("window.DFF = "):].rstrip().rstrip(";"))
+    rows = data["jobs"]
+    assert len(rows) == n and rows[7][:4] == ["p/s0007", 1, "s0007", "failed"] and rows[7][11] == recs[7]["error"]
+    assert rows[0][:7] == ["q/s0000", 0, "s0000", "ok", 7, "30x40", 0.0] and rows[0][12] == 1
+    assert [s["label"] for s in data["sweeps"]] == ["window 5", "window 9"]  # only what differs
+    assert data["gt"] is True  # the records carry depth RMSE
     assert "<script src=\"jobs.js\"></script>" in html and "http" not in html.split("<body>")[1]  # nothing remote
     assert len(calls) >= 2  # the records are read as a stream, more than once, never kept
 

@@ -57,7 +57,7 @@ def test_main_job_on_bundled_dataset(tmp_path):
                   "view/thumb.webp", "view/allfocus.webp", "view/depth.jpg", "view/confidence.jpg",
                   "view/truth.jpg", "view/error.jpg"):
             assert (job / f).is_file(), f
-    assert "dataset__step" in (run / "index.html").read_text()
+    assert "dataset__step" in (run / "jobs.js").read_text()
 
 
 def test_discovers_the_three_real_layouts():
@@ -283,8 +283,8 @@ def test_html_report_escapes_names(tmp_path):
     cfg = write_cfg(tmp_path, [str(tmp_path / "data")])
     assert main([str(cfg), "--no-progress"]) == 0
     html = (tmp_path / "out/t/index.html").read_text()
-    assert "<script>" not in html
-    assert "data___script_x" in html  # the stack is there, under its safe id
+    assert "<script>x" not in html
+    assert "data___script_x" in (tmp_path / "out/t/jobs.js").read_text()  # the stack is there, under its safe id
 
 
 def test_mesh_and_plots_are_written(tmp_path):

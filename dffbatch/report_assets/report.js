@@ -1,0 +1,254 @@
+// dffbatch report: the stack grid, the job table and the viewer, from window.DFF (jobs.js).
+// No library, no network: everything it loads is in the run folder.
+(function () {
+  "use strict";
+  var D = window.DFF || {jobs: [], sweeps: [], gt: false};
+  // a row: [id, sweep index, stack, status, frames, "HxW", seconds, mean confidence,
+  //         low-confidence share, rmse, AiF PSNR, error, views (1: view/ images, 2: truth and error),
+  //         alignment note]
+  var J = {id: 0, sweep: 1, stack: 2, status: 3, frames: 4, size: 5, time: 6, conf: 7, low: 8, rmse: 9,
+           psnr: 10, error: 11, views: 12, align: 13};
+  var COLS = [["job", J.id], ["status", J.status], ["frames", J.frames], ["size", J.size], ["time (s)", J.time],
+              ["mean confidence", J.conf], ["low-confidence share", J.low]];
+  if (D.gt) { COLS.push(["depth RMSE (frame)", J.rmse], ["AiF PSNR (dB)", J.psnr]); }
+  var LAYERS = [["allfocus", "all-in-focus", "view/allfocus.webp"], ["depth", "depth", "view/depth.jpg"],
+                ["confidence", "confidence (half size)", "view/confidence.jpg"],
+                ["truth", "true depth", "view/truth.jpg"], ["error", "error (red +, blue -)", "view/error.jpg"]];
+  var rows = D.jobs, view = rows.slice(), key = -1, dir = 1;
+  var cardPage = 0, CARDS = 48, tablePage = 0, ROWS = 100;
+  var byStack = {};  // stack -> row indices, one per sweep point
+  rows.forEach(function (r, i) { (byStack[r[J.stack]] = byStack[r[J.stack]] || []).push(i); });
+
+  function $(id) { return document.getElementById(id); }
+  function el(tag, attrs, text) {
+    var e = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+    if (text !== undefined && text !== null) { e.textContent = text; }
+    return e;
+  }
+  function url(id, file) {  // each path segment encoded: names may hold spaces, '#', '?'
+    return id.split("/").concat(file ? file.split("/") : []).map(encodeURIComponent).join("/");
+  }
+  function fmt(v) {
+    if (v === null || v === undefined) { return ""; }
+    return typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : String(v);
+  }
+  function sweepLabel(i) { return (D.sweeps[i] || {}).label || ""; }
+  function aspect(r) {
+    var s = String(r[J.size] || "").split("x");
+    return s.length === 2 && +s[0] > 0 ? (+s[1] / +s[0]) : 1;
+  }
+
+  // ---------------------------------------------------------------- filter and sort
+  function apply() {
+    var q = $("filter").value.toLowerCase().trim();
+    view = rows.filter(function (r) {
+      return !q || (r[J.id] + " " + r[J.status] + " " + sweepLabel(r[J.sweep]) + " " + (r[J.error] || ""))
+        .toLowerCase().indexOf(q) >= 0;
+    });
+    if (key >= 0) {
+      view.sort(function (a, b) {
+        var x = a[key], y = b[key];
+        if (x === y) { return 0; }
+        if (x === null || x === undefined) { return 1; }
+        if (y === null || y === undefined) { return -1; }
+        return (x < y ? -1 : 1) * dir;
+      });
+    }
+    cardPage = 0; tablePage = 0; render();
+  }
+  function sortBy(i) { dir = key === i ? -dir : 1; key = i; $("sort").value = String(i); apply(); }
+
+  // ---------------------------------------------------------------- grid and table
+  function renderCards() {
+    var grid = $("grid"); grid.textContent = "";
+    view.slice(cardPage * CARDS, cardPage * CARDS + CARDS).forEach(function (r) {
+      var ok = r[J.status] === "ok";
+      var card = el("div", {"class": "card" + (ok ? "" : " failed"), "data-job": r[J.id]});
+      if (ok && r[J.views] & 1) {
+        var img = el("img", {src: url(r[J.id], "view/thumb.webp"), alt: r[J.stack], loading: "lazy",
+                             width: "320", height: String(Math.round(320 * aspect(r)))});
+        img.style.setProperty("--ar", String(1 / aspect(r)));
+        card.appendChild(img);
+      } else if (!ok) {
+        card.appendChild(el("div", {"class": "err"}, r[J.error] || r[J.status]));
+      }
+      var cap = el("div", {"class": "cap"});
+      cap.appendChild(el("b", {}, r[J.stack]));
+      cap.appendChild(el("br"));
+      if (D.sweeps.length > 1) { cap.appendChild(el("span", {"class": "tag"}, sweepLabel(r[J.sweep]))); }
+      var bits = [r[J.frames] ? r[J.frames] + " frames" : "", r[J.size] || "",
+                  r[J.conf] !== null && r[J.conf] !== undefined ? "conf " + fmt(r[J.conf]) : "",
+                  r[J.rmse] !== null && r[J.rmse] !== undefined ? "RMSE " + fmt(r[J.rmse]) : ""];
+      cap.appendChild(el("span", {"class": "small"}, bits.filter(Boolean).join(" \u00b7 ")));
+      if (r[J.align]) { cap.appendChild(el("div", {"class": "small note"}, "alignment: " + r[J.align])); }
+      card.appendChild(cap);
+      if (ok && r[J.views] & 1) { card.addEventListener("click", function () { openViewer(r[J.id]); }); }
+      grid.appendChild(card);
+    });
+    var n = view.length, a = cardPage * CARDS;
+    $("cardinfo").textContent = n ? "stacks " + (a + 1) + "\u2013" + Math.min(n, a + CARDS) + " of " + n : "none";
+  }
+  function renderTable() {
+    var t = $("jobs"); t.textContent = "";
+    var head = el("tr");
+    COLS.forEach(function (c) {
+      var th = el("th", {"data-i": String(c[1])}, c[0] + (c[1] === key ? (dir > 0 ? " \u25b2" : " \u25bc") : ""));
+      th.addEventListener("click", function () { sortBy(c[1]); });
+      head.appendChild(th);
+    });
+    t.appendChild(head);
+    view.slice(tablePage * ROWS, tablePage * ROWS + ROWS).forEach(function (r) {
+      var tr = el("tr", r[J.status] !== "ok" ? {"class": "bad"} : {});
+      COLS.forEach(function (c) {
+        var v = r[c[1]], td = el("td", typeof v === "number" ? {"class": "num"} : {});
+        if (c[1] === J.id) {
+          var a = el("a", {href: url(r[J.id]) + "/"}, v);
+          td.appendChild(a);
+          if (r[J.status] === "ok" && r[J.views] & 1) {
+            var z = el("a", {href: "#", "class": "small", title: "open in the viewer"}, " view");
+            z.addEventListener("click", function (e) { e.preventDefault(); openViewer(r[J.id]); });
+            td.appendChild(z);
+          }
+        } else {
+          td.textContent = c[1] === J.status && r[J.error] ? v + ": " + r[J.error] : fmt(v);
+        }
+        tr.appendChild(td);
+      });
+      t.appendChild(tr);
+    });
+    var n = view.length, a = tablePage * ROWS;
+    $("pageinfo").textContent = n ? "rows " + (a + 1) + "\u2013" + Math.min(n, a + ROWS) + " of " + n : "no rows";
+  }
+  function render() { renderCards(); renderTable(); }
+
+  // ---------------------------------------------------------------- viewer
+  var V = {job: null, layer: "allfocus", mode: "flip", zoom: false};
+  function rowOf(id) { for (var i = 0; i < rows.length; i++) { if (rows[i][J.id] === id) { return rows[i]; } } return null; }
+  function layersOf(r) { return LAYERS.filter(function (l) { return l[0] !== "truth" && l[0] !== "error" || r[J.views] & 2; }); }
+  function siblings(r) {
+    return (byStack[r[J.stack]] || []).map(function (i) { return rows[i]; })
+      .filter(function (s) { return s[J.status] === "ok" && s[J.views] & 1; });
+  }
+  function openViewer(id) { V.job = id; $("viewer").classList.add("open"); drawViewer(); }
+  function closeViewer() { $("viewer").classList.remove("open"); V.job = null; $("vpanels").textContent = ""; }
+  function step(d) {  // next / previous stack in the current order, same sweep point if it has one
+    var r = rowOf(V.job), list = view.filter(function (s) { return s[J.status] === "ok" && s[J.views] & 1; });
+    var i = list.indexOf(r);
+    if (i < 0 || !list.length) { return; }
+    var j = i;
+    do { j = (j + d + list.length) % list.length; } while (list[j][J.stack] === r[J.stack] && j !== i);
+    var same = siblings(list[j]).filter(function (s) { return s[J.sweep] === r[J.sweep]; });
+    V.job = (same[0] || list[j])[J.id]; drawViewer();
+  }
+  function flipSweep(d) {
+    var r = rowOf(V.job), sib = siblings(r), i = sib.indexOf(r);
+    if (sib.length > 1) { V.job = sib[(i + d + sib.length) % sib.length][J.id]; drawViewer(); }
+  }
+  function panel(r, layer, label) {
+    var p = el("div", {"class": "panel"});
+    var lab = el("div", {"class": "lab"}, label);
+    if (layer[0] === "depth" || layer[0] === "truth") {  // the colour scale, as in the depth plots
+      var n = r[J.frames] ? r[J.frames] - 1 : "N-1";
+      lab.appendChild(el("span", {"class": "scale"}, " frame 0 (first file) "));
+      lab.appendChild(el("span", {"class": "ramp"}));
+      lab.appendChild(el("span", {"class": "scale"}, " frame " + n));
+    }
+    p.appendChild(lab);
+    var sc = el("div", {"class": "scroll" + (V.zoom ? " zoom" : "")});
+    var s = String(r[J.size] || "").split("x");
+    var img = el("img", {src: url(r[J.id], layer[2]), alt: label});
+    if (layer[0] === "confidence") { img.className = "half"; }
+    if (V.zoom && s.length === 2) { img.style.width = s[1] + "px"; }
+    img.addEventListener("click", function () { V.zoom = !V.zoom; drawViewer(); });
+    sc.appendChild(img);
+    sc.addEventListener("scroll", function () {  // side by side: every panel follows the one scrolled
+      document.querySelectorAll("#vpanels .scroll").forEach(function (o) {
+        if (o !== sc) { o.scrollLeft = sc.scrollLeft; o.scrollTop = sc.scrollTop; }
+      });
+    });
+    p.appendChild(sc);
+    return p;
+  }
+  function button(box, text, on, fn, title) {
+    var b = el("button", on ? {"class": "on"} : {}, text);
+    if (title) { b.title = title; }
+    b.addEventListener("click", fn); box.appendChild(b); return b;
+  }
+  function drawViewer() {
+    var r = rowOf(V.job); if (!r) { return; }
+    var layers = layersOf(r), sib = siblings(r);
+    if (!layers.some(function (l) { return l[0] === V.layer; })) { V.layer = "allfocus"; }
+    if (V.mode === "sweeps" && sib.length < 2) { V.mode = "flip"; }
+    var top = $("vtop"); top.textContent = "";
+    top.appendChild(el("span", {"class": "title"}, r[J.stack]));
+    button(top, "\u2190", false, function () { step(-1); }, "previous stack (left arrow)");
+    button(top, "\u2192", false, function () { step(1); }, "next stack (right arrow)");
+    top.appendChild(el("span", {"class": "small"}, " layer:"));
+    layers.forEach(function (l, i) {
+      button(top, (i + 1) + " " + l[0], V.mode !== "layers" && V.layer === l[0],
+             function () { V.layer = l[0]; if (V.mode === "layers") { V.mode = "flip"; } drawViewer(); });
+    });
+    top.appendChild(el("span", {"class": "small"}, " view:"));
+    button(top, "flip", V.mode === "flip", function () { V.mode = "flip"; drawViewer(); });
+    button(top, "layers side by side", V.mode === "layers", function () { V.mode = "layers"; drawViewer(); },
+           "every layer of this stack side by side (L)");
+    if (sib.length > 1) {
+      button(top, "sweep points side by side", V.mode === "sweeps", function () { V.mode = "sweeps"; drawViewer(); },
+             "this layer at every sweep point (S)");
+      top.appendChild(el("span", {"class": "small"}, " sweep point:"));
+      sib.forEach(function (s) {
+        button(top, sweepLabel(s[J.sweep]) || s[J.id].split("/")[0], s === r,
+               function () { V.job = s[J.id]; drawViewer(); }, "up / down arrows flip");
+      });
+    }
+    button(top, "\u2715", false, closeViewer, "close (Esc)");
+    var links = el("span", {"class": "small"});
+    links.appendChild(el("a", {href: url(r[J.id]) + "/", target: "_blank"}, "outputs folder"));
+    if (r[J.align]) {
+      links.appendChild(document.createTextNode(" \u00b7 alignment: " + r[J.align] + " "));
+      links.appendChild(el("a", {href: url(r[J.id], "alignment.png"), target: "_blank"}, "plot"));
+    }
+    top.appendChild(links);
+    top.appendChild(el("span", {"class": "help"},
+      "click: 1:1 / fit \u00b7 \u2190 \u2192 stacks \u00b7 1-5 layers \u00b7 \u2191 \u2193 sweep points \u00b7 Esc"));
+    var box = $("vpanels"); box.textContent = "";
+    var layer = layers.filter(function (l) { return l[0] === V.layer; })[0];
+    if (V.mode === "layers") {
+      layers.forEach(function (l) { box.appendChild(panel(r, l, l[1])); });
+    } else if (V.mode === "sweeps") {
+      sib.forEach(function (s) { box.appendChild(panel(s, layer, sweepLabel(s[J.sweep]) + " \u2014 " + layer[1])); });
+    } else {
+      box.appendChild(panel(r, layer, layer[1] + (sib.length > 1 ? " \u2014 " + sweepLabel(r[J.sweep]) : "") +
+                            " \u2014 " + r[J.id]));
+    }
+  }
+  document.addEventListener("keydown", function (e) {
+    if (!V.job) { return; }
+    var r = rowOf(V.job), layers = layersOf(r), n = parseInt(e.key, 10);
+    if (e.key === "Escape") { closeViewer(); }
+    else if (e.key === "ArrowRight") { step(1); }
+    else if (e.key === "ArrowLeft") { step(-1); }
+    else if (e.key === "ArrowDown") { flipSweep(1); }
+    else if (e.key === "ArrowUp") { flipSweep(-1); }
+    else if (n >= 1 && n <= layers.length) { V.layer = layers[n - 1][0]; if (V.mode === "layers") { V.mode = "flip"; } drawViewer(); }
+    else if (e.key === "l" || e.key === "L") { V.mode = V.mode === "layers" ? "flip" : "layers"; drawViewer(); }
+    else if (e.key === "s" || e.key === "S") { V.mode = V.mode === "sweeps" ? "flip" : "sweeps"; drawViewer(); }
+    else { return; }
+    e.preventDefault();
+  });
+
+  // ---------------------------------------------------------------- wiring
+  var sortSel = $("sort");
+  sortSel.appendChild(el("option", {value: "-1"}, "run order"));
+  COLS.forEach(function (c) { if (c[1] !== J.id) { sortSel.appendChild(el("option", {value: String(c[1])}, c[0])); } });
+  sortSel.appendChild(el("option", {value: String(J.stack)}, "stack"));
+  sortSel.addEventListener("change", function () { key = +sortSel.value; dir = 1; apply(); });
+  $("filter").addEventListener("input", apply);
+  $("cprev").addEventListener("click", function () { if (cardPage > 0) { cardPage--; renderCards(); } });
+  $("cnext").addEventListener("click", function () { if ((cardPage + 1) * CARDS < view.length) { cardPage++; renderCards(); } });
+  $("prev").addEventListener("click", function () { if (tablePage > 0) { tablePage--; renderTable(); } });
+  $("next").addEventListener("click", function () { if ((tablePage + 1) * ROWS < view.length) { tablePage++; renderTable(); } });
+  render();
+  document.body.setAttribute("data-ready", "1");
+})();

@@ -1,0 +1,141 @@
+"""The report in a real browser (headless Chromium from Debian's chromium and chromium-driver,
+driven by selenium): on a run of the bundled dataset with a 2 x 2 sweep, every image of the
+first screen loads, the job table sorts and filters, the viewer opens and flips (layers,
+sweep points, stacks), and the page makes no console error and no request outside the run."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from dffbatch.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from browser import chromium, console_errors, requests, wait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    d, why = chromium(1400, 900)
+    if d is None:
+        pytest.skip(why)
+    out = tmp_path_factory.mktemp("report")
+    assert main([str(ROOT / "configs/run.yaml"), "--set", f"run.output={out}", "--set", "params.window=[9, 5]",
+                 "--set", "params.refine=[wls, median]", "--no-progress"]) == 0
+    run = out / "demo"
+    d.get((run / "index.html").as_uri())
+    wait(d, "document.body.getAttribute('data-ready')")
+    yield d, run
+    d.quit()
+
+
+def _table(d):
+    return d.execute_script("return Array.from(document.querySelectorAll('#jobs tr')).slice(1)"
+                            ".map(tr => Array.from(tr.cells).map(c => c.textContent))")
+
+
+def _key(d, key):
+    d.execute_script(f"document.dispatchEvent(new KeyboardEvent('keydown', {{key: '{key}'}}))")
+
+
+_SHOWN = ("(() => { const im = Array.from(document.images).filter(i => { const r = i.getBoundingClientRect();"
+          " return r.bottom > 0 && r.top < innerHeight && r.width > 0; });"
+          " return im.length && im.every(i => i.complete) ? im.map(i => [i.src, i.naturalWidth]) : null; })()")
+
+
+def test_every_image_of_the_first_screen_loads(page):
+    d, run = page
+    d.execute_script("window.scrollTo(0, 0)")
+    shown = wait(d, _SHOWN)  # the sweep ranking's error maps come first with ground truth
+    assert all(w > 0 for _, w in shown), shown
+    d.execute_script("document.getElementById('grid').scrollIntoView()")
+    shown = wait(d, _SHOWN)
+    thumbs = [s for s, _ in shown if "/view/thumb.webp" in s]
+    assert len(thumbs) >= 5 and all(w > 0 for _, w in shown), shown  # a row of thumbnails at 1400 x 900
+    assert d.execute_script("return document.querySelectorAll('#grid .card').length") == 12
+
+
+def test_the_job_table_sorts_and_filters(page):
+    d, run = page
+    assert len(_table(d)) == 12
+    head = [h.text for h in d.find_elements("css selector", "#jobs th")]
+    assert "depth RMSE (frame)" in head[-2]  # ground truth: its columns are there
+    col = head.index("time (s)")
+    d.find_elements("css selector", "#jobs th")[col].click()
+    t = [float(r[col]) for r in _table(d)]
+    assert t == sorted(t) and len(t) == 12
+    d.find_elements("css selector", "#jobs th")[col].click()
+    t = [float(r[col]) for r in _table(d)]
+    assert t == sorted(t, reverse=True)
+    rmse = head.index("depth RMSE (frame)")
+    d.find_elements("css selector", "#jobs th")[rmse].click()
+    v = [float(r[rmse]) for r in _table(d)]
+    assert v == sorted(v)
+    box = d.find_element("id", "filter")
+    box.send_keys("step")
+    rows = _table(d)
+    assert len(rows) == 4 and all("dataset__step" in r[0] for r in rows)
+    assert d.execute_script("return document.querySelectorAll('#grid .card').length") == 4  # the grid follows
+    box.clear()
+    box.send_keys("refine median")  # sweep labels name the parameters that differ
+    assert len(_table(d)) == 6
+    d.execute_script("const f = document.getElementById('filter'); f.value = ''; f.dispatchEvent(new Event('input'))")
+    assert len(_table(d)) == 12
+
+
+def _viewer(d):
+    return d.execute_script("return {open: document.getElementById('viewer').classList.contains('open'),"
+                            " imgs: Array.from(document.querySelectorAll('#vpanels img')).map(i => i.src),"
+                            " title: document.querySelector('#vtop .title') && document.querySelector('#vtop .title').textContent}")
+
+
+def _loaded(d):
+    return wait(d, "Array.from(document.querySelectorAll('#vpanels img')).every(i => i.complete) && "
+                   "Array.from(document.querySelectorAll('#vpanels img')).map(i => i.naturalWidth)")
+
+
+def test_the_viewer_opens_and_flips(page):
+    d, run = page
+    d.execute_script("window.scrollTo(0, 0)")
+    d.find_elements("css selector", "#grid .card")[0].click()
+    v = _viewer(d)
+    assert v["open"] and len(v["imgs"]) == 1 and v["imgs"][0].endswith("/view/allfocus.webp")
+    first = v["imgs"][0]
+    assert _loaded(d)[0] == 256  # full size
+    for key, name in (("2", "depth.jpg"), ("3", "confidence.jpg"), ("4", "truth.jpg"), ("5", "error.jpg")):
+        _key(d, key)
+        v = _viewer(d)
+        assert v["imgs"][0].endswith("/view/" + name) and v["imgs"][0].rsplit("/", 2)[0] == first.rsplit("/", 2)[0]
+        assert _loaded(d)[0] > 0
+    _key(d, "ArrowDown")  # the same stack at the next sweep point
+    v2 = _viewer(d)
+    assert v2["title"] == v["title"] and v2["imgs"][0] != v["imgs"][0] and v2["imgs"][0].endswith("/view/error.jpg")
+    _key(d, "s")  # every sweep point side by side
+    v3 = _viewer(d)
+    assert len(v3["imgs"]) == 4 and len({i.split("/")[-4] for i in v3["imgs"]}) == 4
+    assert all(w > 0 for w in _loaded(d))
+    _key(d, "l")  # every layer side by side: estimate, truth and error among them
+    v4 = _viewer(d)
+    assert [i.rsplit("/", 1)[1] for i in v4["imgs"]] == ["allfocus.webp", "depth.jpg", "confidence.jpg",
+                                                         "truth.jpg", "error.jpg"]
+    _key(d, "ArrowRight")  # the next stack
+    assert _viewer(d)["title"] != v["title"]
+    d.find_elements("css selector", "#vpanels img")[0].click()  # 1:1
+    assert d.execute_script("return document.querySelector('#vpanels .scroll').classList.contains('zoom')")
+    _key(d, "Escape")
+    assert not _viewer(d)["open"]
+
+
+def test_no_console_error_and_no_request_outside_the_run(page):
+    d, run = page
+    d.get((run / "index.html").as_uri())  # a fresh load, then every part of the page used once
+    wait(d, "document.body.getAttribute('data-ready')")
+    d.find_elements("css selector", "#grid .card")[0].click()
+    for k in ("2", "3", "s", "l", "ArrowRight", "Escape"):
+        _key(d, k)
+    d.find_elements("css selector", "#jobs th")[1].click()
+    urls = requests(d)
+    assert urls and all(u.startswith(run.as_uri() + "/") or u.startswith("data:") for u in urls), \
+        [u for u in urls if not u.startswith(run.as_uri())]
+    assert console_errors(d) == []

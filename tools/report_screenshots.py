@@ -1,0 +1,67 @@
+"""Screenshots of a run's report in headless Chromium: first screen, viewer, sweep compare.
+
+    python tools/report_screenshots.py RUN_DIR [--out DIR] [--width 1400] [--height 900]
+
+Writes ``first_screen.png``, ``viewer_allfocus.png``, ``viewer_depth.png``,
+``viewer_confidence.png``, ``viewer_layers.png`` (every layer side by side; with ground
+truth: estimate, truth and error) and, when the run has several sweep points,
+``viewer_sweeps.png`` into ``--out`` (default: RUN_DIR/screenshots).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from browser import chromium, wait  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir")
+    ap.add_argument("--out")
+    ap.add_argument("--width", type=int, default=1400)
+    ap.add_argument("--height", type=int, default=900)
+    a = ap.parse_args(argv)
+    run = os.path.abspath(a.run_dir)
+    out = a.out or os.path.join(run, "screenshots")
+    os.makedirs(out, exist_ok=True)
+    d, why = chromium(a.width, a.height)
+    if d is None:
+        print(f"no screenshots: {why}")
+        return 1
+    try:
+        d.get("file://" + os.path.join(run, "index.html"))
+        wait(d, "document.body.getAttribute('data-ready')")
+        wait(d, "Array.from(document.querySelectorAll('#grid img')).filter(i => i.getBoundingClientRect().top < "
+                "innerHeight).every(i => i.complete)")
+        d.execute_script("document.getElementById('grid').scrollIntoView()")
+        time.sleep(0.3)
+        d.save_screenshot(os.path.join(out, "first_screen.png"))
+        cards = d.find_elements("css selector", "#grid .card:not(.failed)")
+        if not cards:
+            print("no stack to open in the viewer")
+            return 1
+        cards[0].click()
+        for i, layer in enumerate(("allfocus", "depth", "confidence"), 1):
+            d.execute_script(f"document.dispatchEvent(new KeyboardEvent('keydown', {{key: '{i}'}}))")
+            wait(d, "Array.from(document.querySelectorAll('#vpanels img')).every(i => i.complete && i.naturalWidth)")
+            d.save_screenshot(os.path.join(out, f"viewer_{layer}.png"))
+        d.execute_script("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'l'}))")
+        wait(d, "Array.from(document.querySelectorAll('#vpanels img')).every(i => i.complete && i.naturalWidth)")
+        d.save_screenshot(os.path.join(out, "viewer_layers.png"))
+        d.execute_script("document.dispatchEvent(new KeyboardEvent('keydown', {key: '2'}))")
+        d.execute_script("document.dispatchEvent(new KeyboardEvent('keydown', {key: 's'}))")
+        if len(d.find_elements("css selector", "#vpanels .panel")) > 1:
+            wait(d, "Array.from(document.querySelectorAll('#vpanels img')).every(i => i.complete && i.naturalWidth)")
+            d.save_screenshot(os.path.join(out, "viewer_sweeps.png"))
+        print(f"screenshots in {out}: {', '.join(sorted(os.listdir(out)))}")
+    finally:
+        d.quit()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
