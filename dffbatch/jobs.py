@@ -314,7 +314,8 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
                                                           confidence=res.confidence))
             o["depth_3d.png"] = atomic_bytes(os.path.join(out, "depth_3d.png"),
                                              depth_3d_png(res.depth, job["outputs"].get("plot_grid", 48), title,
-                                                          zrange=(0, _axis_top(res.n_frames - 1)), pixel=calibration))
+                                                          zrange=(0, _axis_top(res.n_frames - 1)), pixel=calibration,
+                                                          confidence=res.confidence))
             rec["timings"]["plots"] = round(time.perf_counter() - t0, 4)
         if al is not None and job["outputs"].get("plots", True):
             from .plots import alignment_png

@@ -165,21 +165,35 @@ def _grid(a, n):
     return a[::s, ::s], s
 
 
-def depth_3d_png(depth, grid=48, title="", unit="frame", zrange=None, pixel=None) -> bytes:
-    """Surface plot, downsampled to about ``grid`` points a side (plotting stays cheap).
+def _blocks(a, s):
+    """Means of ``s x s`` blocks (partial blocks at the right and bottom edges)."""
+    a = np.asarray(a, np.float64)
+    H, W = a.shape
+    Hb, Wb = -(-H // s), -(-W // s)
+    pad = np.pad(a, ((0, Hb * s - H), (0, Wb * s - W)))
+    cnt = np.pad(np.ones_like(a), ((0, Hb * s - H), (0, Wb * s - W)))
+    return pad.reshape(Hb, s, Wb, s).sum(axis=(1, 3)) / cnt.reshape(Hb, s, Wb, s).sum(axis=(1, 3))
+
+
+def depth_3d_png(depth, grid=48, title="", unit="frame", zrange=None, pixel=None, confidence=None) -> bytes:
+    """Surface plot of about ``grid`` points a side: the mean depth of each block (a block's
+    single pixel would make spikes of noise), x and y in proportion to the image.
 
     ``zrange`` (lo, hi): the depth axis limits; default the data range. The batch
     runner passes 0 to the last frame rounded up to a multiple of 4: one cached
     scaffold serves stacks of nearby sizes, and the depth maps of a dataset share
-    an axis.
+    an axis. ``confidence`` (H, W): blocks whose mean confidence is below
+    :data:`LOW_CONFIDENCE` (depth filled, not measured) are drawn pale grey.
     """
-    d, s = _grid(depth, grid)
     H, W = depth.shape
+    s = max(1, int(np.ceil(max(H, W) / grid)))
+    d = _blocks(depth, s)
     sx, sy, xy_unit = _xy(pixel)
-    yy, xx = np.mgrid[0:d.shape[0], 0:d.shape[1]] * s
-    xx, yy = xx * sx, yy * sy
+    yy, xx = (np.mgrid[0:d.shape[0], 0:d.shape[1]] + 0.5) * s
+    xx, yy = np.minimum(xx, W) * sx, np.minimum(yy, H) * sy
     zlo, zhi = (float(d.min()), float(d.max())) if zrange is None else map(float, zrange)
     zhi = zhi if zhi > zlo else zlo + 1e-6
+    xmax, ymax = max(1.0, W * sx), max(1.0, H * sy)
 
     def build():
         fig = _figure((5.2, 4.2))
@@ -188,9 +202,11 @@ def depth_3d_png(depth, grid=48, title="", unit="frame", zrange=None, pixel=None
         ax.set_xlabel(f"x ({xy_unit})")
         ax.set_ylabel(f"y ({xy_unit})")
         ax.set_zlabel(f"depth ({unit})")
-        ax.set_xlim(0, max(1, xx.max()))
-        ax.set_ylim(max(1, yy.max()), 0)
+        ax.set_xlim(0, xmax)
+        ax.set_ylim(ymax, 0)
         ax.set_zlim(zlo, zhi)
+        big = max(xmax, ymax)
+        ax.set_box_aspect((xmax / big, ymax / big, 0.45))  # the image's proportions; depth as tall as it reads
         _title_placeholder(ax)
         return fig, [], [ax, None]
 
@@ -198,8 +214,13 @@ def depth_3d_png(depth, grid=48, title="", unit="frame", zrange=None, pixel=None
     ax, surf = state
     if surf is not None:
         surf.remove()
-    surf = state[1] = ax.plot_surface(xx, yy, d, cmap="viridis", linewidth=0, antialiased=False,
-                                      rcount=d.shape[0], ccount=d.shape[1], vmin=zlo, vmax=zhi)
+    from matplotlib import colormaps
+    colors = colormaps["viridis"](np.clip((d - zlo) / (zhi - zlo), 0, 1))
+    if confidence is not None:
+        low = _blocks(confidence, s) < LOW_CONFIDENCE
+        colors[low, :3] = colors[low, :3] * 0.3 + 0.7 * 0.86
+    surf = state[1] = ax.plot_surface(xx, yy, d, facecolors=colors, shade=False, linewidth=0, antialiased=False,
+                                      rcount=d.shape[0], ccount=d.shape[1])
     ax.title.set_text(title)
     fig.canvas.restore_region(bg)
     surf.do_3d_projection()  # with the projection of the background's draw

@@ -280,7 +280,6 @@ def _execute_with(store, cfg, config_path, jobs, run_dir, force, progress, out, 
         log.info("skipped %s: %s", path, why)
     log.info("run %s: %d jobs, %d already done, %d to do", cfg["run"]["name"], len(jobs), n_done, len(todo))
     if not todo:  # a resume with nothing to do: one line, no workers started
-        print(f"dffbatch: nothing to do: all {len(jobs)} jobs already done -> {run_dir}", file=out)
         status, t0 = "finished", time.perf_counter()
     else:
         print(f"dffbatch: {len(jobs)} jobs ({len(jobs) - len(todo)} already done) -> {run_dir}", file=out)
@@ -297,8 +296,12 @@ def _execute_with(store, cfg, config_path, jobs, run_dir, force, progress, out, 
     n_ran = sum(tally.values())
     done = tally.get("ok", 0)
     n_failed = n_ran - done
-    print(f"dffbatch: {status}: {done} ok, {n_failed} failed, {len(jobs) - n_ran} not run "
-          f"in {wall:.1f}s; report {os.path.join(run_dir, 'index.html')}", file=out)
+    if not todo:
+        print(f"dffbatch: nothing to do: all {len(jobs)} jobs already done; report "
+              f"{os.path.join(run_dir, 'index.html')}", file=out)
+    else:
+        print(f"dffbatch: {status}: {done} ok, {n_failed} failed, {len(jobs) - n_ran} not run "
+              f"in {wall:.1f}s; report {os.path.join(run_dir, 'index.html')}", file=out)
     for r in store.failures(ids):
         print(f"  failed {r['id']}: {r['error']}", file=out)
     log.info("%s: %d ok, %d failed, %d not run", status, done, n_failed, len(jobs) - n_ran)

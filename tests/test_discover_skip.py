@@ -44,7 +44,8 @@ def test_output_root_inside_the_dataset(tmp_path, capsys):
     # a third run under the first name resumes and redoes nothing
     assert main([str(cfg), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "nothing to do: all 2 jobs already done" in out and "workers" not in out  # one line, no pool
+    assert "nothing to do: all 2 jobs already done" in out and "workers" not in out  # no pool
+    assert len(out.strip().splitlines()) == 1 and "finished" not in out and "index.html" in out, out  # one line
 
 
 def test_a_copied_run_folder_is_skipped_by_its_marker(tmp_path, capsys):

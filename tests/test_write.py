@@ -76,3 +76,24 @@ def test_depth_plot_follows_the_aspect_and_dims_low_confidence():
     assert xs.max() < bright.shape[1] * 0.6  # only on the left
     fig = next(v[0] for k, v in plots._FIGS.items() if k[0] == "2d" and k[2:4] == (72, 128))
     assert any("0 = first file" in a.get_ylabel() for a in fig.axes)
+
+
+def test_3d_plot_uses_block_means_and_pales_low_confidence():
+    import io
+    from PIL import Image
+    from dffbatch import plots
+    a = np.arange(7 * 10, dtype=np.float64).reshape(7, 10)
+    ref = np.array([[a[y:y + 3, x:x + 3].mean() for x in range(0, 10, 3)] for y in range(0, 7, 3)])
+    np.testing.assert_allclose(plots._blocks(a, 3), ref)  # partial blocks: the mean of what they hold
+    rng = np.random.default_rng(0)
+    d = rng.random((60, 90)) * 9
+
+    def img(conf):
+        return np.asarray(Image.open(io.BytesIO(plots.depth_3d_png(d, 16, "t", zrange=(0, 9), confidence=conf))))
+    plain, sure, unsure = img(None), img(np.ones_like(d)), img(np.zeros_like(d))
+    assert (plain == sure).all()  # confident everywhere: nothing dimmed
+    assert (plain != unsure).any(axis=2).mean() > 0.05  # filled everywhere: the surface is pale
+    grey = unsure[..., :3].astype(int)
+    changed = (plain != unsure).any(axis=2)
+    assert np.abs(grey[changed] - grey[changed].mean(axis=1, keepdims=True)).mean() < \
+        np.abs(plain[..., :3].astype(int)[changed] - plain[..., :3].astype(int)[changed].mean(axis=1, keepdims=True)).mean()
