@@ -328,6 +328,9 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
             t0 = time.perf_counter()
             truth = gt["depth"] if "depth" in gt and gt["depth"].shape == res.depth.shape else None
             o.update(write_views(out, res.allfocus, res.depth, res.confidence, res.n_frames, truth))
+            if job["outputs"].get("mesh", False):
+                from .views import write_mesh_view
+                o.update(write_mesh_view(out, res.depth, res.allfocus, res.n_frames))
             rec["timings"]["views"] = round(time.perf_counter() - t0, 4)
         stats = {}
         for name in o:  # what resume checks: a stat per file instead of reading it

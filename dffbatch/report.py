@@ -107,7 +107,7 @@ def _job_row(r, sweep_index):
     m = r.get("metrics", {})
     shape = r.get("shape") or []
     o = r.get("outputs") or {}
-    views = (1 if "view/thumb.webp" in o else 0) | (2 if "view/error.jpg" in o else 0)
+    views = (1 if "view/thumb.webp" in o else 0) | (2 if "view/error.jpg" in o else 0) | (4 if "view/mesh.js" in o else 0)
     sweep, _, stack = r["id"].partition("/")
     return [r["id"], sweep_index.setdefault(sweep, len(sweep_index)), stack, r["status"], r.get("n_frames"),
             f"{shape[0]}x{shape[1]}" if len(shape) >= 2 else None, (r.get("timings") or {}).get("total"),
@@ -133,7 +133,7 @@ def write_report(run_dir, manifest, records, n_jobs=None, max_failures=200):
     """
     source = records if callable(records) else (lambda: iter(records))
     n_ok = n_failed = 0
-    failures, params_of, gt = [], {}, False
+    failures, params_of, gt, mesh = [], {}, False, False
     for r in source():
         params_of.setdefault(r["id"].partition("/")[0], r.get("params") or {})
         if r["status"] != "ok":
@@ -143,6 +143,7 @@ def write_report(run_dir, manifest, records, n_jobs=None, max_failures=200):
             continue
         n_ok += 1
         gt = gt or "rmse" in (r.get("metrics") or {})
+        mesh = mesh or "view/mesh.js" in (r.get("outputs") or {})
     labels = _sweep_labels(params_of)
     index = {s: i for i, s in enumerate(params_of)}
     sweeps = [{"id": s, "label": labels[s]} for s in params_of]
@@ -154,6 +155,10 @@ def write_report(run_dir, manifest, records, n_jobs=None, max_failures=200):
             yield ((",\n" if i else "\n") + json.dumps(_job_row(r, index), default=str)).encode()
         yield b"\n]};\n"
     atomic_chunks(os.path.join(run_dir, "jobs.js"), rows())
+    if mesh:  # the 3-D view's library (three.js, bundled; see tools/build_vendor.py), loaded on demand
+        from importlib.resources import files
+        atomic_bytes(os.path.join(run_dir, "three-bundle.js"),
+                     files("dffbatch").joinpath("report_assets", "vendor", "three-bundle.js").read_bytes())
     total = manifest.get("jobs_total", n_ok + n_failed)
     parts = [f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -29,9 +29,10 @@ import os
 
 import numpy as np
 
-__all__ = ["THUMB_SIDE", "write_views", "viridis_rgb", "confidence_u8"]
+__all__ = ["THUMB_SIDE", "MESH_SIDE", "write_views", "write_mesh_view", "viridis_rgb", "confidence_u8"]
 
 THUMB_SIDE = 320
+MESH_SIDE = 192
 _VIRIDIS = None
 
 
@@ -126,3 +127,30 @@ def write_views(out_dir, allfocus, depth, confidence, n_frames, truth=None) -> d
         files["truth.jpg"] = _encode(_depth_rgb(truth, top), "JPEG", quality=70)
         files["error.jpg"] = _encode(error_rgb(np.asarray(depth, np.float32) - truth), "JPEG", quality=70)
     return {f"view/{name}": atomic_bytes(os.path.join(out_dir, "view", name), data) for name, data in files.items()}
+
+
+def write_mesh_view(out_dir, depth, allfocus, n_frames, side=MESH_SIDE) -> dict:
+    """``view/mesh.js``: the depth surface for the report's 3-D view (with ``outputs.mesh``).
+
+    A grid of at most ``side`` points a side (block means of depth, 16-bit over frame
+    0 .. N-1; block means of the all-in-focus colours), base64 in a script that calls
+    ``DFF_MESH(job data)``: a classic script loads from file://, where the page could
+    not fetch a PLY file nor read pixels of an image.
+    """
+    import base64
+    import json
+    from .plots import _blocks
+    from .write import atomic_bytes
+    H, W = np.shape(depth)
+    s = max(1, -(-max(H, W) // side))
+    top = max(n_frames - 1, 1)
+    z = np.clip(np.round(_blocks(depth, s) / top * 65535), 0, 65535).astype("<u2")
+    rgb = _rgb8(allfocus)
+    chans = [rgb] if rgb.ndim == 2 else [rgb[..., i] for i in range(3)]
+    col = np.stack([np.clip(np.round(_blocks(c, s)), 0, 255).astype(np.uint8) for c in chans], axis=-1)
+    if col.shape[-1] == 1:
+        col = np.repeat(col, 3, axis=-1)
+    data = {"w": int(z.shape[1]), "h": int(z.shape[0]), "W": int(W), "H": int(H), "frames": int(n_frames),
+            "z": base64.b64encode(z.tobytes()).decode(), "rgb": base64.b64encode(col.tobytes()).decode()}
+    text = "DFF_MESH(" + json.dumps(data) + ");\n"
+    return {"view/mesh.js": atomic_bytes(os.path.join(out_dir, "view", "mesh.js"), text.encode())}

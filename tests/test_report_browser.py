@@ -22,7 +22,7 @@ def page(tmp_path_factory):
         pytest.skip(why)
     out = tmp_path_factory.mktemp("report")
     assert main([str(ROOT / "configs/run.yaml"), "--set", f"run.output={out}", "--set", "params.window=[9, 5]",
-                 "--set", "params.refine=[wls, median]", "--no-progress"]) == 0
+                 "--set", "params.refine=[wls, median]", "--set", "outputs.mesh=true", "--no-progress"]) == 0
     run = out / "demo"
     d.get((run / "index.html").as_uri())
     wait(d, "document.body.getAttribute('data-ready')")
@@ -132,10 +132,34 @@ def test_no_console_error_and_no_request_outside_the_run(page):
     d.get((run / "index.html").as_uri())  # a fresh load, then every part of the page used once
     wait(d, "document.body.getAttribute('data-ready')")
     d.find_elements("css selector", "#grid .card")[0].click()
-    for k in ("2", "3", "s", "l", "ArrowRight", "Escape"):
+    for k in ("2", "3", "s", "l", "6", "ArrowRight", "Escape"):
         _key(d, k)
     d.find_elements("css selector", "#jobs th")[1].click()
     urls = requests(d)
     assert urls and all(u.startswith(run.as_uri() + "/") or u.startswith("data:") for u in urls), \
         [u for u in urls if not u.startswith(run.as_uri())]
     assert console_errors(d) == []
+
+
+def test_the_3d_view_turns_the_mesh_in_webgl(page):
+    d, run = page
+    d.get((run / "index.html").as_uri())
+    wait(d, "document.body.getAttribute('data-ready')")
+    card = next(c for c in d.find_elements("css selector", "#grid .card") if "dataset__step" in c.text)
+    card.click()
+    _key(d, "6")
+    job = wait(d, "document.querySelector('#vpanels .scroll.gl') && "
+                  "document.querySelector('#vpanels .scroll.gl').getAttribute('data-rendered')", 30)
+    assert job.endswith("/dataset__step")
+    pix = d.execute_script("""const c = document.querySelector('#vpanels canvas'), g = c.getContext('webgl2') || c.getContext('webgl');
+        const w = c.width, h = c.height, a = new Uint8Array(w * h * 4); g.readPixels(0, 0, w, h, g.RGBA, g.UNSIGNED_BYTE, a);
+        let bg = 0, n = 0; for (let i = 0; i < a.length; i += 4 * 97) { n++; if (a[i] === 0x16 && a[i + 1] === 0x16) bg++; }
+        return [w, h, bg / n];""")
+    assert pix[0] > 200 and 0.1 < pix[2] < 0.95, pix  # the surface covers part of the canvas, the background the rest
+    before = d.execute_script("return document.querySelector('#vpanels canvas').toDataURL()")
+    from selenium.webdriver import ActionChains
+    canvas = d.find_element("css selector", "#vpanels canvas")
+    ActionChains(d).move_to_element(canvas).click_and_hold().move_by_offset(120, 30).release().perform()
+    assert d.execute_script("return document.querySelector('#vpanels canvas').toDataURL()") != before  # it turned
+    assert console_errors(d) == []
+    assert all(u.startswith(run.as_uri() + "/") or u.startswith("data:") for u in requests(d))

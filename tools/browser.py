@@ -36,7 +36,8 @@ def chromium(width=1400, height=900):
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              f"--window-size={width},{height}", "--allow-file-access-from-files", "--hide-scrollbars"):
+              f"--window-size={width},{height}", "--hide-scrollbars",
+              "--enable-unsafe-swiftshader", "--use-angle=swiftshader"):  # WebGL without a GPU
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     try:

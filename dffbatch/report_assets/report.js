@@ -13,7 +13,8 @@
   if (D.gt) { COLS.push(["depth RMSE (frame)", J.rmse], ["AiF PSNR (dB)", J.psnr]); }
   var LAYERS = [["allfocus", "all-in-focus", "view/allfocus.webp"], ["depth", "depth", "view/depth.jpg"],
                 ["confidence", "confidence (half size)", "view/confidence.jpg"],
-                ["truth", "true depth", "view/truth.jpg"], ["error", "error (red +, blue -)", "view/error.jpg"]];
+                ["truth", "true depth", "view/truth.jpg"], ["error", "error (red +, blue -)", "view/error.jpg"],
+                ["3-D", "3-D surface (drag to turn, wheel to zoom, right-drag to move)", "view/mesh.js"]];
   var rows = D.jobs, view = rows.slice(), key = -1, dir = 1;
   var cardPage = 0, CARDS = 48, tablePage = 0, ROWS = 100;
   var byStack = {};  // stack -> row indices, one per sweep point
@@ -125,13 +126,81 @@
   // ---------------------------------------------------------------- viewer
   var V = {job: null, layer: "allfocus", mode: "flip", zoom: false};
   function rowOf(id) { for (var i = 0; i < rows.length; i++) { if (rows[i][J.id] === id) { return rows[i]; } } return null; }
-  function layersOf(r) { return LAYERS.filter(function (l) { return l[0] !== "truth" && l[0] !== "error" || r[J.views] & 2; }); }
+  function layersOf(r) {
+    return LAYERS.filter(function (l) {
+      return l[0] === "3-D" ? r[J.views] & 4 : (l[0] !== "truth" && l[0] !== "error" || r[J.views] & 2);
+    });
+  }
+
+  // ---------------------------------------------------------------- 3-D view (three.js, loaded on demand)
+  var meshes = {}, loading = null, renderers = [];
+  window.DFF_MESH = function (data) { if (loading) { meshes[loading] = data; } };
+  function script(src, done) {
+    var s = el("script", {src: src});
+    s.onload = function () { done(true); };
+    s.onerror = function () { done(false); };
+    document.head.appendChild(s);
+  }
+  function needThree(done) {
+    if (window.DFF3D) { done(true); return; }
+    script("three-bundle.js", done);
+  }
+  function needMesh(id, done) {
+    if (meshes[id]) { done(true); return; }
+    if (loading) { setTimeout(function () { needMesh(id, done); }, 30); return; }
+    loading = id;
+    script(url(id, "view/mesh.js"), function (ok) { loading = null; done(ok && !!meshes[id]); });
+  }
+  function bytes(b64) { var s = atob(b64), a = new Uint8Array(s.length); for (var i = 0; i < s.length; i++) { a[i] = s.charCodeAt(i); } return a; }
+  function surface(box, r) {
+    needThree(function (ok) {
+      if (!ok) { box.textContent = "three-bundle.js did not load"; return; }
+      needMesh(r[J.id], function (ok2) {
+        if (!ok2) { box.textContent = "view/mesh.js did not load"; return; }
+        if (!box.isConnected) { return; }
+        var T = window.DFF3D, m = meshes[r[J.id]], w = m.w, h = m.h, S = Math.max(m.W, m.H);
+        var z = new Uint16Array(bytes(m.z).buffer), rgb = bytes(m.rgb);
+        var pos = new Float32Array(w * h * 3), col = new Float32Array(w * h * 3), idx = [];
+        for (var j = 0; j < h; j++) {
+          for (var i = 0; i < w; i++) {
+            var k = j * w + i;
+            pos[3 * k] = ((i + 0.5) / w - 0.5) * m.W / S;
+            pos[3 * k + 1] = (0.5 - (j + 0.5) / h) * m.H / S;
+            pos[3 * k + 2] = z[k] / 65535 * 0.45;  // as the 3-D plot: depth 0.45 of the longer side
+            for (var c = 0; c < 3; c++) { col[3 * k + c] = rgb[3 * k + c] / 255; }
+            if (i < w - 1 && j < h - 1) { idx.push(k, k + 1, k + w, k + 1, k + w + 1, k + w); }
+          }
+        }
+        var g = new T.BufferGeometry();
+        g.setAttribute("position", new T.BufferAttribute(pos, 3));
+        g.setAttribute("color", new T.BufferAttribute(col, 3));
+        g.setIndex(idx);
+        var scene = new T.Scene(); scene.background = new T.Color(0x161616);
+        scene.add(new T.Mesh(g, new T.MeshBasicMaterial({vertexColors: true, side: T.DoubleSide})));
+        var W = box.clientWidth || 800, H = box.clientHeight || 600;
+        var cam = new T.PerspectiveCamera(40, W / H, 0.01, 100);
+        cam.up.set(0, 0, 1); cam.position.set(0, -1.3, 1.1);
+        var rr = new T.WebGLRenderer({antialias: true, preserveDrawingBuffer: true});
+        rr.setPixelRatio(window.devicePixelRatio || 1); rr.setSize(W, H);
+        box.textContent = ""; box.appendChild(rr.domElement);
+        var ctl = new T.OrbitControls(cam, rr.domElement); ctl.target.set(0, 0, 0.2); ctl.update();
+        var draw = function () { rr.render(scene, cam); };
+        ctl.addEventListener("change", draw); draw();
+        renderers.push(rr);
+        box.setAttribute("data-rendered", r[J.id]);
+      });
+    });
+  }
   function siblings(r) {
     return (byStack[r[J.stack]] || []).map(function (i) { return rows[i]; })
       .filter(function (s) { return s[J.status] === "ok" && s[J.views] & 1; });
   }
   function openViewer(id) { V.job = id; $("viewer").classList.add("open"); drawViewer(); }
-  function closeViewer() { $("viewer").classList.remove("open"); V.job = null; $("vpanels").textContent = ""; }
+  function closeViewer() {
+    $("viewer").classList.remove("open"); V.job = null; $("vpanels").textContent = "";
+    renderers.forEach(function (rr) { rr.dispose(); if (rr.forceContextLoss) { rr.forceContextLoss(); } });
+    renderers = [];
+  }
   function step(d) {  // next / previous stack in the current order, same sweep point if it has one
     var r = rowOf(V.job), list = view.filter(function (s) { return s[J.status] === "ok" && s[J.views] & 1; });
     var i = list.indexOf(r);
@@ -156,6 +225,11 @@
     }
     p.appendChild(lab);
     var sc = el("div", {"class": "scroll" + (V.zoom ? " zoom" : "")});
+    if (layer[0] === "3-D") {
+      sc.className = "scroll gl"; sc.textContent = "loading the 3-D view\u2026";
+      p.appendChild(sc); surface(sc, r);
+      return p;
+    }
     var s = String(r[J.size] || "").split("x");
     var img = el("img", {src: url(r[J.id], layer[2]), alt: label});
     if (layer[0] === "confidence") { img.className = "half"; }
@@ -211,11 +285,13 @@
     }
     top.appendChild(links);
     top.appendChild(el("span", {"class": "help"},
-      "click: 1:1 / fit \u00b7 \u2190 \u2192 stacks \u00b7 1-5 layers \u00b7 \u2191 \u2193 sweep points \u00b7 Esc"));
+      "click: 1:1 / fit \u00b7 \u2190 \u2192 stacks \u00b7 1-" + layers.length + " layers \u00b7 \u2191 \u2193 sweep points \u00b7 Esc"));
     var box = $("vpanels"); box.textContent = "";
+    renderers.forEach(function (rr) { rr.dispose(); if (rr.forceContextLoss) { rr.forceContextLoss(); } });
+    renderers = [];
     var layer = layers.filter(function (l) { return l[0] === V.layer; })[0];
     if (V.mode === "layers") {
-      layers.forEach(function (l) { box.appendChild(panel(r, l, l[1])); });
+      layers.filter(function (l) { return l[0] !== "3-D"; }).forEach(function (l) { box.appendChild(panel(r, l, l[1])); });
     } else if (V.mode === "sweeps") {
       sib.forEach(function (s) { box.appendChild(panel(s, layer, sweepLabel(s[J.sweep]) + " \u2014 " + layer[1])); });
     } else {
