@@ -5,7 +5,9 @@
 Writes ``first_screen.png``, ``viewer_allfocus.png``, ``viewer_depth.png``,
 ``viewer_confidence.png``, ``viewer_layers.png`` (every layer side by side; with ground
 truth: estimate, truth and error) and, when the run has several sweep points,
-``viewer_sweeps.png`` into ``--out`` (default: RUN_DIR/screenshots).
+``viewer_sweeps.png``, with ``outputs.mesh`` ``viewer_3d.png``, and copies of the
+first stack's depth plots (``plot_2d.png``, ``plot_3d.png``) into ``--out`` (default:
+RUN_DIR/screenshots).
 """
 from __future__ import annotations
 
@@ -57,6 +59,23 @@ def main(argv=None):
         if len(d.find_elements("css selector", "#vpanels .panel")) > 1:
             wait(d, "Array.from(document.querySelectorAll('#vpanels img')).every(i => i.complete && i.naturalWidth)")
             d.save_screenshot(os.path.join(out, "viewer_sweeps.png"))
+        d.execute_script("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'}))")
+        cards[0].click()
+        three = [b for b in d.find_elements("css selector", "#vtop button") if b.text.endswith("3-D")]
+        if three:
+            three[0].click()
+            wait(d, "document.querySelector('#vpanels .scroll.gl') && "
+                    "document.querySelector('#vpanels .scroll.gl').getAttribute('data-rendered')", 30)
+            time.sleep(0.2)
+            d.save_screenshot(os.path.join(out, "viewer_3d.png"))
+        import json
+        import shutil
+        js = open(os.path.join(run, "jobs.js")).read()
+        first = next(r for r in json.loads(js[len("window.DFF = "):].rstrip().rstrip(";"))["jobs"] if r[3] == "ok")
+        for name, dst in (("depth_2d.png", "plot_2d.png"), ("depth_3d.png", "plot_3d.png")):
+            src = os.path.join(run, first[0], name)
+            if os.path.exists(src):
+                shutil.copy(src, os.path.join(out, dst))
         print(f"screenshots in {out}: {', '.join(sorted(os.listdir(out)))}")
     finally:
         d.quit()
