@@ -310,8 +310,10 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
             t0 = time.perf_counter()
             title = job["stack"]
             o["depth_2d.png"] = atomic_bytes(os.path.join(out, "depth_2d.png"),
-                                             depth_2d_png(res.depth, title, pixel=calibration,
-                                                          confidence=res.confidence))
+                                             depth_2d_png(res.depth if res.depth_units is None else res.depth_units,
+                                                          title, "frame" if res.depth_units is None else
+                                                          (rec.get("depth_unit") or "position units"),
+                                                          pixel=calibration, confidence=res.confidence))
             o["depth_3d.png"] = atomic_bytes(os.path.join(out, "depth_3d.png"),
                                              depth_3d_png(res.depth, job["outputs"].get("plot_grid", 48), title,
                                                           zrange=(0, _axis_top(res.n_frames - 1)), pixel=calibration,

@@ -98,6 +98,9 @@ LOW_CONFIDENCE = 0.1
 def depth_2d_png(depth, title="", unit="frame", pixel=None, confidence=None) -> bytes:
     """Depth map with a labelled colour bar (data range), PNG bytes.
 
+    ``unit``: ``frame`` (the bar says frame 0 is the first file), or the unit of the
+    focus positions (``depth`` then holds positions, e.g. the µm of a microscope's Z).
+
     The figure follows the image's aspect ratio (no white bands for 1280 x 720).
     ``pixel`` (pixel_x, pixel_y, unit): x and y axes in that unit (e.g. µm).
     ``confidence`` (H, W): pixels below :data:`LOW_CONFIDENCE` are dimmed (filled, not
@@ -121,7 +124,7 @@ def depth_2d_png(depth, title="", unit="frame", pixel=None, confidence=None) -> 
         dim = ax.imshow(np.zeros(d.shape + (4,), np.float32), interpolation="nearest", extent=extent,
                         aspect="auto")
         cb = fig.colorbar(im, cax=cax)
-        cb.set_label(f"depth ({unit}; 0 = first file)" if unit == "frame" else f"depth ({unit})")
+        cb.set_label(f"depth ({unit}; 0 = first file)" if unit == "frame" else f"depth: focus position ({unit})")
         ax.set_xlabel(f"x ({xy_unit})")
         ax.set_ylabel(f"y ({xy_unit})")
         _title_placeholder(ax)

@@ -97,3 +97,12 @@ def test_3d_plot_uses_block_means_and_pales_low_confidence():
     changed = (plain != unsure).any(axis=2)
     assert np.abs(grey[changed] - grey[changed].mean(axis=1, keepdims=True)).mean() < \
         np.abs(plain[..., :3].astype(int)[changed] - plain[..., :3].astype(int)[changed].mean(axis=1, keepdims=True)).mean()
+
+
+def test_2d_plot_labels_the_bar_by_its_unit():
+    from dffbatch import plots
+    d = np.random.default_rng(1).random((40, 50)) * 5
+    plots.depth_2d_png(d, "t")
+    plots.depth_2d_png(d * 2.5 + 10, "t", unit="µm")
+    labels = {k[1]: v[2][3].ax.get_ylabel() for k, v in plots._FIGS.items() if k[0] == "2d" and k[2:4] == (40, 50)}
+    assert labels["frame"] == "depth (frame; 0 = first file)" and labels["µm"] == "depth: focus position (µm)"
