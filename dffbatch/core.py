@@ -327,7 +327,7 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
                 from .fusion import PyramidFusion
                 comp = PyramidFusion(shape3, frame.dtype)
             else:
-                comp = Compositor(shape3, frame.dtype, composite)
+                comp = Compositor(shape3, frame.dtype, composite, interpolation)
         if volume is not None:
             _check_volume_memory(f_cur.shape, k + 1)
             volume.append(f_cur.copy())
@@ -341,7 +341,7 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         if composite == "pyramid":
             comp.update(frame3, f_cur)
         else:
-            comp.update(frame3, prev3, state.best, k, M_cur)
+            comp.update(frame3, prev3, state.best, k, M_cur, state)
         t = time.perf_counter()
         timings["measure"] += t2 - t1
         timings["depth"] += t3 - t2

@@ -118,7 +118,9 @@ def nearest_sample(frame, M, shape):
 def lanczos_sample(frame, M, shape):
     """Frame (Hf, Wf, C) sampled at M @ (x, y, 1) by Lanczos-3 (6 x 6 taps, weights
     normalised) for every output pixel of ``shape`` (H, W); indices clamped to the frame;
-    integer data rounded and clipped to the dtype's range. Plain loops, in the kernel's order."""
+    integer data rounded and clipped to the dtype's range. Plain loops, in the kernel's order.
+    The kernel tabulates the weights at 1/1024 px: the offset within the pixel is rounded
+    to that step here too."""
     import math
     H, W = shape
     Hf, Wf, C = frame.shape
@@ -138,7 +140,8 @@ def lanczos_sample(frame, M, shape):
             sx = M[0, 0] * x + M[0, 1] * y + M[0, 2]
             sy = M[1, 0] * x + M[1, 1] * y + M[1, 2]
             x0, y0 = math.floor(sx), math.floor(sy)
-            wx, wy = weights(sx - x0), weights(sy - y0)
+            tx, ty = math.floor((sx - x0) * 1024 + 0.5) / 1024, math.floor((sy - y0) * 1024 + 0.5) / 1024
+            wx, wy = weights(tx), weights(ty)
             for c in range(C):
                 v = 0.0
                 for j in range(6):

@@ -124,11 +124,13 @@ def test_warped_composite_updates_match_reference(H, W, N, C, seed):
 
 
 @given(st.integers(2, 9), st.integers(1, 11), st.integers(2, 7), st.sampled_from([1, 3]),
-       st.sampled_from(["select", "interpolate"]), st.integers(0, 2 ** 31 - 1))
-@settings(max_examples=30, deadline=None)
-def test_lazy_aligned_compositor_equals_the_eager_kernels(H, W, N, C, mode, seed):
+       st.sampled_from(["select", "interpolate"]), st.sampled_from(["gaussian", "parabolic", "none"]),
+       st.booleans(), st.integers(0, 2 ** 31 - 1))
+@settings(max_examples=60, deadline=None)
+def test_lazy_aligned_compositor_equals_the_eager_kernels(H, W, N, C, mode, interp, ties, seed):
     """Aligned frames are sampled when a pixel's best frame has held for a frame (and at the
-    end), not at every change: the all-in-focus image is the same as the eager kernels'."""
+    end), not at every change, and with the depth state only the neighbour the blend reads:
+    the all-in-focus image is the same as the eager kernels'."""
     from dffbatch.composite import Compositor, blend, update_neighbours_warped, update_select_warped
     from dffbatch.depth import DepthState
     rng = np.random.default_rng(seed)
@@ -136,20 +138,22 @@ def test_lazy_aligned_compositor_equals_the_eager_kernels(H, W, N, C, mode, seed
     Ms = [np.array([[1 + rng.normal(0, 0.03), rng.normal(0, 0.03), rng.uniform(-1, 2)],
                     [rng.normal(0, 0.03), 1 + rng.normal(0, 0.03), rng.uniform(-1, 2)]]) for _ in range(N)]
     focus = rng.random((N, H, W)).astype(np.float32)
+    if ties:  # flat curves and equal neighbours: offsets of exactly 0
+        focus = np.round(focus * 3).astype(np.float32)
     st_ = DepthState((H, W))
-    lazy = Compositor((H, W, C), np.uint8, mode)
+    lazy = Compositor((H, W, C), np.uint8, mode, interp)
     eager = [np.zeros((H, W, C), np.uint8) for _ in range(3)]
     prev = np.zeros((H, W), np.float32)
     for k in range(N):
         st_.update(focus[k], prev)
         prev = focus[k]
-        lazy.update(frames[k], None, st_.best, k, Ms[k])
+        lazy.update(frames[k], None, st_.best, k, Ms[k], st_)
         p = max(k - 1, 0)
         if mode == "select":
             update_select_warped(frames[k], Ms[k], st_.best, k, eager[1], True, 255.0)
         else:
             update_neighbours_warped(frames[k], Ms[k], frames[p], Ms[p], st_.best, k, *eager, True, 255.0)
-    raw, _ = st_.finish("gaussian")
+    raw, _ = st_.finish(interp)
     got = lazy.finish(raw, st_.best)
     if mode == "select":
         want = eager[1]
