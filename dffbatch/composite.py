@@ -236,6 +236,12 @@ def blend(depth, best, below, at, above, is_int, out):
                 out[y, x, c] = v
 
 
+#: Aligned compositing: a pixel is sampled once its best frame has held for this many
+#: frames. Samples per pixel on three focus_stack stacks: 1.9-2.3 at 1, 1.4-1.7 at 2,
+#: 1.2-1.4 at 3; each more costs one frame of memory.
+HOLD = 3
+
+
 class Compositor:
     """Running all-in-focus image for frames of shape (H, W, C) and one dtype."""
 
@@ -262,10 +268,10 @@ class Compositor:
         With ``M`` (alignment), the frames are on their own grids and 2x3 matrices map
         output pixels to frame pixels: each output pixel takes its frames sampled
         there by Lanczos-3, exact where the matrix is the identity. Sampling is lazy:
-        a pixel is sampled when its best frame has held for one more frame (and at
-        :meth:`finish` for the last frame's), about once per stack rather than at
-        every change of its best frame (the compositor keeps the last three frames and
-        their matrices). The result equals the eager kernels', which the tests keep as
+        a pixel is sampled when its best frame has held for :data:`HOLD` more frames
+        (and at :meth:`finish` for the last frames'), 1.2-1.4 times per pixel on the
+        focus_stack stacks rather than at every change of its best frame (the
+        compositor keeps the last ``HOLD + 2`` frames and their matrices: O(H W) memory). The result equals the eager kernels', which the tests keep as
         its reference. With ``state`` (the :class:`dffbatch.depth.DepthState` after frame
         k) and ``interpolate``, a pixel's depth is known when it is sampled, and only the
         neighbouring frame that :func:`blend` reads is sampled.
@@ -280,9 +286,9 @@ class Compositor:
             return
         if self._stamp is None:
             self._stamp = np.full(best.shape, -1, np.int32)
-        self._recent = (self._recent + [(k, frame3, np.ascontiguousarray(M, np.float64))])[-3:]
-        if k >= 1:  # pixels whose best stayed at frame k-1
-            self._settle(best, k - 1)
+        self._recent = (self._recent + [(k, frame3, np.ascontiguousarray(M, np.float64))])[-(HOLD + 2):]
+        if k >= HOLD:  # pixels whose best stayed at frame k-HOLD
+            self._settle(best, k - HOLD)
 
     def _settle(self, best, j, last=False):
         """Sample, where frame ``j`` is the best and not yet sampled, frame j and the
@@ -307,7 +313,9 @@ class Compositor:
     def finish(self, depth, best):
         """The all-in-focus image, (H, W, C), input dtype."""
         if self._stamp is not None:  # aligned: the last frame's pixels
-            self._settle(best, self._recent[-1][0], last=True)
+            last = self._recent[-1][0]
+            for j in range(max(0, last - HOLD + 1), last + 1):
+                self._settle(best, j, last=j == last)
         if self.mode == "select":
             return self.at
         out = np.empty_like(self.at)
