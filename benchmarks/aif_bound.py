@@ -48,7 +48,8 @@ def main():
     stamp = np.full(best.shape, -1, np.int32)
     for k in range(N):
         M = np.ascontiguousarray(wp.matrix(k))
-        settle_warped(fr[k], M, fr[k], M, fr[k], M, best, k, stamp, out, out, out, False, True, 255.0)
+        z = np.zeros((1, 1), np.float32)
+        settle_warped(fr[k], M, fr[k], M, fr[k], M, best, k, stamp, out, out, out, 0, True, 255.0, z, z, z, 0)
     print(f"  oracle, true frame, Lanczos-3      {psnr(out, truth):6.2f}")
     for order in (3, 5):
         acc = np.zeros(truth.shape)

@@ -39,9 +39,11 @@ COARSE_BLOCK = 8
 #: edge sensitivity of the guide. Chosen on the renderer's suites (256 x 256, 12 frames;
 #: benchmarks/bench_solve.py prints the table).
 WLS_POWER, WLS_COARSE_POWER, WLS_COARSE_WEIGHT, WLS_SIGMA, WLS_ITERATIONS = 2, 3, 0.75, 0.03, 3
-#: ``wls``: lambda of the long-reach solve, as a multiple of ``refine_strength``, and the
-#: support ``S(w)`` at which the short-reach solve's depth and the long one's weigh alike.
-WLS_REACH, WLS_SUPPORT = 3.5, 0.01
+#: ``wls``: lambda of the long-reach solve, as a multiple of ``refine_strength``, the
+#: support ``S(w)`` at which the short-reach solve's depth and the long one's weigh alike,
+#: and the long solve's FGS rounds (2 gives the renderer's RMSE of 3 to 0.5%, at two
+#: thirds of the cost; 1 takes the low-texture sphere from -50% to -49.8%).
+WLS_REACH, WLS_SUPPORT, WLS_FAR_ITERATIONS = 3.5, 0.01, 2
 #: ``wls``: factor on the evidence of a curve (fine, coarse) that peaks at the first or
 #: last frame (see :func:`dffbatch.depth.evidence`): untextured pixels beside texture at
 #: another depth. On the renderer (bench_solve.py) 1.0 -> 0.01 / 0.02 takes the
@@ -178,7 +180,7 @@ def _wls(m: Maps):
     ax, ay = np.empty_like(d), np.empty_like(d)
     affinities(m.guide(), np.float32(WLS_SIGMA), ax, ay)
     near, support = fgs_normalized(d, w, ax, ay, m.strength, WLS_ITERATIONS)
-    far, _ = fgs_normalized(d, w, ax, ay, m.strength * WLS_REACH, WLS_ITERATIONS)
+    far, _ = fgs_normalized(d, w, ax, ay, m.strength * WLS_REACH, WLS_FAR_ITERATIONS)
     depth = np.empty_like(d)
     _blend_reach(near, support, far, np.float32(WLS_SUPPORT), depth)
     return depth, np.minimum(w, np.float32(1.0))
