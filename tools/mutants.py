@@ -65,10 +65,14 @@ MUTANTS = {
 
 def _copy(dst):
     # everything the suite reads: the package, the tests, the bundled dataset, the configs
-    # the tests run, and pyproject.toml (pytest's options)
-    for name in ("dffbatch", "tests", "dataset", "configs", "pyproject.toml", "README.md"):
+    # the tests run, pyproject.toml (pytest's options) and tools/ (the browser tests' driver,
+    # the vendored library's pins; not its node_modules)
+    for name in ("dffbatch", "tests", "dataset", "configs", "tools", "pyproject.toml", "README.md"):
         src = os.path.join(ROOT, name)
-        (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, os.path.join(dst, name))
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(dst, name), ignore=shutil.ignore_patterns("node_modules", "__pycache__"))
+        else:
+            shutil.copy2(src, os.path.join(dst, name))
 
 
 def run_mutant(name, spec, timeout):
