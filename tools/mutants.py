@@ -60,6 +60,16 @@ MUTANTS = {
     "rank-order": ("dffbatch/report.py", "    rows.sort(key=lambda r: (r[\"rmse\"], -r[\"aif_psnr\"]))",
                    "    rows.sort(key=lambda r: (-r[\"rmse\"], -r[\"aif_psnr\"]))",
                    "sweep points ranked worst first"),
+    "wls-reach-swapped": ("dffbatch/post.py", "out[y, x] = t * d_near[y, x] + (np.float32(1.0) - t) * d_far[y, x]",
+                          "out[y, x] = t * d_far[y, x] + (np.float32(1.0) - t) * d_near[y, x]",
+                          "the far solve where evidence reached, the near one elsewhere"),
+    "settle-wrong-neighbour": ("dffbatch/composite.py", "                    if d < np.float32(k):",
+                               "                    if d > np.float32(k):",
+                               "aligned interpolate samples the neighbour the blend does not read"),
+    "formats-depth-png-dropped": ("dffbatch/jobs.py", '    if "png" in fmts["depth"]:', "    if False:",
+                                  "outputs.formats.depth: [png] writes nothing"),
+    "report-sort-reversed": ("dffbatch/report_assets/report.js", "return (x < y ? -1 : 1) * dir;",
+                             "return (x < y ? 1 : -1) * dir;", "the job table sorts the wrong way round"),
 }
 
 
