@@ -373,8 +373,9 @@ def write_maps(out, res, outputs, calibration, notes) -> dict:
     ``auto`` = ``png`` where a PNG holds the image exactly, else ``tiff`` and an 8-bit PNG
     preview. Float TIFFs are compressed as ``outputs["tiff_compression"]`` says.
     """
+    from .config import FORMATS_DEFAULT
     from .write import write_png, write_tiff
-    fmts = outputs.get("formats") or {"allfocus": "auto", "depth": ["tiff"], "confidence": ["png"]}
+    fmts = outputs.get("formats") or FORMATS_DEFAULT
     comp = outputs.get("tiff_compression", "none")
     o = {}
     join = os.path.join
