@@ -36,14 +36,19 @@ MESH_SIDE = 192
 _VIRIDIS = None
 
 
-def viridis_rgb(v: np.ndarray) -> np.ndarray:
-    """uint8 RGB (H, W, 3) of ``v`` in [0, 1] (clipped; NaN as 0) through matplotlib's viridis."""
+def _viridis() -> np.ndarray:
+    """matplotlib's viridis as a (256, 3) uint8 table, built once."""
     global _VIRIDIS
     if _VIRIDIS is None:
         from matplotlib import colormaps
         _VIRIDIS = np.round(colormaps["viridis"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    return _VIRIDIS
+
+
+def viridis_rgb(v: np.ndarray) -> np.ndarray:
+    """uint8 RGB (H, W, 3) of ``v`` in [0, 1] (clipped; NaN as 0) through matplotlib's viridis."""
     idx = np.nan_to_num(np.clip(v, 0, 1) * 255 + 0.5, nan=0.0).astype(np.uint8)
-    return _VIRIDIS[idx]
+    return _viridis()[idx]
 
 
 def _rgb8(img: np.ndarray) -> np.ndarray:
@@ -94,11 +99,10 @@ def confidence_u8(confidence) -> np.ndarray:
 def _depth_rgb(depth, top):
     """viridis RGB of depth / top through a palette image (C speed; a NumPy gather is 4x slower)."""
     from PIL import Image
-    viridis_rgb(np.zeros(1))  # loads the table
     idx = np.empty(np.shape(depth), np.uint8)
     np.clip(np.asarray(depth, np.float32) * np.float32(255.0 / top) + np.float32(0.5), 0, 255, out=idx, casting="unsafe")
     im = Image.fromarray(idx)
-    im.putpalette(_VIRIDIS.tobytes())
+    im.putpalette(_viridis().tobytes())
     return np.asarray(im.convert("RGB"))
 
 

@@ -12,7 +12,9 @@ RUN_DIR/screenshots).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import sys
 import time
 
@@ -68,8 +70,6 @@ def main(argv=None):
                     "document.querySelector('#vpanels .scroll.gl').getAttribute('data-rendered')", 30)
             time.sleep(0.2)
             d.save_screenshot(os.path.join(out, "viewer_3d.png"))
-        import json
-        import shutil
         js = open(os.path.join(run, "jobs.js")).read()
         first = next(r for r in json.loads(js[len("window.DFF = "):].rstrip().rstrip(";"))["jobs"] if r[3] == "ok")
         for name, dst in (("depth_2d.png", "plot_2d.png"), ("depth_3d.png", "plot_3d.png")):
