@@ -35,7 +35,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .kernels import JIT
+from .kernels import JIT, JIT_DIV, logf
 
 __all__ = ["INTERPOLATIONS", "DepthState"]
 
@@ -82,26 +82,27 @@ def update_best(f, f_prev, k, best, fbest, fbelow, fabove, fsum, fsecond, flag):
 
 @njit(cache=True, inline="always")
 def _offset(fm, f0, fp, mode):
-    """Sub-frame offset of the peak from the three focus values (float32 arithmetic)."""
+    """Sub-frame offset of the peak from the three focus values (float32 arithmetic).
+
+    Computed without branches (selects), so that the loops calling it vectorise.
+    """
     zero = np.float32(0.0)
     half = np.float32(0.5)
-    if mode == 0 or f0 <= zero:
+    if mode == 0:
         return zero
     if mode == 2:
         fm = max(fm, _TINY)
         fp = max(fp, _TINY)
-        num = math.log(fm / fp)                # ln F[m-1] - ln F[m+1]
-        den = math.log((fm / f0) * (fp / f0))  # ln F[m-1] - 2 ln F[m] + ln F[m+1]
+        num = logf(fm / fp)                # ln F[m-1] - ln F[m+1]
+        den = logf((fm / f0) * (fp / f0))  # ln F[m-1] - 2 ln F[m] + ln F[m+1]
     else:
         num = fm - fp
         den = fm - np.float32(2.0) * f0 + fp
-    if not den < zero:
-        return zero
-    off = half * num / den
-    return min(half, max(-half, off))
+    off = min(half, max(-half, half * num / den))
+    return off if (den < zero) & (f0 > zero) else zero
 
 
-@njit(**JIT)
+@njit(**JIT_DIV)
 def finish_depth(best, fbest, fbelow, fabove, fsum, n, mode, depth, confidence):
     """Sub-frame depth and confidence from the final state of ``n`` frames."""
     H, W = best.shape
@@ -113,9 +114,8 @@ def finish_depth(best, fbest, fbelow, fabove, fsum, n, mode, depth, confidence):
         for x in range(W):
             b = by[x]
             f0 = f0y[x]
-            off = np.float32(0.0)
-            if 0 < b < n - 1:
-                off = _offset(fmy[x], f0, fpy[x], mode)
+            off = _offset(fmy[x], f0, fpy[x], mode)  # computed everywhere: no branch, vectorised
+            off = off if (b > 0) & (b < n - 1) else np.float32(0.0)
             dy[x] = min(max(np.float32(b) + off, np.float32(0.0)), top)
             cy[x] = (f0 - fsy[x] * inv_n) / f0 if f0 > 0.0 else np.float32(0.0)
 
