@@ -267,22 +267,36 @@ def settle_warped(frame, M, prev, Mp, nxt, Mn, best, k, stamp, below, at, above,
 
 @njit(**JIT)
 def blend(depth, best, below, at, above, is_int, out):
-    """Linear blend between the frames around ``depth`` (see module docstring)."""
+    """Linear blend between the frames around ``depth`` (see module docstring).
+
+    Each row first gets per-value weights of ``below``, ``at`` and ``above`` (one of
+    them 0: ``x + 0 * y`` is ``x`` exactly, so the sums are the two-term blend's), then
+    one loop over the row's values that LLVM vectorises.
+    """
     H, W, C = at.shape
     for y in prange(H):
+        wb = np.empty(W * C)
+        wa = np.empty(W * C)
+        wc = np.empty(W * C)
+        dy, by = depth[y], best[y]
         for x in range(W):
-            d = np.float64(depth[y, x])
+            d = np.float64(dy[x])
             lo = math.floor(d)
             t = d - lo
-            b = best[y, x]
+            low = lo < by[x]  # blend the frame below with the best one, else the best with the one above
+            u, v_, w = ((1.0 - t), t, 0.0) if low else (0.0, 1.0 - t, t)
             for c in range(C):
-                if lo < b:
-                    v = (1.0 - t) * np.float64(below[y, x, c]) + t * np.float64(at[y, x, c])
-                else:
-                    v = (1.0 - t) * np.float64(at[y, x, c]) + t * np.float64(above[y, x, c])
-                if is_int:
-                    v = math.floor(v + 0.5)
-                out[y, x, c] = v
+                wb[x * C + c] = u
+                wa[x * C + c] = v_
+                wc[x * C + c] = w
+        bl, a_, ab, o = below[y].reshape(W * C), at[y].reshape(W * C), above[y].reshape(W * C), out[y].reshape(W * C)
+        if is_int:
+            for i in range(W * C):
+                o[i] = math.floor(wb[i] * np.float64(bl[i]) + wa[i] * np.float64(a_[i])
+                                  + wc[i] * np.float64(ab[i]) + 0.5)
+        else:
+            for i in range(W * C):
+                o[i] = wb[i] * np.float64(bl[i]) + wa[i] * np.float64(a_[i]) + wc[i] * np.float64(ab[i])
 
 
 _NO_FOCUS = np.zeros((1, 1), np.float32)  # settle_warped's focus arguments when there is no depth state
