@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernels import JIT, LUT_SIZE, range_table
+from .kernels import JIT, JIT_DIV, LUT_SIZE, range_table
 
 __all__ = ["affinities", "fgs_normalized", "wls_solve"]
 
@@ -74,7 +74,7 @@ def affinities(g, sigma, ax, ay):
                 ayy[x] = 0.0
 
 
-@njit(**JIT)
+@njit(**JIT_DIV)
 def _smooth_rows(u, v, ax, lam, scratch):
     """Solve ``(I + lam L_row) x = b`` in place along every row, for ``b`` = u and = v (Thomas).
 
@@ -132,7 +132,7 @@ def _smooth_rows(u, v, ax, lam, scratch):
             vd[x] -= sd[x] * vd[x + 1]
 
 
-@njit(**JIT)
+@njit(**JIT_DIV)
 def _smooth_cols(u, v, ay, lam, scratch, chunk):
     """Solve ``(I + lam L_col) x = b`` in place along every column, for ``b`` = u and = v.
 
@@ -141,26 +141,34 @@ def _smooth_cols(u, v, ay, lam, scratch, chunk):
     """
     H, W = u.shape
     n_chunks = (W + chunk - 1) // chunk
+    one = np.float32(1.0)
     for ch in prange(n_chunks):
         x0 = ch * chunk
         x1 = min(W, x0 + chunk)
-        for y in range(H):
-            for x in range(x0, x1):
-                up = ay[y - 1, x] if y > 0 else np.float32(0.0)
-                c = -lam * ay[y, x]
-                a = -lam * up
-                pc = scratch[y - 1, x] if y > 0 else np.float32(0.0)
-                m = np.float32(1.0) - a - c - a * pc
-                im = np.float32(1.0) / m
-                scratch[y, x] = c * im
-                pu = u[y - 1, x] if y > 0 else np.float32(0.0)
-                pv = v[y - 1, x] if y > 0 else np.float32(0.0)
-                u[y, x] = (u[y, x] - a * pu) * im
-                v[y, x] = (v[y, x] - a * pv) * im
+        # row views of the band (the loops over x then vectorise): row 0 has no row above
+        c0, s0, u0, v0 = ay[0, x0:x1], scratch[0, x0:x1], u[0, x0:x1], v[0, x0:x1]
+        for x in range(x1 - x0):
+            c = -lam * c0[x]
+            im = one / (one - c)
+            s0[x] = c * im
+            u0[x] = u0[x] * im
+            v0[x] = v0[x] * im
+        for y in range(1, H):
+            up, cy = ay[y - 1, x0:x1], ay[y, x0:x1]
+            sp, sy = scratch[y - 1, x0:x1], scratch[y, x0:x1]
+            pu, uy, pv, vy = u[y - 1, x0:x1], u[y, x0:x1], v[y - 1, x0:x1], v[y, x0:x1]
+            for x in range(x1 - x0):
+                c = -lam * cy[x]
+                a = -lam * up[x]
+                im = one / (one - a - c - a * sp[x])
+                sy[x] = c * im
+                uy[x] = (uy[x] - a * pu[x]) * im
+                vy[x] = (vy[x] - a * pv[x]) * im
         for y in range(H - 2, -1, -1):
-            for x in range(x0, x1):
-                u[y, x] -= scratch[y, x] * u[y + 1, x]
-                v[y, x] -= scratch[y, x] * v[y + 1, x]
+            sy, uy, un, vy, vn = scratch[y, x0:x1], u[y, x0:x1], u[y + 1, x0:x1], v[y, x0:x1], v[y + 1, x0:x1]
+            for x in range(x1 - x0):
+                uy[x] -= sy[x] * un[x]
+                vy[x] -= sy[x] * vn[x]
 
 
 @njit(**JIT)
@@ -172,7 +180,7 @@ def _weighted_data(d, w, wd, ww):
             wd[y, x] = w[y, x] * d[y, x]
 
 
-@njit(**JIT)
+@njit(**JIT_DIV)
 def _normalise(wd, ww, d, eps, out):
     H, W = d.shape
     for y in prange(H):
