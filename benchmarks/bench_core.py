@@ -24,6 +24,8 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# this checkout, not whatever copy of dffbatch is installed (children import it too)
+sys.path.insert(0, os.path.dirname(HERE))
 #: Both implementations run with the package defaults' window and median.
 WINDOW, MEDIAN = 9, 5
 
@@ -104,7 +106,8 @@ def _timed(fn):
 
 
 def startup(cache_dir):
-    code = ("import time; t=time.perf_counter(); import numpy as np; from dffbatch import depth_from_focus; "
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(HERE)!r}); "
+            "import time; t=time.perf_counter(); import numpy as np; from dffbatch import depth_from_focus; "
             "depth_from_focus([np.zeros((64,64,3),np.uint8)]*3); print(time.perf_counter()-t)")
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
