@@ -32,6 +32,12 @@ def _file_mode() -> int:
 
 _MODE = _file_mode()
 
+try:  # ISA-L's deflate (python-isal): the same zlib streams, 3.4x faster than zlib at level 1
+    from isal import isal_zlib as _deflate
+    _LEVEL = 1
+except ImportError:  # pragma: no cover - a platform without its wheels: zlib, as before
+    _deflate, _LEVEL = None, 1
+
 
 def atomic_chunks(path, chunks) -> str:
     """Write the byte strings of ``chunks`` (any iterable) to ``path`` atomically; return the SHA-256.
@@ -105,14 +111,24 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
+def _compress(data) -> bytes:
+    """A zlib stream of ``data``: ISA-L level 1 where python-isal is installed (1080 x 1080
+    RGB all-in-focus, "Up"-filtered: 6.6 ms, 1.24 MB), else zlib level 1 with its run-length
+    strategy (22.4 ms, 1.24 MB)."""
+    if _deflate is not None:
+        return _deflate.compress(data, _LEVEL)
+    z = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    return z.compress(data) + z.flush()
+
+
 def png_bytes(array: np.ndarray) -> bytes:
     """Encode a PNG: uint8 grey / RGB / RGBA or uint16 grey / RGB / RGBA, shape (H, W[, C]).
 
     Every row uses the PNG "Up" filter (difference with the row above, vectorised) and
-    zlib's run-length strategy at level 1. This is what the batch runner's outputs
-    spend their time on: for a 1080 x 1080 all-in-focus image 34 ms against 97 ms for
-    Pillow's encoder at its fastest level (which tries every filter on every row), for
-    the 16-bit depth map 21 ms against 81, at the same file size. Files are standard
+    a fast deflate (:func:`_compress`). This is what the batch runner's outputs
+    spend their time on: for a 1080 x 1080 all-in-focus image 9 ms with ISA-L (34 ms with
+    zlib) against 97 ms for Pillow's encoder at its fastest level (which tries every filter
+    on every row), at the same file size. Files are standard
     PNGs (read back by Pillow and imageio in the tests).
     """
     a = np.ascontiguousarray(array)
@@ -128,8 +144,7 @@ def png_bytes(array: np.ndarray) -> bytes:
     filtered[:, 0] = 2  # filter type "Up"
     filtered[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # modulo 256, as the filter wants
-    z = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
-    idat = z.compress(filtered.tobytes()) + z.flush()
+    idat = _compress(filtered)
     header = struct.pack(">IIBBBBB", W, H, bits, {1: 0, 3: 2, 4: 6}[C], 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 

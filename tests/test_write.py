@@ -9,10 +9,17 @@ from dffbatch import plots
 from dffbatch.write import png_bytes
 
 
+@pytest.mark.parametrize("deflate", ["isal", "zlib"])
 @pytest.mark.parametrize("shape,dtype", [((5, 7), np.uint8), ((5, 7, 3), np.uint8), ((5, 7, 4), np.uint8),
                                          ((6, 3), np.uint16), ((1, 1), np.uint8), ((1, 9), np.uint16),
                                          ((64, 33, 3), np.uint8)])
-def test_png_round_trips_through_pillow(shape, dtype):
+def test_png_round_trips_through_pillow(shape, dtype, deflate, monkeypatch):
+    """Both deflaters (ISA-L, and zlib where python-isal is missing) make PNGs Pillow decodes exactly."""
+    from dffbatch import write
+    if deflate == "zlib":
+        monkeypatch.setattr(write, "_deflate", None)
+    else:
+        assert write._deflate is not None, "python-isal is a dependency: it should be installed"
     rng = np.random.default_rng(sum(shape))
     a = rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype, endpoint=True)
     back = np.asarray(Image.open(io.BytesIO(png_bytes(a))))
