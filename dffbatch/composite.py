@@ -51,6 +51,30 @@ def _masks(by, kk, C, ones, m_at, m_above):
             m_above[x * C + c] = mb
 
 
+@njit(cache=True, inline="always")
+def _select_row(src, by, kk, ones, m, n, dst):
+    """One row of :func:`update_select`: rows as (W, C) views, ``m``, ``n`` scratch of W*C."""
+    W, C = src.shape
+    s, d = src.reshape(W * C), dst.reshape(W * C)
+    _masks(by, kk, C, ones, m, n)
+    for i in range(W * C):
+        d[i] = (s[i] & m[i]) | (d[i] & ~m[i])
+
+
+@njit(cache=True, inline="always")
+def _neighbours_row(src, prv, by, kk, ones, m, n, below, at, above):
+    """One row of :func:`update_neighbours` (as :func:`_select_row`)."""
+    W, C = src.shape
+    s, p = src.reshape(W * C), prv.reshape(W * C)
+    bl, at_, ab = below.reshape(W * C), at.reshape(W * C), above.reshape(W * C)
+    _masks(by, kk, C, ones, m, n)
+    for i in range(W * C):
+        si, mi, ni = s[i], m[i], n[i]
+        at_[i] = (si & mi) | (at_[i] & ~mi)
+        bl[i] = (p[i] & mi) | (bl[i] & ~mi)
+        ab[i] = (si & ni) | (ab[i] & ~ni)
+
+
 @njit(**JIT)
 def update_select(frame, best, k, out, ones):
     """Copy frame ``k``'s pixels where it is the best frame so far.
@@ -63,12 +87,8 @@ def update_select(frame, best, k, out, ones):
     H, W, C = frame.shape
     kk = np.int32(k)
     for y in prange(H):
-        src, dst = frame[y].reshape(W * C), out[y].reshape(W * C)
-        m = np.empty(W * C, frame.dtype)
-        unused = np.empty(W * C, frame.dtype)
-        _masks(best[y], kk, C, ones, m, unused)
-        for i in range(W * C):
-            dst[i] = (src[i] & m[i]) | (dst[i] & ~m[i])
+        m, n = np.empty(W * C, frame.dtype), np.empty(W * C, frame.dtype)
+        _select_row(frame[y], best[y], kk, ones, m, n, out[y])
 
 
 @njit(**JIT)
@@ -78,16 +98,8 @@ def update_neighbours(frame, prev, best, k, below, at, above, ones):
     H, W, C = frame.shape
     kk = np.int32(k)
     for y in prange(H):
-        src, prv = frame[y].reshape(W * C), prev[y].reshape(W * C)
-        bl, at_, ab = below[y].reshape(W * C), at[y].reshape(W * C), above[y].reshape(W * C)
-        m = np.empty(W * C, frame.dtype)
-        n = np.empty(W * C, frame.dtype)
-        _masks(best[y], kk, C, ones, m, n)
-        for i in range(W * C):
-            s, mi, ni = src[i], m[i], n[i]
-            at_[i] = (s & mi) | (at_[i] & ~mi)
-            bl[i] = (prv[i] & mi) | (bl[i] & ~mi)
-            ab[i] = (s & ni) | (ab[i] & ~ni)
+        m, n = np.empty(W * C, frame.dtype), np.empty(W * C, frame.dtype)
+        _neighbours_row(frame[y], prev[y], best[y], kk, ones, m, n, below[y], at[y], above[y])
 
 
 def _bits(a):

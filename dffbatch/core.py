@@ -17,6 +17,7 @@ from .composite import COMPOSITES, Compositor
 from .depth import INTERPOLATIONS, DepthState
 from .measure import MEASURES, FocusMeasure, check_window
 from .depth import block_mean
+from .fused import measure_pass
 from .params import DEFAULTS, REFINES, STRENGTH_DEFAULT
 from .post import COARSE_BLOCK, REFINERS, Maps
 from .read import prefetch as _prefetch
@@ -54,7 +55,11 @@ class DFFResult:
         Per-frame transforms, the crop applied to every output, and the ``auto``
         decision, when alignment was asked for.
     timings : dict
-        Seconds per stage: read (waiting for frames), measure, depth, composite, refine.
+        Seconds per stage: read (waiting for frames), align (estimation), measure,
+        depth, composite, refine. Without alignment, ``select`` and ``interpolate`` run
+        measure, depth update and compositing in one pass (:mod:`dffbatch.fused`), booked
+        under measure; depth and composite then hold the rest (the coarse curve, the
+        sub-frame depth and the blend at the end).
     """
 
     depth: np.ndarray
@@ -309,17 +314,6 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
                 coarse = DepthState(cshape)
                 fc_cur = np.empty(cshape, np.float32)
                 fc_prev = np.zeros(cshape, np.float32)
-        if alignment_warp is None:
-            fm(frame if focus is None else focus(frame), f_cur)
-        else:
-            # measure focus on the frame's own pixels, then move the (smooth) measure onto
-            # the reference grid: resampling the frame first would blur it and bias depth
-            fm(frame if focus is None else focus(frame), f_full)
-            alignment_warp.measure(f_full, k, f_cur)
-            if composite == "pyramid":  # fusion needs whole frames on the output grid
-                frame = alignment_warp.image(frame, k)
-            else:  # the compositor samples the native frame where it needs it
-                M_cur = alignment_warp.matrix(k)
         frame3 = frame[:, :, None] if frame.ndim == 2 else frame
         if comp is None:
             shape3 = (H, W, frame3.shape[2])
@@ -328,24 +322,42 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
                 comp = PyramidFusion(shape3, frame.dtype)
             else:
                 comp = Compositor(shape3, frame.dtype, composite, interpolation)
+        img = frame if focus is None else focus(frame)
+        if alignment_warp is None and composite != "pyramid":
+            # measure, depth state and all-in-focus in one pass over bands of rows (the
+            # stage kernels' bytes): its time is booked under "measure"
+            measure_pass(fm, img, f_cur, state, f_prev, comp, frame3, prev3)
+            t2 = time.perf_counter()
+        else:
+            if alignment_warp is None:
+                fm(img, f_cur)
+            else:
+                # measure focus on the frame's own pixels, then move the (smooth) measure onto
+                # the reference grid: resampling the frame first would blur it and bias depth
+                fm(img, f_full)
+                alignment_warp.measure(f_full, k, f_cur)
+                if composite == "pyramid":  # fusion needs whole frames on the output grid
+                    frame3 = alignment_warp.image(frame3, k)
+                else:  # the compositor samples the native frame where it needs it
+                    M_cur = alignment_warp.matrix(k)
+            t2 = time.perf_counter()
+            state.update(f_cur, f_prev)
         if volume is not None:
             _check_volume_memory(f_cur.shape, k + 1)
             volume.append(f_cur.copy())
-        t2 = time.perf_counter()
-        state.update(f_cur, f_prev)
         if coarse is not None:
             block_mean(f_cur, COARSE_BLOCK, fc_cur)
             coarse.update(fc_cur, fc_prev)
             fc_cur, fc_prev = fc_prev, fc_cur
-        t3 = time.perf_counter()
+        t4 = time.perf_counter()
         if composite == "pyramid":
             comp.update(frame3, f_cur)
-        else:
+        elif alignment_warp is not None:
             comp.update(frame3, prev3, state.best, k, M_cur, state)
         t = time.perf_counter()
         timings["measure"] += t2 - t1
-        timings["depth"] += t3 - t2
-        timings["composite"] += t - t3
+        timings["depth"] += t4 - t2
+        timings["composite"] += t - t4
         f_cur, f_prev = f_prev, f_cur
         prev3 = frame3 if composite == "interpolate" else None
         k += 1

@@ -44,6 +44,32 @@ _MODE = {"none": 0, "parabolic": 1, "gaussian": 2}
 _TINY = np.float32(1e-30)
 
 
+@njit(cache=True, inline="always")
+def _update_row(fy, fpy, k, by, fby, fbl, fab, fsy, fsec, fl):
+    """One row of :func:`update_best` (row views; ``fpy`` is ignored for frame 0)."""
+    zero = np.float32(0.0)
+    has_prev = k > 0
+    kk = np.int32(k)  # same width as ``best``: mixed int widths keep LLVM from vectorising
+    km1 = np.int32(k - 1)
+    for x in range(fy.shape[0]):
+        v = fy[x]
+        b = by[x]
+        fb = fby[x]
+        fp = fpy[x] if has_prev else zero
+        sec = fsec[x]
+        lag = fl[x]
+        fsy[x] += v
+        above = v if b == km1 else fab[x]
+        win = v > fb
+        later = v if (kk - b >= 2 and v > sec) else sec
+        by[x] = kk if win else b
+        fby[x] = v if win else fb
+        fbl[x] = fp if win else fbl[x]
+        fab[x] = zero if win else above
+        fsec[x] = lag if win else later
+        fl[x] = fp if fp > lag else lag
+
+
 @njit(**JIT)
 def update_best(f, f_prev, k, best, fbest, fbelow, fabove, fsum, fsecond, flag):
     """Fold frame ``k``'s focus ``f`` into the running state (``f_prev`` is frame k-1's).
@@ -52,32 +78,8 @@ def update_best(f, f_prev, k, best, fbest, fbelow, fabove, fsum, fsecond, flag):
     ``flag`` the running maximum over frames 0..k-2 (the candidates when frame k wins).
     Written with selects instead of branches, so that LLVM vectorises the loop.
     """
-    H, W = f.shape
-    zero = np.float32(0.0)
-    has_prev = k > 0
-    kk = np.int32(k)  # same width as ``best``: mixed int widths keep LLVM from vectorising
-    km1 = np.int32(k - 1)
-    for y in prange(H):
-        fy, fpy, by, fby = f[y], f_prev[y], best[y], fbest[y]
-        fbl, fab, fsy = fbelow[y], fabove[y], fsum[y]
-        fsec, fl = fsecond[y], flag[y]
-        for x in range(W):
-            v = fy[x]
-            b = by[x]
-            fb = fby[x]
-            fp = fpy[x] if has_prev else zero
-            sec = fsec[x]
-            lag = fl[x]
-            fsy[x] += v
-            above = v if b == km1 else fab[x]
-            win = v > fb
-            later = v if (kk - b >= 2 and v > sec) else sec
-            by[x] = kk if win else b
-            fby[x] = v if win else fb
-            fbl[x] = fp if win else fbl[x]
-            fab[x] = zero if win else above
-            fsec[x] = lag if win else later
-            fl[x] = fp if fp > lag else lag
+    for y in prange(f.shape[0]):
+        _update_row(f[y], f_prev[y], k, best[y], fbest[y], fbelow[y], fabove[y], fsum[y], fsecond[y], flag[y])
 
 
 @njit(cache=True, inline="always")

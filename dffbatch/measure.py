@@ -47,24 +47,32 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 
 # --------------------------------------------------------------------------- luminance
+@njit(cache=True, inline="always")
+def _luma_weights(scale):
+    """The Rec. 601 weights times ``scale``, and ``scale``, as float32."""
+    return (np.float32(0.299 * scale), np.float32(0.587 * scale), np.float32(0.114 * scale),
+            np.float32(scale))
+
+
+@njit(cache=True, inline="always")
+def _luma_row(src, weights, dst):
+    """One row: ``dst = luma(src)`` (``src`` (W, C), C in {1, 3, 4}; ``weights`` from :func:`_luma_weights`)."""
+    wr, wg, wb, s = weights
+    if src.shape[1] >= 3:
+        for x in range(dst.shape[0]):
+            dst[x] = (wr * np.float32(src[x, 0]) + wg * np.float32(src[x, 1])
+                      + wb * np.float32(src[x, 2]))
+    else:
+        for x in range(dst.shape[0]):
+            dst[x] = s * np.float32(src[x, 0])
+
+
 @njit(**JIT)
 def _luma_into(frame, scale, out):
     """``out = scale * luma(frame)``; ``frame`` is (H, W, C), C in {1, 3, 4}."""
-    H, W, C = frame.shape
-    wr = np.float32(0.299 * scale)
-    wg = np.float32(0.587 * scale)
-    wb = np.float32(0.114 * scale)
-    s = np.float32(scale)
-    for y in prange(H):
-        src = frame[y]
-        dst = out[y]
-        if C >= 3:
-            for x in range(W):
-                dst[x] = (wr * np.float32(src[x, 0]) + wg * np.float32(src[x, 1])
-                          + wb * np.float32(src[x, 2]))
-        else:
-            for x in range(W):
-                dst[x] = s * np.float32(src[x, 0])
+    weights = _luma_weights(scale)
+    for y in prange(frame.shape[0]):
+        _luma_row(frame[y], weights, out[y])
 
 
 def value_scale(dtype) -> float:
@@ -119,75 +127,58 @@ def _diagonals(P, p, y, W):
             _rows(P, p, y, 1, -1, W), _rows(P, p, y, 1, 1, W))
 
 
-@njit(**JIT)
-def _q_sml(P, p, s, threshold, q):
-    H, W = q.shape
+#: Measure name -> the id the kernels dispatch on (per row, outside the vectorised loops).
+MEASURE_ID = {m: i for i, m in enumerate(("sml", "lape", "lapv", "lapd", "teng", "tenv", "glva", "wavs"))}
+
+
+@njit(cache=True, inline="always")
+def _q_row(P, p, y, mid, s, threshold, out):
+    """Row ``y`` of the per-pixel quantity ``q`` of measure ``mid`` (:data:`MEASURE_ID`) from
+    the padded luminance ``P`` (pad ``p``; ``s`` the ``sml`` step) into ``out`` (W,)."""
+    W = out.shape[0]
     two = np.float32(2.0)
-    for y in prange(H):
+    if mid == 0:  # sml
         c, le, ri, up, dn = _cross(P, p, y, s, W)
-        out = q[y]
         for x in range(W):
             c2 = two * c[x]
             v = abs(c2 - le[x] - ri[x]) + abs(c2 - up[x] - dn[x])
             out[x] = v if v >= threshold else np.float32(0.0)
-
-
-@njit(**JIT)
-def _q_lap(P, p, square, q):
-    H, W = q.shape
-    four = np.float32(4.0)
-    for y in prange(H):
+    elif mid == 1 or mid == 2:  # lape (squared), lapv
+        four = np.float32(4.0)
         c, le, ri, up, dn = _cross(P, p, y, 1, W)
-        out = q[y]
-        if square:
+        if mid == 1:
             for x in range(W):
                 v = up[x] + dn[x] + le[x] + ri[x] - four * c[x]
                 out[x] = v * v
         else:
             for x in range(W):
                 out[x] = up[x] + dn[x] + le[x] + ri[x] - four * c[x]
-
-
-@njit(**JIT)
-def _q_lapd(P, p, q):
-    H, W = q.shape
-    k = np.float32(_INV_SQRT2)
-    two = np.float32(2.0)
-    for y in prange(H):
+    elif mid == 3:  # lapd
+        k = np.float32(_INV_SQRT2)
         c, le, ri, up, dn = _cross(P, p, y, 1, W)
         ul, ur, dl, dr = _diagonals(P, p, y, W)
-        out = q[y]
         for x in range(W):
             c2 = two * c[x]
             out[x] = (abs(c2 - le[x] - ri[x]) + abs(c2 - up[x] - dn[x])
                       + k * (abs(c2 - ul[x] - dr[x]) + abs(c2 - ur[x] - dl[x])))
-
-
-@njit(**JIT)
-def _q_sobel(P, p, magnitude, q):
-    H, W = q.shape
-    two = np.float32(2.0)
-    for y in prange(H):
+    elif mid == 4 or mid == 5:  # teng (squared), tenv (magnitude)
         _, le, ri, up, dn = _cross(P, p, y, 1, W)
         ul, ur, dl, dr = _diagonals(P, p, y, W)
-        out = q[y]
         for x in range(W):
             gx = ur[x] + two * ri[x] + dr[x] - ul[x] - two * le[x] - dl[x]
             gy = dl[x] + two * dn[x] + dr[x] - ul[x] - two * up[x] - ur[x]
             g2 = gx * gx + gy * gy
-            out[x] = math.sqrt(g2) if magnitude else g2
-
-
-@njit(**JIT)
-def _q_haar(P, p, q):
-    H, W = q.shape
-    half = np.float32(0.5)
-    for y in prange(H):
+            out[x] = math.sqrt(g2) if mid == 5 else g2
+    elif mid == 6:  # glva
+        c = _rows(P, p, y, 0, 0, W)
+        for x in range(W):
+            out[x] = c[x]
+    else:  # wavs
+        half = np.float32(0.5)
         a_ = _rows(P, p, y, 0, 0, W)
         b_ = _rows(P, p, y, 0, 1, W)
         c_ = _rows(P, p, y, 1, 0, W)
         d_ = _rows(P, p, y, 1, 1, W)
-        out = q[y]
         for x in range(W):
             a = a_[x]
             b = b_[x]
@@ -197,13 +188,9 @@ def _q_haar(P, p, q):
 
 
 @njit(**JIT)
-def _q_copy(P, p, q):
-    H, W = q.shape
-    for y in prange(H):
-        c = _rows(P, p, y, 0, 0, W)
-        out = q[y]
-        for x in range(W):
-            out[x] = c[x]
+def _pointwise(P, p, mid, s, threshold, q):
+    for y in prange(q.shape[0]):
+        _q_row(P, p, y, mid, s, threshold, q[y])
 
 
 # ------------------------------------------------------------------------- windows
@@ -212,6 +199,63 @@ def _reflect_row_ends(row, r, W):
     for i in range(1, r + 1):
         row[r - i] = row[r + reflect_index(-i, W)]
         row[r + W - 1 + i] = row[r + reflect_index(W - 1 + i, W)]
+
+
+@njit(cache=True, inline="always")
+def _box_sum_row(q, lo, H, y, r, scale, row, dst):
+    """Row ``y`` of :func:`box_sum` into ``dst`` (W,). Image row ``j`` (of ``H``, reflected)
+    is ``q[j - lo]``: the whole image with ``lo`` = 0, or a band of rows from row ``lo`` on.
+    ``row`` is scratch of W + 2r values."""
+    W = dst.shape[0]
+    mid = row[r:r + W]
+    for x in range(W):
+        mid[x] = 0.0
+    for dy in range(-r, r + 1):
+        src = q[reflect_index(y + dy, H) - lo]
+        for x in range(W):
+            mid[x] += src[x]
+    _reflect_row_ends(row, r, W)
+    for x in range(W):
+        dst[x] = row[x]
+    for dx in range(1, 2 * r + 1):
+        seg = row[dx:dx + W]
+        for x in range(W):
+            dst[x] += seg[x]
+    for x in range(W):
+        dst[x] *= scale
+
+
+@njit(cache=True, inline="always")
+def _box_var_row(q, lo, H, y, r, s1, s2, dst):
+    """Row ``y`` of :func:`box_var` (rows of ``q`` as in :func:`_box_sum_row`); ``s1``,
+    ``s2`` are float64 scratch of W + 2r values."""
+    W = dst.shape[0]
+    inv_n = 1.0 / ((2 * r + 1) * (2 * r + 1))
+    m1 = s1[r:r + W]
+    m2 = s2[r:r + W]
+    for x in range(W):
+        m1[x] = 0.0
+        m2[x] = 0.0
+    for dy in range(-r, r + 1):
+        src = q[reflect_index(y + dy, H) - lo]
+        for x in range(W):
+            v = np.float64(src[x])
+            m1[x] += v
+            m2[x] += v * v
+    _reflect_row_ends(s1, r, W)
+    _reflect_row_ends(s2, r, W)
+    a = s1[:W].copy()
+    b = s2[:W].copy()
+    for dx in range(1, 2 * r + 1):
+        g1 = s1[dx:dx + W]
+        g2 = s2[dx:dx + W]
+        for x in range(W):
+            a[x] += g1[x]
+            b[x] += g2[x]
+    for x in range(W):
+        m = a[x] * inv_n
+        v = b[x] * inv_n - m * m
+        dst[x] = v if v > 0.0 else 0.0
 
 
 @njit(**JIT)
@@ -224,55 +268,15 @@ def box_sum(q, r, scale, out):
     """
     H, W = q.shape
     for y in prange(H):
-        row = np.zeros(W + 2 * r, np.float32)
-        mid = row[r:r + W]
-        for dy in range(-r, r + 1):
-            src = q[reflect_index(y + dy, H)]
-            for x in range(W):
-                mid[x] += src[x]
-        _reflect_row_ends(row, r, W)
-        dst = out[y]
-        for x in range(W):
-            dst[x] = row[x]
-        for dx in range(1, 2 * r + 1):
-            seg = row[dx:dx + W]
-            for x in range(W):
-                dst[x] += seg[x]
-        for x in range(W):
-            dst[x] *= scale
+        _box_sum_row(q, 0, H, y, r, scale, np.empty(W + 2 * r, np.float32), out[y])
 
 
 @njit(**JIT)
 def box_var(q, r, out):
     """Variance of ``q`` over a (2r+1)^2 reflected window, accumulated in float64."""
     H, W = q.shape
-    inv_n = 1.0 / ((2 * r + 1) * (2 * r + 1))
     for y in prange(H):
-        s1 = np.zeros(W + 2 * r, np.float64)
-        s2 = np.zeros(W + 2 * r, np.float64)
-        m1 = s1[r:r + W]
-        m2 = s2[r:r + W]
-        for dy in range(-r, r + 1):
-            src = q[reflect_index(y + dy, H)]
-            for x in range(W):
-                v = np.float64(src[x])
-                m1[x] += v
-                m2[x] += v * v
-        _reflect_row_ends(s1, r, W)
-        _reflect_row_ends(s2, r, W)
-        a = s1[:W].copy()
-        b = s2[:W].copy()
-        for dx in range(1, 2 * r + 1):
-            g1 = s1[dx:dx + W]
-            g2 = s2[dx:dx + W]
-            for x in range(W):
-                a[x] += g1[x]
-                b[x] += g2[x]
-        dst = out[y]
-        for x in range(W):
-            m = a[x] * inv_n
-            v = b[x] * inv_n - m * m
-            dst[x] = v if v > 0.0 else 0.0
+        _box_var_row(q, 0, H, y, r, np.empty(W + 2 * r), np.empty(W + 2 * r), out[y])
 
 
 # ------------------------------------------------------------------------ dispatch
@@ -315,40 +319,28 @@ class FocusMeasure:
         if not math.isfinite(threshold) or threshold < 0:
             raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
         self.measure, self.step, self.threshold = measure, int(step), threshold
-        H, W = shape
+        self.shape = tuple(shape)
         self.pad = self.step if measure == "sml" else 1
-        self._P = np.empty((H + 2 * self.pad, W + 2 * self.pad), np.float32)
-        self._q = np.empty((H, W), np.float32)
-
-    @property
-    def grey(self) -> np.ndarray:
-        """Luminance of the last frame measured (a view, float32 (H, W))."""
-        p = self.pad
-        return self._P[p:-p, p:-p]
+        self._P = self._q = None  # whole-frame buffers, made when first used
 
     def pointwise(self, frame: np.ndarray) -> np.ndarray:
         """Per-pixel quantity ``q`` of a frame, before the window (float32 (H, W), a buffer)."""
+        if self._P is None:
+            H, W = self.shape
+            self._P = np.empty((H + 2 * self.pad, W + 2 * self.pad), np.float32)
+            self._q = np.empty((H, W), np.float32)
         p, P, q = self.pad, self._P, self._q
         f3 = frame[:, :, None] if frame.ndim == 2 else frame
         _luma_into(f3, value_scale(frame.dtype), P[p:-p, p:-p])
         pad_reflect(P, p)
-        m = self.measure
-        if m == "sml":
-            _q_sml(P, p, self.step, np.float32(self.threshold), q)
-        elif m in ("lape", "lapv"):
-            _q_lap(P, p, m == "lape", q)
-        elif m == "lapd":
-            _q_lapd(P, p, q)
-        elif m in ("teng", "tenv"):
-            _q_sobel(P, p, m == "tenv", q)
-        elif m == "glva":
-            _q_copy(P, p, q)
-        else:  # wavs
-            _q_haar(P, p, q)
+        _pointwise(P, p, MEASURE_ID[self.measure], self.step, np.float32(self.threshold), q)
         return q
 
     def __call__(self, frame: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Focus measure of ``frame`` written into ``out`` (float32 (H, W))."""
+        """Focus measure of ``frame`` written into ``out`` (float32 (H, W)), stage by stage over
+        the whole frame (luminance, quantity, window). Where the depth state and the
+        all-in-focus image are updated at once, :func:`dffbatch.fused.measure_pass` runs the
+        same row functions band by band, 7-8% faster; alone, these passes are faster."""
         q = self.pointwise(frame)
         r = self.window // 2
         if self.measure in _VARIANCE:

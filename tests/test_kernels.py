@@ -213,3 +213,44 @@ def test_branch_free_logf_within_three_ulp_of_the_exact_log():
     assert ulp.max() <= 3.0, (ulp.max(), a[np.argmax(ulp)])
     assert logs(np.float32([1.0]))[0] == 0.0 and logs(np.float32([0.0]))[0] == -np.inf
     assert (np.sign(got) == np.sign(a.astype(np.float64) - 1)).all()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_pass_equals_the_stage_kernels(threads):
+    """Measure, depth update and compositing in one banded pass: the same bytes as the whole-frame
+    stage kernels (FocusMeasure, update_best, update_select / update_neighbours), for every measure,
+    window, dtype, channel count and composite, on shapes around the band size."""
+    import numba
+    from dffbatch.composite import Compositor
+    from dffbatch.depth import DepthState
+    from dffbatch.fused import BAND, measure_pass
+    from dffbatch.measure import MEASURES, FocusMeasure
+    rng = np.random.default_rng(threads)
+    old = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        cases = [(BAND + 7, 23, 3, np.uint8), (5, 9, 1, np.uint16), (2 * BAND + 1, 4, 4, np.float32),
+                 (BAND, 17, 3, np.uint16), (3, 2, 1, np.uint8)]
+        for (H, W, C, dtype), m in zip(cases * 2, MEASURES):
+            for window, mode in ((1, "select"), (9, "interpolate"), (5, "interpolate")):
+                frames = [(rng.random((H, W, C)) * 250).astype(dtype) for _ in range(4)]
+                fm = FocusMeasure((H, W), m, window, 2 if m == "sml" else 1, 0.01)
+                states = [DepthState((H, W)), DepthState((H, W))]
+                comps = [Compositor((H, W, C), dtype, mode), Compositor((H, W, C), dtype, mode)]
+                fs = [[np.zeros((H, W), np.float32)], [np.zeros((H, W), np.float32)]]
+                for k, fr in enumerate(frames):
+                    prev = frames[k - 1] if k and mode == "interpolate" else None
+                    f = fm(fr, np.empty((H, W), np.float32))  # the stages, one after the other
+                    states[0].update(f, fs[0][-1])
+                    comps[0].update(fr, prev, states[0].best, k)
+                    fs[0].append(f)
+                    g = measure_pass(fm, fr, np.empty((H, W), np.float32), states[1], fs[1][-1], comps[1], fr, prev)
+                    fs[1].append(g)
+                    np.testing.assert_array_equal(g, f, err_msg=f"{m} w{window} {dtype.__name__} frame {k}")
+                for name in ("best", "fbest", "fbelow", "fabove", "fsum", "fsecond", "flag"):
+                    np.testing.assert_array_equal(getattr(states[1], name), getattr(states[0], name), err_msg=name)
+                assert states[1].n == states[0].n == 4
+                for name in (("at",) if mode == "select" else ("below", "at", "above")):
+                    np.testing.assert_array_equal(getattr(comps[1], name), getattr(comps[0], name), err_msg=name)
+    finally:
+        numba.set_num_threads(old)
