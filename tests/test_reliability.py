@@ -351,3 +351,39 @@ def test_symlink_loops_are_detected(tmp_path):
     os.symlink(tmp_path / "data" / "a", tmp_path / "data" / "again")
     st = discover({"path": str(tmp_path / "data")})
     assert [s.id for s in st] == ["data__a"]
+
+
+@pytest.mark.parametrize("decoder", ["simplejpeg", "pillow"])
+def test_jpeg_frames_equal_pillow_and_broken_ones_are_named(tmp_path, decoder, monkeypatch):
+    """JPEGs decode through simplejpeg (libjpeg-turbo) to Pillow's exact values, grey as (H, W),
+    progressive and CMYK (Pillow takes those) included; truncated, corrupt or oversized files are a
+    FrameError naming the file; without simplejpeg, Pillow decodes them all the same."""
+    from PIL import Image
+    from dffbatch import read
+    if decoder == "pillow":
+        monkeypatch.setattr(read, "_SJ", None)
+    else:
+        assert read._simplejpeg() is not None, "simplejpeg is a dependency: it should be installed"
+    rng = np.random.default_rng(0)
+    rgb = (rng.random((37, 53, 3)) * 255).astype(np.uint8)
+    cases = {"rgb.jpg": (Image.fromarray(rgb), {}), "grey.jpg": (Image.fromarray(rgb[:, :, 0]), {}),
+             "prog.jpg": (Image.fromarray(rgb), {"progressive": True}),
+             "cmyk.jpg": (Image.fromarray(rgb).convert("CMYK"), {})}
+    for name, (im, kw) in cases.items():
+        im.save(tmp_path / name, quality=80, **kw)
+        with Image.open(tmp_path / name) as ref:
+            ref.load()
+            want = np.asarray(ref)
+        got = read_frame(str(tmp_path / name))
+        if name == "cmyk.jpg":
+            want = want[:, :, :3]  # Pillow and imageio decode it, as before (the fourth channel dropped)
+        np.testing.assert_array_equal(got, want, err_msg=name)
+        assert got.ndim == (2 if name == "grey.jpg" else 3)
+    data = (tmp_path / "rgb.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.jpg").write_bytes(data[:20] + b"\x00" * 200)
+    for bad in ("cut.jpg", "junk.jpg"):
+        with pytest.raises(FrameError, match=bad):
+            read_frame(str(tmp_path / bad))
+    with pytest.raises(FrameError, match=r"rgb.jpg: 53x37 pixels exceeds the limit of 100"):
+        read_frame(str(tmp_path / "rgb.jpg"), max_pixels=100)
