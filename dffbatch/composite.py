@@ -355,6 +355,8 @@ class Compositor:
         """
         self._state = state
         if M is None:
+            frame3 = np.ascontiguousarray(frame3)  # the kernels read rows as flat runs of values
+            prev3 = None if prev3 is None else np.ascontiguousarray(prev3)
             ones = _ones(self.dtype)
             if self.mode == "select":
                 update_select(_bits(frame3), best, k, _bits(self.at), ones)

@@ -75,7 +75,7 @@ class DFFResult:
 
 
 def check_frame(frame, k: int, ref=None) -> np.ndarray:
-    """Validate frame ``k`` of a stream against the first one; return it as an array."""
+    """Validate frame ``k`` of a stream against the first one; return it as a C-contiguous array."""
     if not isinstance(frame, np.ndarray):
         raise TypeError(f"frame {k}: expected a numpy array, got {type(frame).__name__}")
     if frame.dtype not in _DTYPES:
@@ -91,7 +91,7 @@ def check_frame(frame, k: int, ref=None) -> np.ndarray:
             raise ValueError(f"frame {k}: dtype {frame.dtype} differs from frame 0's {ref.dtype}")
     if frame.dtype.kind == "f" and not np.isfinite(frame).all():
         raise ValueError(f"frame {k}: contains NaN or infinite values")
-    return frame
+    return np.ascontiguousarray(frame)  # views (a channel slice, a stride) are copied: the kernels read rows flat
 
 
 def _check_volume_memory(shape, n):
