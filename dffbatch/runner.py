@@ -333,9 +333,23 @@ def _largest(todo, per_kind=8):
     return list(picked.values())
 
 
+def _largest_first(todo):
+    """The jobs in decreasing order of work (first file's bytes x number of files; one stat
+    per job), ties in their given order: the longest start first, so the run does not end
+    on one long stack while the other workers idle."""
+    def work(j):
+        try:
+            return os.stat(j["files"][0]).st_size * len(j["files"]) if j["files"] else 0
+        except OSError:
+            return 0
+    return sorted(todo, key=work, reverse=True)
+
+
 def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
     """Fan the jobs out and record each as it ends; returns (status, start time)."""
     from tqdm import tqdm
+
+    todo = _largest_first(todo)
 
     job_memory = max((estimate_memory(j["files"], j["params"], j["multipage"]) for j in _largest(todo)),
                      default=0)

@@ -338,3 +338,19 @@ def test_every_config_error_is_reported_at_once(tmp_path, capsys):
                    "params.window", "params.measure: 'foo' is not a focus measure", "execution.workers"):
         assert needle in err, (needle, err)
     assert err.count(str(p)) == 5 and not (tmp_path / "out").exists()
+
+
+def test_jobs_start_largest_first(tmp_path):
+    """The runner hands out the jobs with the most input first (bytes of the first file x files),
+    ties in their given order, so that a run does not end on one long stack."""
+    from dffbatch.runner import _largest_first
+    sizes = {"a": (3, 100), "b": (30, 100), "c": (3, 5000), "d": (3, 100), "e": (0, 0)}
+    jobs = []
+    for name, (n, size) in sizes.items():
+        files = []
+        for i in range(n):
+            f = tmp_path / f"{name}{i}.png"
+            f.write_bytes(b"x" * size)
+            files.append(str(f))
+        jobs.append({"id": name, "files": files})
+    assert [j["id"] for j in _largest_first(jobs)] == ["c", "b", "a", "d", "e"]
