@@ -51,7 +51,7 @@ def _masks(by, kk, C, ones, m_at, m_above):
             m_above[x * C + c] = mb
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True)  # a call per row: compiled once, not inlined into each kernel
 def _select_row(src, by, kk, ones, m, n, dst):
     """One row of :func:`update_select`: rows as (W, C) views, ``m``, ``n`` scratch of W*C."""
     W, C = src.shape
@@ -61,7 +61,7 @@ def _select_row(src, by, kk, ones, m, n, dst):
         d[i] = (s[i] & m[i]) | (d[i] & ~m[i])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True)  # a call per row: compiled once, not inlined into each kernel
 def _neighbours_row(src, prv, by, kk, ones, m, n, below, at, above):
     """One row of :func:`update_neighbours` (as :func:`_select_row`)."""
     W, C = src.shape

@@ -44,7 +44,7 @@ _MODE = {"none": 0, "parabolic": 1, "gaussian": 2}
 _TINY = np.float32(1e-30)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True)  # a call per row: compiled once, not inlined into each kernel
 def _update_row(fy, fpy, k, by, fby, fbl, fab, fsy, fsec, fl):
     """One row of :func:`update_best` (row views; ``fpy`` is ignored for frame 0)."""
     zero = np.float32(0.0)

@@ -54,7 +54,7 @@ def _luma_weights(scale):
             np.float32(scale))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True)  # a call per row: compiled once, not inlined into each kernel
 def _luma_row(src, weights, dst):
     """One row: ``dst = luma(src)`` (``src`` (W, C), C in {1, 3, 4}; ``weights`` from :func:`_luma_weights`)."""
     wr, wg, wb, s = weights
@@ -131,7 +131,7 @@ def _diagonals(P, p, y, W):
 MEASURE_ID = {m: i for i, m in enumerate(("sml", "lape", "lapv", "lapd", "teng", "tenv", "glva", "wavs"))}
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True)  # a call per row: compiled once, not inlined into each kernel
 def _q_row(P, p, y, mid, s, threshold, out):
     """Row ``y`` of the per-pixel quantity ``q`` of measure ``mid`` (:data:`MEASURE_ID`) from
     the padded luminance ``P`` (pad ``p``; ``s`` the ``sml`` step) into ``out`` (W,)."""
@@ -201,7 +201,7 @@ def _reflect_row_ends(row, r, W):
         row[r + W - 1 + i] = row[r + reflect_index(W - 1 + i, W)]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True)  # a call per row: compiled once, not inlined into each kernel
 def _box_sum_row(q, lo, H, y, r, scale, row, dst):
     """Row ``y`` of :func:`box_sum` into ``dst`` (W,). Image row ``j`` (of ``H``, reflected)
     is ``q[j - lo]``: the whole image with ``lo`` = 0, or a band of rows from row ``lo`` on.
@@ -225,7 +225,7 @@ def _box_sum_row(q, lo, H, y, r, scale, row, dst):
         dst[x] *= scale
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True)  # a call per row: compiled once, not inlined into each kernel
 def _box_var_row(q, lo, H, y, r, s1, s2, dst):
     """Row ``y`` of :func:`box_var` (rows of ``q`` as in :func:`_box_sum_row`); ``s1``,
     ``s2`` are float64 scratch of W + 2r values."""

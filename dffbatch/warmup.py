@@ -2,7 +2,7 @@
 
 Numba compiles each kernel the first time it runs and caches the machine code on disk
 (``cache=True``: in ``__pycache__`` beside the installed package, or under
-``NUMBA_CACHE_DIR`` when set). On a fresh install that takes 25-35 s on 2 cores. Done
+``NUMBA_CACHE_DIR`` when set). On a fresh install that takes 15-25 s on 2 cores. Done
 inside the first jobs, every worker would compile the same kernels at once, the
 progress bar would sit at 0 and the compile time would count as job time. Instead the
 runner compiles once in a separate process (the parent stays small) on a small crop of
@@ -57,7 +57,7 @@ def compile_kernels(first_file, multipage, params_list, out=sys.stdout, after=1.
         return time.perf_counter() - t0
     except subprocess.TimeoutExpired:
         pass
-    print("dffbatch: compiling kernels (first run, about 30 s; cached for later runs)...", file=out, flush=True)
+    print("dffbatch: compiling kernels (first run, about 20 s; cached for later runs)...", file=out, flush=True)
     proc.wait()
     took = time.perf_counter() - t0
     print(f"dffbatch: kernels compiled in {took:.0f} s", file=out, flush=True)
