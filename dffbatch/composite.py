@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .kernels import JIT, JIT_DIV
+from .kernels import JIT, JIT_DIV, readonly
 from .depth import _offset
 
 __all__ = ["COMPOSITES", "Compositor"]
@@ -355,8 +355,8 @@ class Compositor:
         """
         self._state = state
         if M is None:
-            frame3 = np.ascontiguousarray(frame3)  # the kernels read rows as flat runs of values
-            prev3 = None if prev3 is None else np.ascontiguousarray(prev3)
+            frame3 = readonly(np.ascontiguousarray(frame3))  # the kernels read rows as flat runs of values
+            prev3 = None if prev3 is None else readonly(np.ascontiguousarray(prev3))
             ones = _ones(self.dtype)
             if self.mode == "select":
                 update_select(_bits(frame3), best, k, _bits(self.at), ones)
@@ -366,7 +366,7 @@ class Compositor:
             return
         if self._stamp is None:
             self._stamp = np.full(best.shape, -1, np.int32)
-        self._recent = (self._recent + [(k, frame3, np.ascontiguousarray(M, np.float64))])[-(HOLD + 2):]
+        self._recent = (self._recent + [(k, readonly(frame3), np.ascontiguousarray(M, np.float64))])[-(HOLD + 2):]
         if k >= HOLD:  # pixels whose best stayed at frame k-HOLD
             self._settle(best, k - HOLD)
 

@@ -22,7 +22,7 @@ from numba import njit, prange
 
 from .composite import _neighbours_row, _select_row
 from .depth import _update_row
-from .kernels import JIT, reflect_index
+from .kernels import JIT, readonly, reflect_index
 from .measure import _box_sum_row, _box_var_row, _luma_row, _luma_weights, _q_row, _reflect_row_ends
 
 __all__ = ["frame_pass", "measure_pass"]
@@ -113,7 +113,7 @@ def measure_pass(fm, img, f, state=None, f_prev=None, comp=None, frame3=None, pr
     """
     from .composite import _bits, _ones
     from .measure import MEASURE_ID, _VARIANCE, value_scale
-    img3 = img[:, :, None] if img.ndim == 2 else img
+    img3 = readonly(img[:, :, None] if img.ndim == 2 else img)
     r = fm.window // 2
     box_scale = np.float32(1.0 if fm.measure == "sml" else 1.0 / (fm.window * fm.window))
     if state is None:
@@ -122,11 +122,12 @@ def measure_pass(fm, img, f, state=None, f_prev=None, comp=None, frame3=None, pr
         dep = (True, f_prev, state.n, state.best, state.fbest, state.fbelow, state.fabove, state.fsum,
                state.fsecond, state.flag)
     if comp is None:
-        com = (0, _NO_U, _NO_U, np.uint8(255), _NO_U, _NO_U, _NO_U)
+        com = (0, readonly(_NO_U), readonly(_NO_U), np.uint8(255), _NO_U, _NO_U, _NO_U)
     else:
         at = _bits(comp.at)
         below, above = (at, at) if comp.mode == "select" else (_bits(comp.below), _bits(comp.above))
-        com = (1 if comp.mode == "select" else 2, _bits(frame3), _bits(frame3 if prev3 is None else prev3),
+        com = (1 if comp.mode == "select" else 2, readonly(_bits(frame3)),
+               readonly(_bits(frame3 if prev3 is None else prev3)),
                _ones(comp.dtype), below, at, above)
     frame_pass(img3, value_scale(img.dtype), MEASURE_ID[fm.measure], fm.step, np.float32(fm.threshold), fm.pad,
                r, box_scale, fm.measure in _VARIANCE, f, *dep, *com)

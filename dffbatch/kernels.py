@@ -16,7 +16,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-__all__ = ["reflect_index", "pad_reflect", "range_table", "logf", "JIT"]
+__all__ = ["reflect_index", "pad_reflect", "range_table", "logf", "readonly", "JIT"]
 
 #: Range-weight tables: entries, and the span in sigmas beyond which a weight counts as 0.
 LUT_SIZE = 1024
@@ -29,6 +29,19 @@ JIT = dict(parallel=True, cache=True, nogil=True)
 #: as in NumPy instead of a Python exception, so no check per division keeps LLVM from
 #: vectorising the loop (the kernels' arithmetic guards the results either way).
 JIT_DIV = dict(JIT, error_model="numpy")
+
+
+def readonly(a):
+    """A read-only view of ``a``, for the kernels' input images.
+
+    Numba compiles a kernel once per argument type, and a read-only array (Pillow's
+    decoded PNGs) is another type than a writable one (JPEGs, TIFFs, copies): passing
+    every input image read-only keeps one compiled kernel per dtype, so that the first
+    run's warm-up covers the jobs (a second fused pass took 7 s in the workers).
+    """
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 @intrinsic

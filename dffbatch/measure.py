@@ -33,7 +33,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .kernels import JIT, pad_reflect, reflect_index
+from .kernels import JIT, pad_reflect, readonly, reflect_index
 
 __all__ = ["MEASURES", "focus_measure", "FocusMeasure", "luminance", "check_window"]
 
@@ -331,7 +331,7 @@ class FocusMeasure:
             self._q = np.empty((H, W), np.float32)
         p, P, q = self.pad, self._P, self._q
         f3 = frame[:, :, None] if frame.ndim == 2 else frame
-        _luma_into(f3, value_scale(frame.dtype), P[p:-p, p:-p])
+        _luma_into(readonly(f3), value_scale(frame.dtype), P[p:-p, p:-p])
         pad_reflect(P, p)
         _pointwise(P, p, MEASURE_ID[self.measure], self.step, np.float32(self.threshold), q)
         return q

@@ -197,3 +197,21 @@ def test_frames_that_are_views_give_the_same_result_as_copies():
         a, b = depth_from_focus(views, refine="median"), depth_from_focus(copies, refine="median")
         np.testing.assert_array_equal(a.depth, b.depth)
         np.testing.assert_array_equal(a.allfocus, b.allfocus)
+
+
+def test_read_only_and_writable_frames_share_one_compiled_kernel():
+    """Pillow's PNG arrays are read-only, JPEG and TIFF ones writable: the kernels see every input
+    image read-only, so both run the one compiled fused pass that the first run's warm-up made
+    (a second one cost 7 s of compiling inside the workers), with the same result."""
+    from dffbatch.fused import frame_pass
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (24, 20, 3), dtype=np.uint8) for _ in range(4)]
+    a = depth_from_focus(frames)
+    n = len(frame_pass.signatures)
+    ro = [f.copy() for f in frames]
+    for f in ro:
+        f.flags.writeable = False
+    b = depth_from_focus(ro)
+    assert len(frame_pass.signatures) == n, frame_pass.signatures
+    np.testing.assert_array_equal(a.depth, b.depth)
+    np.testing.assert_array_equal(a.allfocus, b.allfocus)
