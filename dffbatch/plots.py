@@ -116,32 +116,35 @@ def depth_2d_png(depth, title="", unit="frame", pixel=None, confidence=None) -> 
     fig_w, fig_h = 5.4, ax_h + 0.95
 
     def build():
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
         fig = _figure((fig_w, fig_h))
         ax = fig.add_axes((0.62 / fig_w, 0.5 / fig_h, ax_w / fig_w, ax_h / fig_h))
         cax = fig.add_axes(((0.62 + ax_w + 0.12) / fig_w, 0.5 / fig_h, 0.16 / fig_w, ax_h / fig_h))
         extent = (-0.5 * sx, (W - 0.5) * sx, (H - 0.5) * sy, -0.5 * sy)
-        im = ax.imshow(d, cmap="viridis", interpolation="nearest", extent=extent, aspect="auto")
-        dim = ax.imshow(np.zeros(d.shape + (4,), np.float32), interpolation="nearest", extent=extent,
-                        aspect="auto")
-        cb = fig.colorbar(im, cax=cax)
+        # one RGB image, coloured and dimmed here: Matplotlib then only places its pixels
+        # (colour-mapping float data and blending an RGBA layer over it took half the plot)
+        im = ax.imshow(np.zeros(d.shape + (3,), np.uint8), interpolation="nearest", extent=extent, aspect="auto")
+        scale = ScalarMappable(Normalize(0.0, 1.0), "viridis")
+        cb = fig.colorbar(scale, cax=cax)
         cb.set_label(f"depth ({unit}; 0 = first file)" if unit == "frame" else f"depth: focus position ({unit})")
         ax.set_xlabel(f"x ({xy_unit})")
         ax.set_ylabel(f"y ({xy_unit})")
         _title_placeholder(ax)
-        return fig, [im, dim, cb.ax, *ax.spines.values()], (ax, im, dim, cb)
+        return fig, [im, cb.ax, *ax.spines.values()], (ax, im, scale, cb)
 
-    fig, bg, (ax, im, dim, cb) = _cached(("2d", unit, H, W, pixel), build)
-    im.set_data(d)
-    im.set_clim(lo, hi if hi > lo else lo + 1e-6)
-    shade = np.zeros(d.shape + (4,), np.float32)
+    fig, bg, (ax, im, scale, cb) = _cached(("2d", unit, H, W, pixel), build)
+    top = hi if hi > lo else lo + 1e-6
+    scale.set_clim(lo, top)
+    from .views import viridis_rgb
+    rgb = viridis_rgb((d - lo) / (top - lo))
     if confidence is not None:  # regions, not pixels: the local mean over 9 x 9 plotted pixels
         low = _box_mean(np.asarray(confidence, np.float64)[::step, ::step], 4) < LOW_CONFIDENCE
-        shade[low, 3] = 0.55  # black at 55%: the colour still reads, dimmed
-    dim.set_data(shade)
+        rgb[low] = (rgb[low] * 0.45 + 0.5).astype(np.uint8)  # black at 55%: the colour still reads, dimmed
+    im.set_data(rgb)
     ax.title.set_text(title)
     fig.canvas.restore_region(bg)
     ax.draw_artist(im)
-    ax.draw_artist(dim)
     for spine in ax.spines.values():  # over the image, as in a full draw
         ax.draw_artist(spine)
     fig.draw_artist(cb.ax)
