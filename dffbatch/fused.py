@@ -1,19 +1,22 @@
-"""The per-frame stages *measure -> depth -> composite* fused, streaming down the rows.
+"""The per-frame stages *measure -> depth -> composite* fused over bands of rows.
 
 Run one after the other, each stage is a pass over whole-frame arrays: luminance,
 per-pixel quantity, window sums, the running depth state, the all-in-focus state.
-:func:`frame_pass` instead streams each chunk of rows (one per thread) through all of
-them: a luminance row, then the quantity row it completes, then every output row whose
-window it completes, which is at once folded into the depth state and the all-in-focus
-image. Luminance and quantity live in rings of ``2 pad + 1`` and ``2 r + 1`` rows that
-stay in the L1/L2 cache; only a chunk's first rows (its halo) are computed twice. The
-results are the same bytes as the stage kernels' (:class:`dffbatch.measure.FocusMeasure`
-``.staged``, :func:`dffbatch.depth.update_best`,
-:func:`dffbatch.composite.update_neighbours`), which stay the reference in the tests:
-the chunks call the same row functions, in the same order of sums.
+:func:`frame_pass` runs them band by band instead (:data:`BAND` rows, one band per
+task): the band's luminance and quantity (with their halo, the window's reach) stay in
+the cache, and each output row is folded into the depth state and the all-in-focus
+image as soon as its window sums are done. The results are the same bytes as the
+stage kernels' (:class:`dffbatch.measure.FocusMeasure`,
+:func:`dffbatch.depth.update_best`, :func:`dffbatch.composite.update_neighbours`),
+which stay the reference in the tests: the bands call the same row functions, in the
+same order of sums.
 
-Where frames are aligned, only the measure runs here (the depth state is updated on
-the reference grid after the warp).
+Measured on a 1080 x 1080 RGB frame, one thread: 4.12 ms against 4.50 for the stages
+one after the other. Less than the memory traffic saved suggests, because the stage
+passes are vectorised and compute-bound here; the measure alone, banded, is slower
+than whole-frame (2.15 against 2.0 ms: the halo is computed twice), so the aligned
+path, which measures on the frame's own grid and warps the measure before the depth
+update, keeps the whole-frame stages.
 """
 from __future__ import annotations
 
