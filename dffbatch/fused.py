@@ -23,10 +23,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .composite import _neighbours_row, _select_row
+from .composite import _bits, _neighbours_row, _ones, _select_row
 from .depth import _update_row
 from .kernels import JIT, readonly, reflect_index
-from .measure import _box_sum_row, _box_var_row, _luma_row, _luma_weights, _q_row, _reflect_row_ends
+from .measure import (MEASURE_ID, _VARIANCE, _box_sum_row, _box_var_row, _luma_row, _luma_weights, _q_row,
+                      _reflect_row_ends, value_scale)
 
 __all__ = ["frame_pass", "measure_pass"]
 
@@ -95,6 +96,7 @@ def frame_pass(img, scale, mid, step, threshold, pad, r, box_scale, variance, f,
 _NO_F = np.zeros((1, 1), np.float32)
 _NO_I = np.zeros((1, 1), np.int32)
 _NO_U = np.zeros((1, 1, 1), np.uint8)
+_NO_U_RO = readonly(_NO_U)
 
 
 def measure_pass(fm, img, f, state=None, f_prev=None, comp=None, frame3=None, prev3=None):
@@ -114,18 +116,14 @@ def measure_pass(fm, img, f, state=None, f_prev=None, comp=None, frame3=None, pr
         Unaligned ``select`` / ``interpolate`` compositor, updated with ``frame3`` (and
         ``prev3``, the previous frame, for ``interpolate``) after the state.
     """
-    from .composite import _bits, _ones
-    from .measure import MEASURE_ID, _VARIANCE, value_scale
     img3 = readonly(img[:, :, None] if img.ndim == 2 else img)
-    r = fm.window // 2
-    box_scale = np.float32(1.0 if fm.measure == "sml" else 1.0 / (fm.window * fm.window))
     if state is None:
         dep = (False, _NO_F, 0, _NO_I, _NO_F, _NO_F, _NO_F, _NO_F, _NO_F, _NO_F)
     else:
         dep = (True, f_prev, state.n, state.best, state.fbest, state.fbelow, state.fabove, state.fsum,
                state.fsecond, state.flag)
     if comp is None:
-        com = (0, readonly(_NO_U), readonly(_NO_U), np.uint8(255), _NO_U, _NO_U, _NO_U)
+        com = (0, _NO_U_RO, _NO_U_RO, np.uint8(255), _NO_U, _NO_U, _NO_U)
     else:
         at = _bits(comp.at)
         below, above = (at, at) if comp.mode == "select" else (_bits(comp.below), _bits(comp.above))
@@ -133,7 +131,7 @@ def measure_pass(fm, img, f, state=None, f_prev=None, comp=None, frame3=None, pr
                readonly(_bits(frame3 if prev3 is None else prev3)),
                _ones(comp.dtype), below, at, above)
     frame_pass(img3, value_scale(img.dtype), MEASURE_ID[fm.measure], fm.step, np.float32(fm.threshold), fm.pad,
-               r, box_scale, fm.measure in _VARIANCE, f, *dep, *com)
+               fm.window // 2, fm.window_scale, fm.measure in _VARIANCE, f, *dep, *com)
     if state is not None:
         state.n += 1
     return f

@@ -345,9 +345,14 @@ class FocusMeasure:
         r = self.window // 2
         if self.measure in _VARIANCE:
             box_var(q, r, out)
-        else:  # sml is Nayar's window sum, the others a window mean
-            box_sum(q, r, np.float32(1.0 if self.measure == "sml" else 1.0 / (self.window * self.window)), out)
+        else:
+            box_sum(q, r, self.window_scale, out)
         return out
+
+    @property
+    def window_scale(self) -> np.float32:
+        """The factor on the window sum: 1 for ``sml`` (Nayar's window sum), else 1/area (a mean)."""
+        return np.float32(1.0 if self.measure == "sml" else 1.0 / (self.window * self.window))
 
 
 def focus_measure(frame: np.ndarray, measure: str = "sml", window: int = 9,
