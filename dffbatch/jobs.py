@@ -319,7 +319,9 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
                                                           zrange=(0, _axis_top(res.n_frames - 1)), pixel=calibration,
                                                           confidence=res.confidence))
             rec["timings"]["plots"] = round(time.perf_counter() - t0, 4)
-        if al is not None and job["outputs"].get("plots", True):
+        # the motion plot where frames were aligned, or where a model was asked for
+        # (auto, the default, that found nothing to do says so in the manifest and report)
+        if al is not None and al.per_frame and (al.applied or al.mode != "auto") and job["outputs"].get("plots", True):
             from .plots import alignment_png
             o["alignment.png"] = atomic_bytes(os.path.join(out, "alignment.png"), alignment_png(al.per_frame, job["stack"]))
         if job["outputs"].get("mesh", False):

@@ -70,7 +70,7 @@ def test_alignment_does_no_harm_on_aligned_stacks(stack, mode):
                                        (dict(breathing=0.003), "similarity"), ({}, "none")])
 def test_auto_chooses_the_motion_model(kw, model):
     """auto: hand-held (shear, stretch) -> affine, a breathing lens -> similarity, still -> nothing."""
-    fr, *_ = render_stack("slant", "noise", (192, 192), 8, seed=3, **kw)
+    fr, *_ = render_stack("slant", "noise", (256, 256), 8, seed=3, **kw)  # auto: 256 px or more
     al = depth_from_focus(fr, align="auto").alignment
     assert al.model == model and al.applied == (model != "none"), al.note
     assert (model in al.note) if model != "none" else "not applied" in al.note
@@ -151,19 +151,24 @@ def test_real_phone_stacks(name):
     def src():
         return iter(frames)
     src.preview = lambda: iter_previews(files, ESTIMATE_SIDE)
-    a = depth_from_focus(src)
     b = depth_from_focus(src, align="similarity")
     al = b.alignment
     measured = np.array([p["scale_measured"] for p in al.per_frame])
     k = np.arange(len(measured))
-    # (a) a magnification trend: the measured scales fall with the frame index (rank correlation)
-    ranks = np.argsort(np.argsort(measured))
-    assert np.corrcoef(k, ranks)[0, 1] < -0.5
     fitted = np.array([p["scale"] for p in al.per_frame])
-    assert np.all(np.diff(fitted) < 0) and fitted[0] - fitted[-1] > 5e-4
-    # alignment brings neighbouring frames together, affine much closer than similarity
-    # (balls 0.31 / 0.27 / 0.12 px, keyboard 0.62 / 0.53 / 0.22 px: none / similarity / affine)
-    c = depth_from_focus(src, align="affine")
+    if name == "keyboard/32":
+        # (a) a magnification trend: the measured scales fall with the frame index (rank
+        # correlation -0.84, the fitted line drops by 4e-3). On balls/25 the tracked points see
+        # none to speak of (-0.34, 3e-4): the trend the whole-image ECC found there was, as on
+        # the renderer's step, the blurred outlines of the balls growing with defocus
+        ranks = np.argsort(np.argsort(measured))
+        assert np.corrcoef(k, ranks)[0, 1] < -0.5
+        assert np.all(np.diff(fitted) < 0) and fitted[0] - fitted[-1] > 1e-3
+    # the default, auto, sees the hand-held shear and stretch and chooses affine; alignment
+    # brings neighbouring frames together, affine much closer than similarity
+    # (balls 0.31 / 0.28 / 0.11 px, keyboard 0.62 / 0.52 / 0.21 px: none / similarity / affine)
+    c = depth_from_focus(src, align="auto")
+    assert c.alignment.model == "affine" and c.alignment.applied, c.alignment.note
     none_r = residual_motion(iter(frames)).mean()
     sim_r = residual_motion(iter(frames), al).mean()
     aff_r = residual_motion(iter(frames), c.alignment).mean()
