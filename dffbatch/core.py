@@ -190,10 +190,13 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
         texture.
     positions : sequence of float, optional
         Focus position of each frame (e.g. micrometres); adds ``depth_units``.
-    align : {"none", "translation", "similarity", "affine", "auto"}
+    align : {"auto", "none", "translation", "similarity", "affine"}
         Correct focus breathing and camera shift first (see :mod:`dffbatch.align`;
-        needs OpenCV): ``similarity`` for a breathing lens on a tripod, ``affine`` for
-        hand-held stacks (it also follows rolling-shutter shear). Alignment reads the
+        uses OpenCV): ``similarity`` for a breathing lens on a tripod, ``affine`` for
+        hand-held stacks (it also follows rolling-shutter shear); ``auto`` (default)
+        measures the motion and applies nothing when no corner moves by more than
+        0.5 px (the outputs are then those of ``none``, byte for byte), else one of
+        the two; frames under 256 px on their short side are not aligned by ``auto``. Alignment reads the
         stack twice, so ``frames`` must then be a sequence or a callable returning a
         fresh iterator. Outputs keep the reference frame's size; pixels that some
         frames do not cover are measured on those that do, and their confidence is
