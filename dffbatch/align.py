@@ -148,8 +148,9 @@ def _prepare(cv2, frame, side):
 #: rectangle over a far plane (``step``), whose blurred outline grows and shrinks as
 #: focus moves, the whole-image ECC this replaced read that as breathing: 0.97 px of
 #: false corner motion on a still 512^2 stack (all-in-focus PSNR 39.0 -> 30.4 dB when
-#: applied), while the tracks on the outline are outliers of the fit (0.26 px). Cheaper
-#: too: 1.3 against 3.1 ms per 320-px pair (benchmarks/bench_align_accuracy.py).
+#: applied), while the tracks on the outline are outliers of the fit (0.32 px, not
+#: applied; benchmarks/bench_align_twins.py). Cheaper too: 1.3 against 3.1 ms per 320-px
+#: pair of the focus_stack previews.
 TRACK_GRID = 16
 #: Lucas-Kanade window (preview pixels) and pyramid levels above the preview: neighbouring
 #: frames move by a few preview pixels at most.
@@ -159,7 +160,7 @@ TRACK_LEVELS = 1
 #: blurred outline of a near object, growing as focus moves, covers enough of the image
 #: to pass for breathing. Largest false corner motion on still rendered stacks (slant,
 #: terrain, step; 12 frames, 2 seeds): 2.1 px at 64^2, 1.7 at 96^2, 1.1 at 128^2, 0.74 at
-#: 192^2, 0.55 at 256^2 (all from the step), 0.32 at 512^2 (benchmarks/bench_align_accuracy.py).
+#: 192^2, 0.55 at 256^2 (all from the step), 0.32 at 512^2 (20 frames, bench_align_twins.py).
 AUTO_MIN_SIDE = 256
 #: Fewer tracked points than this and the pair counts as not registered; so does a fit
 #: that fewer than a quarter of the grid's points follow within FIT_TOLERANCE preview
