@@ -1,6 +1,6 @@
 """The whole-directory workload: ../shared/datasets/seed/focus_stack (100 stacks).
 
-    python benchmarks/bench_dataset.py [--data DIR] [--workers 2]
+    python benchmarks/bench_dataset.py [--data DIR] [--workers 2] [--compare KEY=VALUE] [--against CHECKOUT]
 
 Runs the batch runner with default parameters, plots off and then on, and reports
 wall time, MP-frames/s and peak memory per worker, next to the decode-only time of
@@ -31,7 +31,7 @@ def _warm(seconds):
 
 
 def _decode_stack(files):
-    from dffbatch.read import read_frame
+    from dffbatch.stages.read import read_frame
     t = time.perf_counter()
     mpx = 0.0
     for f in files:
@@ -52,7 +52,7 @@ def decode_only(stacks, workers):
     return time.perf_counter() - t, sum(r[0] for r in res)
 
 
-def run_once(data, workers, plots, tmp, name, sets=()):
+def run_once(data, workers, plots, tmp, name, sets=(), root=ROOT):
     import yaml
     cfg = {"run": {"name": name, "output": tmp}, "datasets": [{"path": data}],
            "outputs": {"plots": plots, "report": True}, "execution": {"workers": workers}}
@@ -61,7 +61,7 @@ def run_once(data, workers, plots, tmp, name, sets=()):
         yaml.safe_dump(cfg, fh)
     t = time.perf_counter()
     extra = [a for kv in sets for a in ("--set", kv)]
-    r = subprocess.run([sys.executable, "-m", "dffbatch", p, "--no-progress", *extra], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "dffbatch", p, "--no-progress", *extra], cwd=root,
                        capture_output=True, text=True)
     wall = time.perf_counter() - t
     if r.returncode != 0:
@@ -79,12 +79,15 @@ def main():
     ap.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE",
                     help="also time a plots-off run with this --set override, alternated with the default "
                          "(3 runs each, median), and print the ratio; e.g. params.refine=median")
+    ap.add_argument("--against", metavar="CHECKOUT",
+                    help="also time another checkout of dffbatch (e.g. a git worktree of main before a change) "
+                         "with the default config, plots off, alternated with this one (3 runs each, median)")
     a = ap.parse_args()
     if not os.path.isdir(a.data):
         print(f"skipped: {a.data} is absent (../shared/datasets is not next to the project)")
         return
     sys.path.insert(0, ROOT)
-    from dffbatch.discover import discover
+    from dffbatch.batch.discover import discover
     stacks = discover({"path": a.data})
     n_frames = sum(len(s.files) for s in stacks)
     print(f"{len(stacks)} stacks, {n_frames} frames from {a.data}; {a.workers} workers, {os.cpu_count()} cores")
@@ -113,8 +116,25 @@ def main():
             md, mc = sorted(walls["default"])[1], sorted(walls["compare"])[1]
             print(f"default {md:.2f} s vs {' '.join(a.compare)} {mc:.2f} s (median of 3, alternated, plots off): "
                   f"{md / mc:.2f}x   runs: {walls}")
+        if a.against:
+            against(a, tmp)
     for tool in ("enfuse", "focusweave"):
         print(f"{tool}: {'found at ' + shutil.which(tool) if shutil.which(tool) else 'not installed, not compared'}")
+
+
+def against(a, tmp):
+    other = os.path.abspath(a.against)
+    run_once(a.data, a.workers, False, tmp, "warm_other", root=other)  # its own Numba cache, warm
+    shutil.rmtree(os.path.join(tmp, "warm_other"))
+    walls = {"this": [], "other": []}
+    for i in range(3):
+        for tag, root in (("other", other), ("this", ROOT)):
+            w, _, _ = run_once(a.data, a.workers, False, tmp, f"{tag}{i}", root=root)
+            walls[tag].append(w)
+            shutil.rmtree(os.path.join(tmp, f"{tag}{i}"))
+    mt, mo = sorted(walls["this"])[1], sorted(walls["other"])[1]
+    print(f"this checkout {mt:.2f} s vs {other} {mo:.2f} s (median of 3, alternated, plots off): "
+          f"{mt / mo:.3f}x   runs: {walls}")
 
 
 if __name__ == "__main__":
