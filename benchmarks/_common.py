@@ -25,7 +25,7 @@ def shifted(alignment, std=1.0, seed=1):
 @contextmanager
 def given_alignment(alignment):
     """Within the block, ``depth_from_focus(..., align=...)`` uses ``alignment`` instead of estimating one."""
-    import dffbatch.align as align_module
+    import dffbatch.stages.align as align_module
     estimate = align_module.estimate_alignment
     align_module.estimate_alignment = lambda *args, **kw: alignment
     try:

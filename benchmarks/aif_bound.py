@@ -27,10 +27,10 @@ def main():
     import cv2
     from scipy import ndimage
     from dffbatch import depth_from_focus
-    from dffbatch.align import Warper
-    from dffbatch.composite import settle_warped
-    from dffbatch.metrics import psnr
-    from dffbatch.synth import render_stack
+    from dffbatch.stages.align import Warper
+    from dffbatch.stages.composite import settle_warped
+    from dffbatch.truth.metrics import psnr
+    from dffbatch.truth.synth import render_stack
     S, N = a.size, a.frames
     fr, g, af, _ = render_stack(a.shape, "noise", (S, S), N, breathing=0.003, seed=6)
     ft, gt, aft, _ = render_stack(a.shape, "noise", (S, S), N, seed=6)

@@ -43,8 +43,8 @@ def main():
     a = ap.parse_args()
     from _common import given_alignment, shifted
     from dffbatch import depth_from_focus, focus_measure
-    from dffbatch.metrics import depth_metrics
-    from dffbatch.synth import render_stack
+    from dffbatch.truth.metrics import depth_metrics
+    from dffbatch.truth.synth import render_stack
 
     print(f"{a.size}x{a.size}, 12 frames, JPEG q75; breathing 0.002, shift 0.7 px, distort 0.003")
     print(f"  {'scene':16} {'model':11} {'AiF PSNR':>9} {'AiF SML':>8} {'depth RMSE':>10} {'depth TV':>9}")

@@ -29,9 +29,9 @@ def main():
 
     import numba
     numba.set_num_threads(2)
-    from dffbatch.jobs import run_job
-    from dffbatch.align import ESTIMATE_SIDE
-    from dffbatch.read import iter_previews, read_frame
+    from dffbatch.batch.jobs import run_job
+    from dffbatch.stages.align import ESTIMATE_SIDE
+    from dffbatch.stages.read import iter_previews, read_frame
     tmp = tempfile.mkdtemp(prefix="bench_align_")
     sets = {"balls/25 (1280x720)": sorted(glob.glob(os.path.join(SEED, "balls/25/*.jpg"))),
             "keyboard/32 (1280x720)": sorted(glob.glob(os.path.join(SEED, "keyboard/32/*.jpg"))),
@@ -68,10 +68,10 @@ def main():
 
 
 def _job(files, align, tmp):
-    from dffbatch.config import _SECTIONS
+    from dffbatch.batch.config import _SECTIONS
     from dffbatch.core import DEFAULTS
-    from dffbatch.discover import Stack
-    from dffbatch.jobs import make_job
+    from dffbatch.batch.discover import Stack
+    from dffbatch.batch.jobs import make_job
     folder = os.path.dirname(files[0])
     stack = Stack(id=os.path.basename(folder), files=list(files), layout="folder", root=folder)
     params = dict(DEFAULTS, align=align)

@@ -23,9 +23,9 @@ def main():
     ap.add_argument("--align", default="similarity", choices=["similarity", "affine"])
     a = ap.parse_args()
     from dffbatch import depth_from_focus
-    from dffbatch.align import ESTIMATE_SIDE
-    from dffbatch.metrics import depth_metrics
-    from dffbatch.synth import render_stack
+    from dffbatch.stages.align import ESTIMATE_SIDE
+    from dffbatch.truth.metrics import depth_metrics
+    from dffbatch.truth.synth import render_stack
     size = (a.size, a.size)
     print(f"{a.size}x{a.size}, {a.frames} frames, align={a.align} (registration at {min(a.size, ESTIMATE_SIDE)} px)")
     worst = [0.0, 0.0, 0.0]

@@ -6,7 +6,7 @@ For balls/25 and keyboard/32 (1280x720 JPEG, ../shared/datasets/seed) and each
 alignment model (none, translation, similarity, affine):
 
 * residual: the median local misregistration of neighbouring frames after alignment
-  (:func:`dffbatch.align.residual_motion`, 4 x 3 tiles), mean and worst over the pairs,
+  (:func:`dffbatch.stages.align.residual_motion`, 4 x 3 tiles), mean and worst over the pairs,
   pixels -- how well the model follows the camera;
 * sharpness: mean SML (window 9) of the all-in-focus image, change against none;
 * depth total variation (mean absolute difference of neighbouring pixels) with the
@@ -45,9 +45,9 @@ def main():
     from _common import given_alignment, shifted
 
     from dffbatch import depth_from_focus, focus_measure
-    from dffbatch.align import ESTIMATE_SIDE, residual_motion
-    from dffbatch.measure import luminance
-    from dffbatch.read import iter_previews, read_frame
+    from dffbatch.stages.align import ESTIMATE_SIDE, residual_motion
+    from dffbatch.stages.measure import luminance
+    from dffbatch.stages.read import iter_previews, read_frame
 
     for name in ("balls/25", "keyboard/32"):
         files = sorted(glob.glob(os.path.join(SEED, name, "*.jpg")))

@@ -3,7 +3,7 @@
     python benchmarks/bench_align_residual.py [--data DIR] [--stacks 100]
 
 For each stack, ``align: auto`` is estimated from the 320-px previews; where it applies
-alignment, :func:`dffbatch.align.residual_motion` (the median tile misregistration of
+alignment, :func:`dffbatch.stages.align.residual_motion` (the median tile misregistration of
 neighbouring frames, full resolution) is measured without and with it. Prints the model
 counts, and for the aligned stacks the residual before and after and how many it cut.
 """
@@ -26,9 +26,9 @@ def main():
     if not os.path.isdir(a.data):
         print(f"skipped: {a.data} is absent (../shared/datasets is not next to the project)")
         return
-    from dffbatch.align import ESTIMATE_SIDE, estimate_alignment, residual_motion
-    from dffbatch.discover import discover
-    from dffbatch.read import iter_previews, read_frame
+    from dffbatch.stages.align import ESTIMATE_SIDE, estimate_alignment, residual_motion
+    from dffbatch.batch.discover import discover
+    from dffbatch.stages.read import iter_previews, read_frame
     models, before, after = {}, [], []
     for st in discover({"path": a.data})[:a.stacks]:
         s, shape, it = iter_previews(st.files, ESTIMATE_SIDE)

@@ -35,8 +35,8 @@ def main():
     ap.add_argument("--shapes", default="slant,terrain,step")
     a = ap.parse_args()
     from dffbatch import depth_from_focus
-    from dffbatch.metrics import psnr
-    from dffbatch.synth import render_stack
+    from dffbatch.truth.metrics import psnr
+    from dffbatch.truth.synth import render_stack
     n, size = a.frames, (a.size, a.size)
     print(f"{a.size}x{a.size}, {n} frames; PSNR dB / RMSE frames on the common region less 8 px")
     print(f"{'shape':8} {'stack':10} {'auto chose':22} {'PSNR none':>9} {'PSNR auto':>9} {'twin':>6} "

@@ -81,7 +81,7 @@ def _loaded_bytes(urls):
 
 def big_report(run, n_jobs, where):
     """A report of ``n_jobs`` jobs over the real outputs of ``run`` (hard links, records renamed)."""
-    from dffbatch.report import write_report
+    from dffbatch.report.page import write_report
     man = json.load(open(os.path.join(run, "manifest.json")))
     real = [r for r in man["jobs"].values() if r["status"] == "ok"]
     recs = []

@@ -31,7 +31,7 @@ def make_stacks(folder, n, frames=8, size=128, links_per_copy=50_000):
     """N stack folders of hard links to one set of frames (a fresh copy of the set every
     ``links_per_copy`` stacks: ext4 allows 65 000 links to one file)."""
     import imageio.v3 as iio
-    from dffbatch.synth import render_stack
+    from dffbatch.truth.synth import render_stack
     fr, *_ = render_stack("slant", "noise", (size, size), frames, layers_per_frame=2, seed=0)
     data = os.path.join(folder, "data")
     names = []
@@ -110,7 +110,7 @@ def run(cfg_path, extra=()):
     t = time.perf_counter()
     # the runner in a child process: its peak RSS is the parent's (workers are its children)
     code = ("import resource, sys; from dffbatch.cli import main; rc = main(sys.argv[1:]); "
-            "u = resource.getrusage(resource.RUSAGE_SELF); from dffbatch.jobs import peak_rss; "
+            "u = resource.getrusage(resource.RUSAGE_SELF); from dffbatch.batch.jobs import peak_rss; "
             "print('PEAK_RSS_MB', peak_rss() / 2**20, u.ru_utime + u.ru_stime); sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code, cfg_path, "--no-progress", *extra], cwd=ROOT,
                        capture_output=True, text=True)

@@ -26,9 +26,9 @@ sys.path.insert(0, ROOT)
 SEED = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "seed", "focus_stack")
 
 from dffbatch import depth_from_focus  # noqa: E402
-from dffbatch.metrics import ause  # noqa: E402
-from dffbatch.synth import REGIONS, render_stack, texture_regions  # noqa: E402
-from dffbatch.synth_cli import SUITES  # noqa: E402
+from dffbatch.truth.metrics import ause  # noqa: E402
+from dffbatch.truth.synth import REGIONS, render_stack, texture_regions  # noqa: E402
+from dffbatch.truth.synth_cli import SUITES  # noqa: E402
 
 OLD = dict(refine="median")  # the previous default: lapd, window 9, gaussian, median 5
 
@@ -76,8 +76,8 @@ def solvers(size, frames):
     """Exact WLS (sparse direct solve) against the normalised FGS, with the same weights."""
     import scipy.sparse as sp
     import scipy.sparse.linalg as spl
-    import dffbatch.post as post
-    from dffbatch.solve import affinities, wls_solve
+    import dffbatch.stages.post as post
+    from dffbatch.stages.solve import affinities, wls_solve
     print("\nsolvers on the evidence weights of the refine and flat suites: mean RMSE ratio to the previous default")
     keep = {}
     run = post.REFINERS["wls"].run
@@ -146,8 +146,8 @@ def real(n_stacks, montage):
         print(f"\nreal stacks skipped: {SEED} is absent (../shared/datasets is not next to the project)")
         return
     from scipy.ndimage import median_filter as nd_median
-    from dffbatch.discover import discover
-    from dffbatch.read import read_frame
+    from dffbatch.batch.discover import discover
+    from dffbatch.stages.read import read_frame
     stacks = [s for s in discover({"path": SEED}) if len(s.files) >= 8][:n_stacks]
     print(f"\nreal: {len(stacks)} focus_stack stacks with >= 8 frames; share of pixels > 2 frames from their "
           "15x15 median (previous default -> wls)")

@@ -27,14 +27,14 @@ sys.path.insert(0, ROOT)
 SEED = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "seed", "focus_stack")
 
 from dffbatch import depth_from_focus  # noqa: E402
-from dffbatch.config import FORMATS_DEFAULT  # noqa: E402
-from dffbatch.jobs import write_maps  # noqa: E402
-from dffbatch.views import write_views  # noqa: E402
-from dffbatch.write import write_tiff  # noqa: E402
+from dffbatch.batch.config import FORMATS_DEFAULT  # noqa: E402
+from dffbatch.batch.jobs import write_maps  # noqa: E402
+from dffbatch.report.views import write_views  # noqa: E402
+from dffbatch.stages.write import write_tiff  # noqa: E402
 
 def _v2_write(out, res):
     """What version 2 (the previous release) wrote per stack, as its code wrote it."""
-    from dffbatch.write import write_png
+    from dffbatch.stages.write import write_png
     j = os.path.join
     write_tiff(j(out, "depth.tif"), res.depth)
     write_png(j(out, "depth.png"), np.round(res.depth * (65535.0 / max(res.n_frames - 1, 1))).astype(np.uint16))
@@ -66,9 +66,9 @@ def main():
     if not os.path.isdir(SEED):
         print(f"skipped: {SEED} is absent (../shared/datasets is not next to the project)")
         return
-    from dffbatch.discover import discover
+    from dffbatch.batch.discover import discover
     stacks = discover({"path": SEED})[: a.stacks]
-    from dffbatch.read import read_frame
+    from dffbatch.stages.read import read_frame
     results = [depth_from_focus(read_frame(f) for f in s.files) for s in stacks]
     print(f"{len(results)} stacks of {results[0].allfocus.shape}; writing to {a.dir or 'the default temp dir'}")
     tmp = tempfile.mkdtemp(dir=a.dir)

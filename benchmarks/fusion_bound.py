@@ -29,8 +29,8 @@ def main(root="outputs/refine_scenes"):
     from scipy.optimize import nnls
 
     from dffbatch import depth_from_focus
-    from dffbatch.metrics import psnr
-    from dffbatch.synth import surface_segments
+    from dffbatch.truth.metrics import psnr
+    from dffbatch.truth.synth import surface_segments
     for scene in ("step-checker-clean", "step-checker-noisy", "step-lowtex-clean", "step-lowtex-noisy"):
         d = os.path.join(root, scene)
         files = sorted(glob.glob(os.path.join(d, "frame_*.png")))

@@ -38,12 +38,12 @@ def main():
     import numba
     numba.set_num_threads(1)
     from dffbatch import depth_from_focus
-    from dffbatch.config import FORMATS_DEFAULT
-    from dffbatch.discover import discover
-    from dffbatch.jobs import write_maps
-    from dffbatch.plots import depth_2d_png, depth_3d_png
-    from dffbatch.read import read_frame
-    from dffbatch.views import write_views
+    from dffbatch.batch.config import FORMATS_DEFAULT
+    from dffbatch.batch.discover import discover
+    from dffbatch.batch.jobs import write_maps
+    from dffbatch.report.plots import depth_2d_png, depth_3d_png
+    from dffbatch.stages.read import read_frame
+    from dffbatch.report.views import write_views
     import dffbatch
     stacks = discover({"path": a.data})[:a.stacks]
     outputs = {"formats": FORMATS_DEFAULT, "tiff_compression": "none"}
@@ -56,8 +56,8 @@ def main():
             t1 = time.perf_counter()
             src = frames
             if a.align != "none":
-                from dffbatch.align import ESTIMATE_SIDE
-                from dffbatch.read import iter_previews
+                from dffbatch.stages.align import ESTIMATE_SIDE
+                from dffbatch.stages.read import iter_previews
 
                 def src():
                     return iter(frames)

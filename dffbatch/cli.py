@@ -25,7 +25,7 @@ def _run_parser():
 
 
 def main(argv=None) -> int:
-    from .schedule import quick_exit
+    from .batch.schedule import quick_exit
     quick_exit()  # once per process: atexit handlers are kept in a list, a second is a no-op cost
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("--version", "-V"):
@@ -33,16 +33,16 @@ def main(argv=None) -> int:
         print(f"dffbatch {__version__}")
         return 0
     if argv and argv[0] == "synth":
-        from .synth_cli import main as synth_main
+        from .truth.synth_cli import main as synth_main
         return synth_main(argv[1:])
     if argv and argv[0] == "eval":
-        from .evaluate import main as eval_main
+        from .truth.evaluate import main as eval_main
         return eval_main(argv[1:])
     args = _run_parser().parse_args(argv)
     if args.dask_address:
         args.overrides += ["execution.backend=dask", f"execution.address={args.dask_address}"]
-    from .config import ConfigError
-    from .runner import RunLockedError, run
+    from .batch.config import ConfigError
+    from .batch.runner import RunLockedError, run
     try:
         return run(args.config, args.overrides, dry_run=args.dry_run, force=args.force,
                    progress=not args.no_progress)

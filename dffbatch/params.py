@@ -6,15 +6,15 @@ and quick to start. The kernel modules take their choice lists from here, and
 ``tests/test_core.py`` checks them against the registries they name.
 """
 
-#: Focus measures (:mod:`dffbatch.measure`), named as in Pertuz et al. 2013.
+#: Focus measures (:mod:`dffbatch.stages.measure`), named as in Pertuz et al. 2013.
 MEASURES = ("sml", "lape", "lapv", "lapd", "teng", "tenv", "glva", "wavs")
-#: Sub-frame depth interpolation (:mod:`dffbatch.depth`).
+#: Sub-frame depth interpolation (:mod:`dffbatch.stages.depth`).
 INTERPOLATIONS = ("gaussian", "parabolic", "none")
-#: All-in-focus construction (:mod:`dffbatch.composite`; pyramid: :mod:`dffbatch.fusion`).
+#: All-in-focus construction (:mod:`dffbatch.stages.composite`; pyramid: :mod:`dffbatch.stages.fusion`).
 COMPOSITES = ("select", "interpolate", "pyramid")
-#: The post-stream stages, in the order the docs list them (:data:`dffbatch.post.REFINERS`).
+#: The post-stream stages, in the order the docs list them (:data:`dffbatch.stages.post.REFINERS`).
 REFINES = ("none", "median", "bilateral", "sgm", "wls")
-#: Alignment models (:mod:`dffbatch.align`).
+#: Alignment models (:mod:`dffbatch.stages.align`).
 ALIGN_MODES = ("none", "translation", "similarity", "affine", "auto")
 
 #: ``refine_strength`` when None: the bilateral filter's confidence power (8), SGM's

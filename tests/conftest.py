@@ -20,7 +20,7 @@ def seed_path(*parts):
 
 def blurred_stack(H=48, W=64, n=9, seed=0, dtype=np.uint8):
     """Textured stack where pixel (y, x) is sharpest at a known frame: a slant."""
-    from dffbatch.synth import render_stack
+    from dffbatch.truth.synth import render_stack
     frames, g, af, _ = render_stack("slant", "noise", size=(H, W), n_frames=n,
                                     blur_per_frame=1.5, layers_per_frame=4, seed=seed,
                                     bit_depth=16 if dtype == np.uint16 else 8)

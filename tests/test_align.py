@@ -8,10 +8,10 @@ import pytest
 
 from conftest import ROOT, seed_path
 from dffbatch import depth_from_focus
-from dffbatch.metrics import depth_metrics, psnr
-from dffbatch.align import ESTIMATE_SIDE, residual_motion
-from dffbatch.read import iter_previews, read_frame
-from dffbatch.synth import render_stack
+from dffbatch.truth.metrics import depth_metrics, psnr
+from dffbatch.stages.align import ESTIMATE_SIDE, residual_motion
+from dffbatch.stages.read import iter_previews, read_frame
+from dffbatch.truth.synth import render_stack
 
 pytest.importorskip("cv2", reason="alignment needs the align extra (opencv-python-headless)")
 
@@ -134,7 +134,7 @@ def test_affine_follows_shear_that_similarity_cannot(distorted):
 
 
 def test_similarity_keeps_the_image_centre_of_the_affine_it_projects():
-    from dffbatch.align import _to_similarity
+    from dffbatch.stages.align import _to_similarity
     A = np.array([[1.0, 0.004, -1.2], [0.0, 1.003, -0.5]])  # shear + vertical stretch about (0, 0)
     c = np.array([159.5, 89.5])
     S = _to_similarity(A, c)
@@ -266,7 +266,7 @@ def test_outputs_keep_the_reference_size_and_align_crop_crops(breathing_pair):
 
 
 def test_coverage_counts_the_frames_that_cover_each_output_pixel(breathing_pair):
-    from dffbatch.align import Warper
+    from dffbatch.stages.align import Warper
     _, (frames, _, _, _) = breathing_pair
     al = depth_from_focus(frames, align="similarity").alignment
     cov = Warper(al).coverage()

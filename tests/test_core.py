@@ -177,12 +177,12 @@ def test_parameter_lists_match_the_registries_and_the_parent_stays_numba_free():
     import subprocess
     import sys
     from dffbatch import params
-    from dffbatch.post import REFINERS
+    from dffbatch.stages.post import REFINERS
     assert params.REFINES == tuple(REFINERS)
     assert params.STRENGTH_DEFAULT == {k: r.strength for k, r in REFINERS.items() if r.strength is not None}
-    import dffbatch.depth as d
+    import dffbatch.stages.depth as d
     assert set(params.INTERPOLATIONS) == set(d._MODE)
-    code = "import sys, dffbatch.cli, dffbatch.runner; print('numba' in sys.modules)"
+    code = "import sys, dffbatch.cli, dffbatch.batch.runner; print('numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -203,7 +203,7 @@ def test_read_only_and_writable_frames_share_one_compiled_kernel():
     """Pillow's PNG arrays are read-only, JPEG and TIFF ones writable: the kernels see every input
     image read-only, so both run the one compiled fused pass that the first run's warm-up made
     (a second one cost 7 s of compiling inside the workers), with the same result."""
-    from dffbatch.fused import frame_pass
+    from dffbatch.stages.fused import frame_pass
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (24, 20, 3), dtype=np.uint8) for _ in range(4)]
     a = depth_from_focus(frames)

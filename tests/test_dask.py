@@ -101,6 +101,6 @@ def test_dask_without_the_extra_names_it(tmp_path, capsys, monkeypatch):
     small_stack(tmp_path / "data" / "a")
     cfg = write_cfg(tmp_path, [str(tmp_path / "data")], execution={"backend": "dask"})
     monkeypatch.setitem(sys.modules, "distributed", None)
-    monkeypatch.setitem(sys.modules, "dffbatch.distributed", None)
+    monkeypatch.setitem(sys.modules, "dffbatch.batch.distributed", None)
     assert main([str(cfg), "--no-progress"]) == 2
     assert "pip install 'dffbatch[distributed]'" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import shutil
 import yaml
 
 from dffbatch.cli import main
-from dffbatch.discover import RUN_MARKER, discover
+from dffbatch.batch.discover import RUN_MARKER, discover
 from test_runner import small_stack
 
 

@@ -9,9 +9,9 @@ import yaml
 
 from dffbatch import depth_from_focus
 from dffbatch.cli import main
-from dffbatch.hyperstack import iter_zplanes, tiff_layouts
-from dffbatch.measure import luminance
-from dffbatch.synth import render_stack
+from dffbatch.stages.hyperstack import iter_zplanes, tiff_layouts
+from dffbatch.stages.measure import luminance
+from dffbatch.truth.synth import render_stack
 
 Z, H, W = 20, 80, 112
 

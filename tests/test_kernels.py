@@ -6,9 +6,9 @@ from hypothesis.extra import numpy as hnp
 
 import reference as ref
 from dffbatch import MEASURES, focus_measure
-from dffbatch.depth import DepthState
-from dffbatch.measure import luminance
-from dffbatch.refine import median_filter
+from dffbatch.stages.depth import DepthState
+from dffbatch.stages.measure import luminance
+from dffbatch.stages.refine import median_filter
 
 DTYPES = [np.uint8, np.uint16, np.float32]
 
@@ -97,7 +97,7 @@ def test_median_matches_reference(H, W, size, seed):
 @settings(max_examples=40, deadline=None)
 def test_warped_composite_updates_match_reference(H, W, N, C, seed):
     """Compositing native frames through a matrix = sampling them (Lanczos-3) first, then compositing."""
-    from dffbatch.composite import (update_neighbours, update_neighbours_warped, update_select,
+    from dffbatch.stages.composite import (update_neighbours, update_neighbours_warped, update_select,
                                     update_select_warped)
     rng = np.random.default_rng(seed)
     frames = [rng.integers(0, 255, (H + 3, W + 2, C), dtype=np.uint8) for _ in range(N)]
@@ -131,8 +131,8 @@ def test_lazy_aligned_compositor_equals_the_eager_kernels(H, W, N, C, mode, inte
     """Aligned frames are sampled when a pixel's best frame has held for a frame (and at the
     end), not at every change, and with the depth state only the neighbour the blend reads:
     the all-in-focus image is the same as the eager kernels'."""
-    from dffbatch.composite import Compositor, blend, update_neighbours_warped, update_select_warped
-    from dffbatch.depth import DepthState
+    from dffbatch.stages.composite import Compositor, blend, update_neighbours_warped, update_select_warped
+    from dffbatch.stages.depth import DepthState
     rng = np.random.default_rng(seed)
     frames = [rng.integers(0, 255, (H + 2, W + 3, C), dtype=np.uint8) for _ in range(N)]
     Ms = [np.array([[1 + rng.normal(0, 0.03), rng.normal(0, 0.03), rng.uniform(-1, 2)],
@@ -168,7 +168,7 @@ def test_lazy_aligned_compositor_equals_the_eager_kernels(H, W, N, C, mode, inte
 @settings(max_examples=40, deadline=None)
 def test_unaligned_composite_updates_match_numpy(H, W, N, C, dtype, seed):
     """The bitwise-blend compositor kernels copy exactly what NumPy's ``where`` copies, in any dtype."""
-    from dffbatch.composite import Compositor
+    from dffbatch.stages.composite import Compositor
     rng = np.random.default_rng(seed)
     frames = [(rng.random((H, W, C)) * 60000 - (0 if np.dtype(dtype).kind == "u" else 30000)).astype(dtype)
               for _ in range(N)]
@@ -194,7 +194,7 @@ def test_branch_free_logf_within_three_ulp_of_the_exact_log():
     """The vectorisable log of the depth interpolation against float64 NumPy: at most 3 ulp
     (float32) over normals, subnormals and the edges; ln 1 = 0, ln 0 = -inf, sign of x - 1."""
     from numba import njit
-    from dffbatch.kernels import logf
+    from dffbatch.stages.kernels import logf
 
     @njit
     def logs(a):
@@ -221,10 +221,10 @@ def test_fused_pass_equals_the_stage_kernels(threads):
     stage kernels (FocusMeasure, update_best, update_select / update_neighbours), for every measure,
     window, dtype, channel count and composite, on shapes around the band size."""
     import numba
-    from dffbatch.composite import Compositor
-    from dffbatch.depth import DepthState
-    from dffbatch.fused import BAND, measure_pass
-    from dffbatch.measure import MEASURES, FocusMeasure
+    from dffbatch.stages.composite import Compositor
+    from dffbatch.stages.depth import DepthState
+    from dffbatch.stages.fused import BAND, measure_pass
+    from dffbatch.stages.measure import MEASURES, FocusMeasure
     rng = np.random.default_rng(threads)
     old = numba.get_num_threads()
     numba.set_num_threads(threads)

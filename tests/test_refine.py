@@ -7,11 +7,11 @@ import pytest
 from conftest import rolled_stream
 
 from dffbatch import depth_from_focus
-from dffbatch.fusion import PyramidFusion, pyr_down, pyr_up
-from dffbatch.metrics import depth_metrics, psnr
-from dffbatch.refine import joint_bilateral
-from dffbatch.sgm import sgm
-from dffbatch.synth import render_stack
+from dffbatch.stages.fusion import PyramidFusion, pyr_down, pyr_up
+from dffbatch.truth.metrics import depth_metrics, psnr
+from dffbatch.stages.refine import joint_bilateral
+from dffbatch.stages.sgm import sgm
+from dffbatch.truth.synth import render_stack
 
 
 def _jbf_reference(d, c, g, r, sigma_r, power):
@@ -114,7 +114,7 @@ def test_pyramid_fusion_gains_on_low_texture_occlusion(scenes):
 
 
 def test_sgm_refuses_a_volume_larger_than_memory(monkeypatch):
-    import dffbatch.schedule as S
+    import dffbatch.sysinfo as S
     monkeypatch.setattr(S, "available_memory", lambda: 10_000)
     frames = [np.zeros((32, 32), np.uint8)] * 3
     with pytest.raises(MemoryError, match="refine 'sgm' needs"):

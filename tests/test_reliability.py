@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from conftest import ROOT, wait_for_recorded
 from test_runner import small_stack, write_cfg
 from dffbatch.cli import main
-from dffbatch.config import ConfigError, load_config
-from dffbatch.discover import discover
-from dffbatch.read import FrameError, read_frame
+from dffbatch.batch.config import ConfigError, load_config
+from dffbatch.batch.discover import discover
+from dffbatch.stages.read import FrameError, read_frame
 
 
 def run_jobs(tmp_path, capsys=None, **sections):
@@ -271,8 +271,8 @@ def test_write_failure_fails_the_job_and_keeps_previous_files(tmp_path, monkeypa
     """Disk full, or a folder that turned read-only (simulated: root ignores permissions)."""
     import errno
     from dffbatch import write as W
-    from dffbatch.jobs import make_job, run_job
-    from dffbatch.discover import discover as disc
+    from dffbatch.batch.jobs import make_job, run_job
+    from dffbatch.batch.discover import discover as disc
     small_stack(tmp_path / "data" / "a")
     stack = disc({"path": str(tmp_path / "data")})[0]
     job = make_job(stack, dict(measure="sml", window=3, step=1, threshold=0.0, interpolation="gaussian",
@@ -304,18 +304,18 @@ def test_write_failure_fails_the_job_and_keeps_previous_files(tmp_path, monkeypa
 
 
 def test_memory_estimate_caps_auto_workers(tmp_path):
-    from dffbatch.jobs import estimate_memory
-    from dffbatch.schedule import plan_workers
+    from dffbatch.batch.jobs import estimate_memory
+    from dffbatch.batch.schedule import plan_workers
     small_stack(tmp_path / "a", size=(1080, 1080), n=2)
     est = estimate_memory([str(tmp_path / "a" / "f00.png")], {"composite": "select"})
     # the estimate against a real job's peak in a fresh process (what a worker is)
-    code = ("import resource, sys; from dffbatch.discover import discover; from dffbatch.jobs import make_job, run_job;"
-            "from dffbatch.config import load_config; s = discover({'path': sys.argv[1]})[0];"
+    code = ("import resource, sys; from dffbatch.batch.discover import discover; from dffbatch.batch.jobs import make_job, run_job;"
+            "from dffbatch.batch.config import load_config; s = discover({'path': sys.argv[1]})[0];"
             "p = dict(measure='lapd', window=9, step=1, threshold=0.0, interpolation='gaussian', median=5,"
             " composite='select', refine='wls', refine_radius=7, refine_strength=None, align='none',"
             " align_reference='middle');"
             "r = run_job(make_job(s, p, 'p', sys.argv[2], {'plots': False, 'mesh': False}));"
-            "assert r['status'] == 'ok', r; from dffbatch.jobs import peak_rss; print(peak_rss())")
+            "assert r['status'] == 'ok', r; from dffbatch.batch.jobs import peak_rss; print(peak_rss())")
     peak = int(subprocess.run([sys.executable, "-c", code, str(tmp_path / "a"), str(tmp_path / "run")], check=True,
                               capture_output=True, text=True).stdout.split()[-1])
     assert peak <= est <= 2.5 * peak, (peak >> 20, est >> 20)  # covers the job, without idling the cores

@@ -4,9 +4,9 @@ import csv
 import numpy as np
 import pytest
 
-from dffbatch.config import PARAM_KEYS
-from dffbatch.metrics import ssim
-from dffbatch.report import rank_sweeps, write_summary
+from dffbatch.batch.config import PARAM_KEYS
+from dffbatch.truth.metrics import ssim
+from dffbatch.report.page import rank_sweeps, write_summary
 
 
 def _rec(sweep, stack, rmse, psnr=None, best=None, status="ok", **params):
@@ -72,7 +72,7 @@ def test_ssim_matches_an_independent_implementation(kind):
 
 def test_the_report_streams_every_job_into_its_data_file(tmp_path):
     import json
-    from dffbatch.report import write_report
+    from dffbatch.report.page import write_report
     n = 1050
     recs = []
     for i in range(n):
@@ -102,7 +102,7 @@ def test_the_report_streams_every_job_into_its_data_file(tmp_path):
 
 
 def test_the_measure_chart_needs_two_measures(tmp_path):
-    from dffbatch.report import write_report
+    from dffbatch.report.page import write_report
     manifest = {"run": "r", "versions": {}, "jobs_total": 4}
     one = [_rec("p1", "s1", 0.2, 30, 25), _rec("p2", "s1", 0.3, 30, 25)]  # both measure-less: one group
     for r in one:

@@ -101,7 +101,7 @@ def test_outputs_follow_the_umask_and_confidence_png_holds_the_confidence(tmp_pa
     old = os.umask(0o022)
     try:
         import importlib
-        import dffbatch.write as W
+        import dffbatch.stages.write as W
         importlib.reload(W)  # the mode is read from the umask at import, as a worker process does
         _run(cfg)
     finally:

@@ -16,8 +16,8 @@ import yaml
 
 from conftest import ROOT, seed_path, wait_for_recorded
 from dffbatch.cli import main
-from dffbatch.config import ConfigError, load_config
-from dffbatch.discover import discover
+from dffbatch.batch.config import ConfigError, load_config
+from dffbatch.batch.discover import discover
 
 
 def write_cfg(tmp_path, datasets, **sections):
@@ -32,7 +32,7 @@ def write_cfg(tmp_path, datasets, **sections):
 
 def small_stack(folder, n=4, seed=0, size=(24, 32)):
     import imageio.v3 as iio
-    from dffbatch.synth import render_stack
+    from dffbatch.truth.synth import render_stack
     frames, *_ = render_stack("slant", "noise", size=size, n_frames=n, layers_per_frame=2, seed=seed)
     folder.mkdir(parents=True, exist_ok=True)
     for k, f in enumerate(frames):
@@ -100,7 +100,7 @@ def test_natural_order_and_prefix_layout(tmp_path):
 
 def test_multipage_tiff_stack(tmp_path):
     import tifffile
-    from dffbatch.synth import render_stack
+    from dffbatch.truth.synth import render_stack
     frames, *_ = render_stack("slant", "noise", size=(20, 20), n_frames=4, layers_per_frame=2)
     tifffile.imwrite(tmp_path / "s.tif", np.stack(frames), photometric="rgb")
     st = discover({"path": str(tmp_path)})
@@ -241,7 +241,7 @@ def test_sigkill_mid_run_then_rerun_completes_without_recomputing(tmp_path):
         assert jobs[j].get("resumed"), j
     for rec in jobs.values():
         assert tifffile.imread(man.parent / rec["id"] / "depth.tif").shape == (160, 200)
-    from dffbatch.store import RunStore
+    from dffbatch.batch.store import RunStore
     st = RunStore(str(man.parent))
     try:
         assert st.integrity() == "ok" and st.count() == 6 == st.count("ok")  # each job recorded once
@@ -313,7 +313,7 @@ def test_mesh_and_plots_are_written(tmp_path):
 
 
 def test_first_run_compiles_once_and_says_so(tmp_path, capsys, monkeypatch):
-    import dffbatch.warmup as W
+    import dffbatch.batch.warmup as W
     small_stack(tmp_path / "data" / "a")
     cfg = write_cfg(tmp_path, [str(tmp_path / "data")])
     monkeypatch.setattr(W, "cache_is_cold", lambda: True)  # as on a fresh install
@@ -343,7 +343,7 @@ def test_every_config_error_is_reported_at_once(tmp_path, capsys):
 def test_jobs_start_largest_first(tmp_path):
     """The runner hands out the jobs with the most input first (bytes of the first file x files),
     ties in their given order, so that a run does not end on one long stack."""
-    from dffbatch.runner import _largest_first
+    from dffbatch.batch.runner import _largest_first
     sizes = {"a": (3, 100), "b": (30, 100), "c": (3, 5000), "d": (3, 100), "e": (0, 0)}
     jobs = []
     for name, (n, size) in sizes.items():

@@ -11,10 +11,10 @@ from conftest import rolled_stream
 from scipy.linalg import solve_banded
 
 from dffbatch import depth_from_focus
-from dffbatch.depth import DepthState, block_mean
-from dffbatch.metrics import ause, depth_metrics, sparsification
-from dffbatch.solve import _smooth_cols, _smooth_rows, affinities, fgs_normalized, wls_solve
-from dffbatch.synth import render_stack, texture_regions
+from dffbatch.stages.depth import DepthState, block_mean
+from dffbatch.truth.metrics import ause, depth_metrics, sparsification
+from dffbatch.stages.solve import _smooth_cols, _smooth_rows, affinities, fgs_normalized, wls_solve
+from dffbatch.truth.synth import render_stack, texture_regions
 
 
 # ------------------------------------------------------------------ references
@@ -159,7 +159,7 @@ def test_block_mean_matches_numpy_with_partial_blocks():
 
 # ------------------------------------------------------------------ metrics
 def test_scale_mix_and_reach_blend_match_numpy():
-    from dffbatch.post import _blend_reach, _mix_scales
+    from dffbatch.stages.post import _blend_reach, _mix_scales
     d, w, s = _maps(13, 21, 3)
     dc, wc, _ = _maps(2, 3, 4)  # 8 x 8 blocks: partial ones at the right and bottom
     dm, wm = np.empty_like(d), np.empty_like(w)
@@ -214,7 +214,7 @@ def test_wls_is_the_default_and_fills_weak_regions(flat_scenes):
 
 def test_same_bytes_for_one_and_two_threads(tmp_path):
     code = ("import numba, numpy as np, sys; numba.set_num_threads(int(sys.argv[1]));"
-            "from dffbatch.synth import render_stack; from dffbatch import depth_from_focus;"
+            "from dffbatch.truth.synth import render_stack; from dffbatch import depth_from_focus;"
             "f = render_stack('step', 'flatpatch', (96, 80), 8, noise=0.02, seed=2)[0];"
             "r = depth_from_focus(f); np.save(sys.argv[2], np.stack([r.depth, r.confidence]))")
     outs = []

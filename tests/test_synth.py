@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from dffbatch import focus_measure
-from dffbatch.evaluate import main as eval_main
-from dffbatch.metrics import depth_metrics, psnr, ssim
-from dffbatch.synth import render_stack, write_stack
+from dffbatch.truth.evaluate import main as eval_main
+from dffbatch.truth.metrics import depth_metrics, psnr, ssim
+from dffbatch.truth.synth import render_stack, write_stack
 
 
 def test_plane_is_sharpest_at_its_frame():

@@ -1,4 +1,4 @@
-"""The report's per-job images (dffbatch.views) and the vendored 3-D library."""
+"""The report's per-job images (dffbatch.report.views) and the vendored 3-D library."""
 import base64
 import hashlib
 import json
@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dffbatch.views import confidence_u8, error_rgb, viridis_rgb, write_mesh_view, write_views
+from dffbatch.report.views import confidence_u8, error_rgb, viridis_rgb, write_mesh_view, write_views
 
 ROOT = Path(__file__).resolve().parents[1]
-VENDOR = ROOT / "dffbatch" / "report_assets" / "vendor"
+VENDOR = ROOT / "dffbatch" / "report" / "assets" / "vendor"
 
 
 def test_views_hold_what_they_claim(tmp_path):

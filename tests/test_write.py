@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from dffbatch import plots
-from dffbatch.write import png_bytes
+from dffbatch.stages.write import png_bytes
 
 
 @pytest.mark.parametrize("deflate", ["isal", "zlib"])
@@ -91,7 +91,7 @@ def test_3d_plot_uses_block_means_and_pales_low_confidence():
     from dffbatch import plots
     a = np.arange(7 * 10, dtype=np.float64).reshape(7, 10)
     ref = np.array([[a[y:y + 3, x:x + 3].mean() for x in range(0, 10, 3)] for y in range(0, 7, 3)])
-    np.testing.assert_allclose(plots._blocks(a, 3), ref)  # partial blocks: the mean of what they hold
+    np.testing.assert_allclose(plots.block_means(a, 3), ref)  # partial blocks: the mean of what they hold
     rng = np.random.default_rng(0)
     d = rng.random((60, 90)) * 9
 

@@ -7,7 +7,7 @@ In ``tools/vendor/``: ``npm ci`` installs the versions pinned in ``package-lock.
 BSD, ISC, Apache-2.0), or the build stops; esbuild bundles the parts of three.js the
 report uses (``mesh3d.entry.js``) into one minified classic script (module scripts do
 not load from file:// in Chromium). Output, as package data:
-``dffbatch/report_assets/vendor/three-bundle.js``, three's ``LICENSE`` and
+``dffbatch/report/assets/vendor/three-bundle.js``, three's ``LICENSE`` and
 ``vendor.json`` (versions, licences, the bundle's SHA-256; a test checks the bundle
 against it).
 """
@@ -22,7 +22,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "vendor")
-DST = os.path.join(os.path.dirname(HERE), "dffbatch", "report_assets", "vendor")
+DST = os.path.join(os.path.dirname(HERE), "dffbatch", "report", "assets", "vendor")
 ALLOWED = {"MIT", "BSD-2-Clause", "BSD-3-Clause", "ISC", "Apache-2.0"}
 
 

@@ -2,7 +2,7 @@
 
 ``--gt`` holds ``gt_depth.tif`` (and optionally ``gt_allfocus.png``/``.tif``); ``--pred``
 holds ``depth.tif`` (or ``--depth FILE``) and optionally ``allfocus.png``/``.tif``.
-Prints one JSON object of metrics (see :mod:`dffbatch.metrics`).
+Prints one JSON object of metrics (see :mod:`dffbatch.truth.metrics`).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     import tifffile
 
     from .metrics import depth_metrics, image_metrics
-    from .read import FrameError, read_frame
+    from ..stages.read import FrameError, read_frame
     out = {}
     try:
         gt = tifffile.imread(os.path.join(a.gt, "gt_depth.tif"))

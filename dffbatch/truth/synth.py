@@ -300,34 +300,7 @@ def render_stack(shape="slant", texture="noise", size=(256, 256), n_frames=16,
     tex = make_texture(texture, H, W, rng, seed=seed)
     lin = srgb_to_linear(tex)
 
-    pad = int(math.ceil(max_blur)) + 2
-    Hp, Wp = H + 2 * pad, W + 2 * pad
-    layer = np.round(g * layers_per_frame).astype(np.int64)
-    seg = surface_segments(shape, H, W)
-    order = sorted(np.unique(seg), key=lambda s_: g[seg == s_].mean())  # far to near
-    acc = np.zeros((n_frames, H, W, 3))
-    otf_cache = {}
-    for s_id in order:
-        in_seg = seg == s_id
-        seg_c = np.zeros((n_frames, H, W, 3))
-        seg_a = np.zeros((n_frames, H, W, 1))
-        for lid in np.unique(layer[in_seg]):
-            gl = lid / layers_per_frame
-            alpha = ((layer == lid) & in_seg).astype(np.float64)
-            planes = np.concatenate([lin * alpha[:, :, None], alpha[:, :, None]], axis=2)
-            planes = np.pad(planes, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-            F = np.fft.rfft2(planes, axes=(0, 1))
-            for k in range(n_frames):
-                r = min(max_blur, blur_per_frame * abs(k - gl))
-                key = round(r, 6)
-                if key not in otf_cache:
-                    otf_cache[key] = _disk_otf(r, (Hp, Wp))
-                blurred = np.fft.irfft2(F * otf_cache[key][:, :, None], s=(Hp, Wp), axes=(0, 1))
-                blurred = blurred[pad:pad + H, pad:pad + W]
-                seg_c[k] += blurred[:, :, :3]
-                seg_a[k] += blurred[:, :, 3:4]
-        acc = acc * (1.0 - np.clip(seg_a, 0.0, 1.0)) + seg_c
-
+    acc = _defocus(g, lin, surface_segments(shape, H, W), n_frames, blur_per_frame, max_blur, layers_per_frame)
     maxv = 255 if bit_depth == 8 else 65535
     dtype = np.uint8 if bit_depth == 8 else np.uint16
 
@@ -337,30 +310,72 @@ def render_stack(shape="slant", texture="noise", size=(256, 256), n_frames=16,
     transforms = []
     frames = []
     for k in range(n_frames):
-        img = np.clip(acc[k], 0.0, 1.0)
-        if noise > 0:
-            std = np.sqrt(noise ** 2 * img + (noise / 5.0) ** 2)
-            img = np.clip(img + std * rng.standard_normal(img.shape), 0.0, 1.0)
-        middle = (n_frames - 1) // 2
-        s = 1.0 + breathing * (k - middle)
-        tx = float(rng.normal(0, shift)) if shift > 0 and k != middle else 0.0
-        ty = float(rng.normal(0, shift)) if shift > 0 and k != middle else 0.0
-        L = np.eye(2) * s
-        if distort > 0 and k != middle:
-            L = L + np.array([[0.0, rng.normal(0, distort)], [0.0, rng.normal(0, distort)]])
-        if (breathing != 0 or shift > 0 or distort > 0) and k != middle:
-            img = _warp(img, L if distort > 0 else s, tx, ty)
-        c = np.array([(W - 1) / 2.0, (H - 1) / 2.0])
-        t = c + np.array([tx, ty]) - L @ c
-        transforms.append({"frame": k, "scale": s, "tx": tx, "ty": ty,
-                           "matrix": [[float(v) for v in row] for row in np.hstack([L, t[:, None]])]})
+        img, tr = _camera(acc[k], k, n_frames, noise, breathing, shift, distort, rng)
+        transforms.append(tr)
         frames.append(encode(img))
-    meta = dict(generator="dffbatch.synth", shape=shape, texture=str(texture), size=[H, W],
+    meta = dict(generator="dffbatch.truth.synth", shape=shape, texture=str(texture), size=[H, W],
                 n_frames=n_frames, blur_per_frame=blur_per_frame, max_blur=max_blur, noise=noise,
                 bit_depth=bit_depth, breathing=breathing, shift=shift,
                 layers_per_frame=layers_per_frame, seed=seed, transforms=transforms,
                 depth_units="frame index of best focus (larger = nearer)")
     return frames, g.astype(np.float32), encode(lin), meta
+
+
+def _defocus(g, lin, seg, n_frames, blur_per_frame, max_blur, layers_per_frame):
+    """Linear-light frames (N, H, W, 3) of the texture ``lin`` on the depth ``g``: each
+    surface segment, far to near, in depth layers, each layer blurred by its disk and
+    composited over what lies behind it (occlusion edges blur as a lens blurs them)."""
+    n, (H, W) = n_frames, g.shape
+    pad = int(math.ceil(max_blur)) + 2
+    Hp, Wp = H + 2 * pad, W + 2 * pad
+    layer = np.round(g * layers_per_frame).astype(np.int64)
+    order = sorted(np.unique(seg), key=lambda s_: g[seg == s_].mean())  # far to near
+    acc = np.zeros((n, H, W, 3))
+    otf_cache = {}
+    for s_id in order:
+        in_seg = seg == s_id
+        seg_c = np.zeros((n, H, W, 3))
+        seg_a = np.zeros((n, H, W, 1))
+        for lid in np.unique(layer[in_seg]):
+            gl = lid / layers_per_frame
+            alpha = ((layer == lid) & in_seg).astype(np.float64)
+            planes = np.concatenate([lin * alpha[:, :, None], alpha[:, :, None]], axis=2)
+            planes = np.pad(planes, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+            F = np.fft.rfft2(planes, axes=(0, 1))
+            for k in range(n):
+                r = min(max_blur, blur_per_frame * abs(k - gl))
+                key = round(r, 6)
+                if key not in otf_cache:
+                    otf_cache[key] = _disk_otf(r, (Hp, Wp))
+                blurred = np.fft.irfft2(F * otf_cache[key][:, :, None], s=(Hp, Wp), axes=(0, 1))
+                blurred = blurred[pad:pad + H, pad:pad + W]
+                seg_c[k] += blurred[:, :, :3]
+                seg_a[k] += blurred[:, :, 3:4]
+        acc = acc * (1.0 - np.clip(seg_a, 0.0, 1.0)) + seg_c
+    return acc
+
+
+def _camera(img, k, n_frames, noise, breathing, shift, distort, rng):
+    """Frame ``k`` as the camera records it: sensor noise, then breathing, shift and
+    rolling-shutter shear about the middle frame; returns it (linear light) and its transform."""
+    H, W = img.shape[:2]
+    img = np.clip(img, 0.0, 1.0)
+    if noise > 0:
+        std = np.sqrt(noise ** 2 * img + (noise / 5.0) ** 2)
+        img = np.clip(img + std * rng.standard_normal(img.shape), 0.0, 1.0)
+    middle = (n_frames - 1) // 2
+    s = 1.0 + breathing * (k - middle)
+    tx = float(rng.normal(0, shift)) if shift > 0 and k != middle else 0.0
+    ty = float(rng.normal(0, shift)) if shift > 0 and k != middle else 0.0
+    L = np.eye(2) * s
+    if distort > 0 and k != middle:
+        L = L + np.array([[0.0, rng.normal(0, distort)], [0.0, rng.normal(0, distort)]])
+    if (breathing != 0 or shift > 0 or distort > 0) and k != middle:
+        img = _warp(img, L if distort > 0 else s, tx, ty)
+    c = np.array([(W - 1) / 2.0, (H - 1) / 2.0])
+    t = c + np.array([tx, ty]) - L @ c
+    return img, {"frame": k, "scale": s, "tx": tx, "ty": ty,
+                 "matrix": [[float(v) for v in row] for row in np.hstack([L, t[:, None]])]}
 
 
 def write_stack(out_dir, frames, gt_depth, gt_allfocus, meta):

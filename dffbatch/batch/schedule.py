@@ -2,7 +2,7 @@
 
 A backend is an object with ``run(jobs) -> iterator of records`` (one record per
 job, in completion order) and ``close()``. Both backends execute
-:func:`dffbatch.jobs.run_job`, so a job's outputs are identical whichever ran it.
+:func:`dffbatch.batch.jobs.run_job`, so a job's outputs are identical whichever ran it.
 """
 from __future__ import annotations
 
@@ -12,32 +12,10 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 import multiprocessing as mp
 
-from .jobs import run_job
+from ..sysinfo import available_memory, proc_bytes  # noqa: F401 (their old home)
+from .jobs import failed_record, run_job
 
 __all__ = ["plan_workers", "LocalBackend", "make_backend"]
-
-
-def proc_bytes(path: str, key: str):
-    """A ``key:  N kB`` line of a Linux /proc file, in bytes; None where it is absent."""
-    try:
-        with open(path) as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def available_memory() -> int:
-    """Bytes of memory available to new processes (MemAvailable), or 0 if unknown."""
-    avail = proc_bytes("/proc/meminfo", "MemAvailable")
-    if avail is not None:
-        return avail
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 0
 
 
 def plan_workers(n_jobs: int, workers="auto", threads="auto", cores=None, job_memory=0, memory=None):
@@ -77,11 +55,6 @@ def _init_worker(threads):
     # later config reload (on a first compile) fail with "Cannot set NUMBA_NUM_THREADS"
     import numba
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-
-
-def _failed(job, error):
-    return {"id": job["id"], "key": job["key"], "status": "failed", "error": error,
-            "params": job["params"], "inputs": {}, "outputs": {}, "timings": {}, "metrics": {}, "notes": []}
 
 
 class LocalBackend:
@@ -145,7 +118,7 @@ class LocalBackend:
         except BrokenProcessPool:
             return None
         except Exception as exc:  # noqa: BLE001
-            rec = _failed(job, f"worker error: {type(exc).__name__}: {exc}")
+            rec = failed_record(job, f"worker error: {type(exc).__name__}: {exc}")
         rec["attempts"] = attempts[job["id"]]
         return rec
 
@@ -164,7 +137,7 @@ class LocalBackend:
                 return
             deaths += 1
             if deaths > self.retries:
-                rec = _failed(job, "worker process died (killed or out of memory) while running this job "
+                rec = failed_record(job, "worker process died (killed or out of memory) while running this job "
                                    f"alone, after {attempts[job['id']]} attempts")
                 rec["attempts"] = attempts[job["id"]]
                 yield rec

@@ -25,9 +25,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .base import FrameStage
 from .kernels import JIT
 
-__all__ = ["sgm", "sgm_memory"]
+__all__ = ["sgm", "sgm_memory", "KeepVolume"]
 
 
 def sgm_memory(H, W, N) -> int:
@@ -143,3 +144,31 @@ def sgm(focus_volume, guide, p1=0.05, p2=0.5):
     conf = np.empty((H, W), np.float32)
     _pick(S, depth, conf)
     return depth, conf
+
+
+class KeepVolume(FrameStage):
+    """Per-frame stage for the need ``"volume"`` (``refine: sgm``): every frame's focus,
+    kept (``maps.volume``); stops with a clear error before it outgrows the memory."""
+
+    timing = "depth"
+
+    def __init__(self):
+        self.volume = []
+
+    def update(self, frame, k):
+        check_volume_memory(frame.focus.shape, k + 1)
+        self.volume.append(frame.focus.copy())
+
+    def finish(self, maps):
+        maps.volume, self.volume = self.volume, []
+
+
+def check_volume_memory(shape, n):
+    """Stop SGM with a clear error before its focus volume outgrows the memory."""
+    from ..sysinfo import available_memory
+    need = sgm_memory(shape[0], shape[1], n)
+    avail = available_memory()
+    if avail and need > 0.8 * avail:
+        raise MemoryError(f"refine 'sgm' needs {need / 2**20:.0f} MB for {n} frames of {shape[1]}x{shape[0]} "
+                          f"but only {avail / 2**20:.0f} MB are available; use refine 'bilateral' "
+                          "(streaming) or fewer/smaller frames")

@@ -1,6 +1,6 @@
 """The batch runner: config -> discover -> plan jobs -> fan out -> manifest, summary, report.
 
-A thin layer over :func:`dffbatch.jobs.run_job`; see ``configs/README.md``.
+A thin layer over :func:`dffbatch.batch.jobs.run_job`; see ``configs/README.md``.
 """
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ import time
 
 import yaml
 
-from . import __version__
+from .. import __version__
 from .config import ConfigError, expand_sweep, load_config, sweep_id
 from .discover import RUN_MARKER, discover
 from .jobs import estimate_memory, make_job
-from .report import write_report, write_summary
+from ..report.page import write_report, write_summary
 from .schedule import make_backend
 from .store import RunStore
-from .write import atomic_chunks, sha256_file, write_json, write_text
+from ..stages.write import atomic_chunks, sha256_file, write_json, write_text
 
 __all__ = ["run", "RunLockedError"]
 
@@ -229,7 +229,7 @@ def run(config_path, overrides=(), dry_run=False, force=False, progress=True, ou
 
 
 def mark_run_folder(run_dir, name):
-    """Write the marker that keeps discovery out of this folder (see dffbatch.discover)."""
+    """Write the marker that keeps discovery out of this folder (see dffbatch.batch.discover)."""
     path = os.path.join(run_dir, RUN_MARKER)
     if not os.path.exists(path):
         write_text(path, json.dumps({"dffbatch_run": name, "created": _now()}) + "\n")

@@ -55,7 +55,7 @@ class Stack:
     multipage: bool = False
     positions: Optional[object] = None
     notes: List[str] = field(default_factory=list)
-    hyper: Optional[dict] = None  # a stack read by axes from a TIFF: series, t, channel (dffbatch.hyperstack)
+    hyper: Optional[dict] = None  # a stack read by axes from a TIFF: series, t, channel (dffbatch.stages.hyperstack)
 
     @property
     def folder(self) -> str:
@@ -161,7 +161,7 @@ def _tiff_stacks(full, sid, top, entry) -> List[Stack]:
 
     Raises ValueError naming the file when the dataset's ``channel`` does not exist.
     """
-    from .hyperstack import resolve_channel, tiff_layouts
+    from ..stages.hyperstack import resolve_channel, tiff_layouts
     try:
         layouts = [lay for lay in tiff_layouts(full) if lay.has_z]
     except Exception:  # noqa: BLE001 - an unreadable TIFF is reported when its job reads it

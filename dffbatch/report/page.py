@@ -16,8 +16,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from .config import PARAM_KEYS
-from .write import atomic_bytes, atomic_chunks, write_text
+from ..batch.config import PARAM_KEYS
+from ..stages.write import atomic_bytes, atomic_chunks, write_text
 
 __all__ = ["write_summary", "write_report", "rank_sweeps"]
 
@@ -99,7 +99,7 @@ def _img(src, alt):
 
 def _asset(name) -> str:
     from importlib.resources import files
-    return files("dffbatch").joinpath("report_assets", name).read_text(encoding="utf-8")
+    return files("dffbatch").joinpath("report", "assets", name).read_text(encoding="utf-8")
 
 
 def _job_row(r, sweep_index):
@@ -129,7 +129,7 @@ def write_report(run_dir, manifest, records, n_jobs=None, max_failures=200):
     failures and the sweep points; a second streams every job into ``jobs.js`` (loaded
     by a plain script tag: works from file://, no server, no network), from which the
     page draws a paged grid of thumbnails, a sortable, filterable job table and the
-    viewer (``dffbatch/report_assets/report.js``, inlined).
+    viewer (``dffbatch/report/assets/report.js``, inlined).
     """
     source = records if callable(records) else (lambda: iter(records))
     n_ok = n_failed = 0
@@ -158,7 +158,7 @@ def write_report(run_dir, manifest, records, n_jobs=None, max_failures=200):
     if mesh:  # the 3-D view's library (three.js, bundled; see tools/build_vendor.py), loaded on demand
         from importlib.resources import files
         atomic_bytes(os.path.join(run_dir, "three-bundle.js"),
-                     files("dffbatch").joinpath("report_assets", "vendor", "three-bundle.js").read_bytes())
+                     files("dffbatch").joinpath("report", "assets", "vendor", "three-bundle.js").read_bytes())
     total = manifest.get("jobs_total", n_ok + n_failed)
     parts = [f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -5,6 +5,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .views import block_means, viridis_rgb
+
 __all__ = ["depth_2d_png", "depth_3d_png", "mesh_ply", "bar_chart_png", "error_map_png", "alignment_png",
            "side_by_side_png"]
 
@@ -41,7 +43,7 @@ def _png_keep(fig) -> bytes:
 
 
 def _canvas_png(fig) -> bytes:
-    from .write import png_bytes
+    from ..stages.write import png_bytes
     return png_bytes(np.asarray(fig.canvas.buffer_rgba())[:, :, :3])
 
 
@@ -136,7 +138,6 @@ def depth_2d_png(depth, title="", unit="frame", pixel=None, confidence=None) -> 
     fig, bg, (ax, im, scale, cb) = _cached(("2d", unit, H, W, pixel), build)
     top = hi if hi > lo else lo + 1e-6
     scale.set_clim(lo, top)
-    from .views import viridis_rgb
     rgb = viridis_rgb((d - lo) / (top - lo))
     if confidence is not None:  # regions, not pixels: the local mean over 9 x 9 plotted pixels
         low = _box_mean(np.asarray(confidence, np.float64)[::step, ::step], 4) < LOW_CONFIDENCE
@@ -171,16 +172,6 @@ def _grid(a, n):
     return a[::s, ::s], s
 
 
-def _blocks(a, s):
-    """Means of ``s x s`` blocks (partial blocks at the right and bottom edges), float64."""
-    a = np.asarray(a, np.float32)
-    H, W = a.shape
-    ry, rx = np.arange(0, H, s), np.arange(0, W, s)
-    sums = np.add.reduceat(np.add.reduceat(a, ry, axis=0, dtype=np.float64), rx, axis=1)
-    ny, nx = np.minimum(ry + s, H) - ry, np.minimum(rx + s, W) - rx
-    return sums / np.outer(ny, nx)
-
-
 def depth_3d_png(depth, grid=48, title="", unit="frame", zrange=None, pixel=None, confidence=None) -> bytes:
     """Surface plot of about ``grid`` points a side: the mean depth of each block (a block's
     single pixel would make spikes of noise), x and y in proportion to the image.
@@ -193,7 +184,7 @@ def depth_3d_png(depth, grid=48, title="", unit="frame", zrange=None, pixel=None
     """
     H, W = depth.shape
     s = max(1, int(np.ceil(max(H, W) / grid)))
-    d = _blocks(depth, s)
+    d = block_means(depth, s)
     sx, sy, xy_unit = _xy(pixel)
     yy, xx = (np.mgrid[0:d.shape[0], 0:d.shape[1]] + 0.5) * s
     xx, yy = np.minimum(xx, W) * sx, np.minimum(yy, H) * sy
@@ -228,7 +219,7 @@ def depth_3d_png(depth, grid=48, title="", unit="frame", zrange=None, pixel=None
         from matplotlib import colormaps
         cell = (d[:-1, :-1] + d[1:, :-1] + d[:-1, 1:] + d[1:, 1:]) / 4
         colors = colormaps["viridis"](np.clip((cell - zlo) / (zhi - zlo), 0, 1)).reshape(-1, 4)
-        c = _blocks(confidence, s)
+        c = block_means(confidence, s)
         low = ((c[:-1, :-1] + c[1:, :-1] + c[:-1, 1:] + c[1:, 1:]) / 4 < LOW_CONFIDENCE).reshape(-1)
         colors[low, :3] = colors[low, :3] * 0.3 + 0.7 * 0.86
         surf.set_array(None)

@@ -16,12 +16,13 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .base import FrameStage
 from .kernels import JIT, JIT_DIV, readonly
 from .depth import _offset
 
-__all__ = ["COMPOSITES", "Compositor"]
+__all__ = ["COMPOSITES", "Compositor", "Composite"]
 
-from .params import COMPOSITES  # noqa: E402 - pyramid: dffbatch.fusion
+from ..params import COMPOSITES  # noqa: E402 - pyramid: dffbatch.stages.fusion
 
 
 @njit(cache=True, inline="always")
@@ -252,7 +253,7 @@ def settle_warped(frame, M, prev, Mp, nxt, Mn, best, k, stamp, below, at, above,
     * 2: only the one :func:`blend` will read. A pixel whose best frame ``k`` has a
       frame after it has its depth once that frame is measured: ``k + offset`` from
       the focus values around the peak (``fbelow``, ``fbest``, ``fabove``; ``mode`` the
-      interpolation), in :func:`dffbatch.depth.finish_depth`'s arithmetic. Below ``k``
+      interpolation), in :func:`dffbatch.stages.depth.finish_depth`'s arithmetic. Below ``k``
       :func:`blend` reads ``below``, above it ``above``, at ``k`` exactly neither.
 
     Called once a pixel's best frame has held for a few frames, and at the end: each
@@ -349,7 +350,7 @@ class Compositor:
         (and at :meth:`finish` for the last frames'), 1.2-1.4 times per pixel on the
         focus_stack stacks rather than at every change of its best frame (the
         compositor keeps the last ``HOLD + 2`` frames and their matrices: O(H W) memory). The result equals the eager kernels', which the tests keep as
-        its reference. With ``state`` (the :class:`dffbatch.depth.DepthState` after frame
+        its reference. With ``state`` (the :class:`dffbatch.stages.depth.DepthState` after frame
         k) and ``interpolate``, a pixel's depth is known when it is sampled, and only the
         neighbouring frame that :func:`blend` reads is sampled.
         """
@@ -397,3 +398,37 @@ class Compositor:
         out = np.empty_like(self.at)
         blend(depth, best, self.below, self.at, self.above, self.dtype.kind in "ui", out)
         return out
+
+
+class Composite(FrameStage):
+    """Per-frame stage *composite* (``select``, ``interpolate``): a :class:`Compositor`
+    fed each frame after the depth stage (``depth``, whose state says which frames
+    hold each pixel's peak); at the end ``maps.allfocus``.
+
+    On the frames' own grid its work is fused with the measure and the depth update
+    (:class:`dffbatch.stages.fused.FusedPass`, ``fusable``); on a registered grid the
+    compositor samples each frame through the grid's matrix.
+    """
+
+    timing = "composite"
+    fusable = True
+
+    def __init__(self, mode: str, interpolation: str, depth, grid):
+        self.mode, self.interpolation = mode, interpolation
+        self.depth = depth
+        self.grid = grid
+
+    def start(self, shape, dtype):
+        self.planar = len(shape) == 2
+        self.comp = Compositor((*self.grid.shape(shape), 1 if self.planar else shape[2]), dtype, self.mode,
+                               self.interpolation)
+        self.prev = None  # frame k-1 (interpolate)
+
+    def update(self, frame, k):
+        st = self.depth.state
+        self.comp.update(frame.pixels, self.prev, st.best, k, self.grid.matrix(k), st)
+        self.prev = frame.pixels if self.mode == "interpolate" else None
+
+    def finish(self, maps):
+        allfocus = self.comp.finish(maps.raw, maps.state.best)
+        maps.allfocus = allfocus[:, :, 0] if self.planar else allfocus

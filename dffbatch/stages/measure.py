@@ -18,7 +18,7 @@ name      per-pixel quantity ``q`` (on luminance ``I``)                   window
 ========  ==============================================================  ============
 
 The window is a ``window x window`` square (odd, >= 1) centred on the pixel. Borders
-are handled by reflection about the edge pixel (see :mod:`dffbatch.kernels`), both
+are handled by reflection about the edge pixel (see :mod:`dffbatch.stages.kernels`), both
 for the neighbours of ``q`` and for the window. Colour frames are measured on
 luminance with the Rec. 601 weights ``0.299 R + 0.587 G + 0.114 B`` (alpha ignored);
 integer frames are scaled to [0, 1] first (``/255`` or ``/65535``), float frames are
@@ -33,11 +33,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .base import FrameStage
 from .kernels import JIT, pad_reflect, readonly, reflect_index
 
-__all__ = ["MEASURES", "focus_measure", "FocusMeasure", "luminance", "check_window"]
+__all__ = ["MEASURES", "focus_measure", "FocusMeasure", "luminance", "check_window", "plane_mean_focus", "Measure"]
 
-from .params import MEASURES  # noqa: E402 - the names live with the other parameters
+from ..params import MEASURES  # noqa: E402 - the names live with the other parameters
 _VARIANCE = ("lapv", "tenv", "glva")  # measures whose window statistic is a variance
 
 #: Rec. 601 luma weights (the weights of OpenCV's and MATLAB's rgb2gray).
@@ -339,7 +340,7 @@ class FocusMeasure:
     def __call__(self, frame: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Focus measure of ``frame`` written into ``out`` (float32 (H, W)), stage by stage over
         the whole frame (luminance, quantity, window). Where the depth state and the
-        all-in-focus image are updated at once, :func:`dffbatch.fused.measure_pass` runs the
+        all-in-focus image are updated at once, :func:`dffbatch.stages.fused.measure_pass` runs the
         same row functions band by band, 7-8% faster; alone, these passes are faster."""
         q = self.pointwise(frame)
         r = self.window // 2
@@ -373,3 +374,53 @@ def focus_measure(frame: np.ndarray, measure: str = "sml", window: int = 9,
     """
     fm = FocusMeasure(frame.shape[:2], measure, window, step, threshold)
     return fm(frame, np.empty(frame.shape[:2], np.float32))
+
+
+def plane_mean_focus(frame: np.ndarray) -> np.ndarray:
+    """Mean of a multichannel frame's channels, each scaled to [0, 1] by its dtype (float32 (H, W))."""
+    s = np.float32(value_scale(frame.dtype))
+    return (frame.astype(np.float32).mean(axis=2) * s).astype(np.float32)
+
+
+def focus_input(shape, focus_channel):
+    """None (the measure's own luminance) or a function giving the 2-D image to measure
+    from frames of ``shape`` ((H, W) or (H, W, C)); see ``focus_channel`` of
+    :func:`dffbatch.depth_from_focus`."""
+    C = shape[2] if len(shape) == 3 else 1
+    if focus_channel is None and C in (1, 3, 4):
+        return None
+    if focus_channel is None or focus_channel == "mean":
+        return plane_mean_focus if C > 1 else None
+    if not -C <= int(focus_channel) < C:
+        raise ValueError(f"focus_channel {focus_channel} does not exist: the frames have {C} channel(s)")
+    c = int(focus_channel) % C
+    return (lambda f: np.ascontiguousarray(f[:, :, c])) if len(shape) == 3 else None
+
+
+class Measure(FrameStage):
+    """Per-frame stage *measure*: each frame's focus, on the output grid, into
+    ``frame.focus`` (``frame.focus_prev``: the previous frame's; two buffers, swapped)."""
+
+    timing = "measure"
+
+    def __init__(self, measure: str, window: int, step: int, threshold: float, focus_channel, grid):
+        self.args = (measure, window, step, threshold)
+        self.focus_channel = focus_channel
+        self.grid = grid
+
+    def start(self, shape, dtype):
+        self.fm = FocusMeasure(shape[:2], *self.args)
+        self.seen = focus_input(shape, self.focus_channel)
+        out = self.grid.shape(shape)
+        self.cur = np.empty(out, np.float32)
+        self.prev = np.zeros(out, np.float32)
+
+    def image(self, frame, k):
+        """What the measure sees of frame ``k``; its buffers made ready (``frame.focus``)."""
+        if k:
+            self.cur, self.prev = self.prev, self.cur
+        frame.focus, frame.focus_prev = self.cur, self.prev
+        return frame.raw if self.seen is None else self.seen(frame.raw)
+
+    def update(self, frame, k):
+        self.grid.measure(self.fm, self.image(frame, k), k, frame.focus)

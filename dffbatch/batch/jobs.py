@@ -16,14 +16,20 @@ import traceback
 
 import numpy as np
 
-from .params import STRENGTH_DEFAULT
-from .read import FrameError, iter_frames
+from ..params import STRENGTH_DEFAULT
+from ..stages.read import FrameError, iter_frames
 
 __all__ = ["make_job", "run_job", "input_fingerprint", "OUTPUT_VERSION"]
 
 #: Bumped whenever the outputs of a job change for the same inputs and parameters.
 OUTPUT_VERSION = 3  # 2: confidence.png; 3: outputs.formats, view/ images
 
+
+
+def failed_record(job, error):
+    """The record of a job that failed outside :func:`run_job` (its worker died or raised)."""
+    return {"id": job["id"], "key": job["key"], "status": "failed", "error": error,
+            "params": job["params"], "inputs": {}, "outputs": {}, "timings": {}, "metrics": {}, "notes": []}
 
 def input_fingerprint(files) -> list:
     """Cheap identity of the inputs: name, size and modification time of each file."""
@@ -49,7 +55,7 @@ def estimate_memory(files, params, multipage=False) -> int:
     interpreter, Numba and matplotlib. Unreadable headers count as 200 MB (the job will
     fail with its own message).
     """
-    from .read import image_size
+    from ..stages.read import image_size
     try:
         w, h, pages = image_size(files[0])
     except Exception:  # noqa: BLE001
@@ -132,7 +138,7 @@ def _gt(folder):
     for name in ("gt_allfocus.png", "gt_allfocus.tif"):
         p = os.path.join(folder, name)
         if os.path.exists(p):
-            from .read import read_frame
+            from ..stages.read import read_frame
             gt["allfocus"] = read_frame(p)
             break
     return gt
@@ -194,7 +200,7 @@ def peak_rss() -> int:
     fallback elsewhere) survives ``execve``, so a worker started from a large parent
     would report the parent's peak.
     """
-    from .schedule import proc_bytes  # (schedule imports this module: imported here)
+    from ..sysinfo import proc_bytes
     peak = proc_bytes("/proc/self/status", "VmHWM")
     if peak is not None:
         return peak
@@ -229,10 +235,7 @@ def run_job(job: dict) -> dict:
 
 
 def _run_job(job: dict, decoders: int = 1) -> dict:
-    from .core import depth_from_focus
-    from .metrics import depth_metrics, image_metrics, psnr
-    from .plots import depth_2d_png, depth_3d_png, mesh_ply
-    from .write import atomic_bytes, write_png, write_tiff
+    from ..core import depth_from_focus
 
     _inject_fault(job)
     t_start = time.perf_counter()
@@ -243,111 +246,11 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
     folder = os.path.dirname(files[0]) if files else ""
     try:
         gt = _gt(folder) if folder else {}
-        hyper = job.get("hyper")
-        calibration = None
-        focus_channel = None
-        if hyper:  # a microscope hyperstack read by its axes (dffbatch.hyperstack)
-            from .hyperstack import calibration_of, iter_zplanes, tiff_layouts
-            lay = tiff_layouts(files[0])[hyper["series"]]
-            n_files = lay.size("Z")
-            calibration = calibration_of(lay)
-            focus_channel = "mean" if hyper.get("channel") is None else hyper["channel"]
-            rec["axes"] = lay.axes
-        else:
-            n_files = len(files) if not job["multipage"] else None
-        positions = _positions(job["positions"], folder, n_files) if n_files else None
-        if positions is not None:
-            rec["positions_source"] = "config positions"
-        elif hyper and lay.positions(hyper["t"]) is not None:
-            positions = lay.positions(hyper["t"])
-            rec["positions_source"] = f"{lay.z_source} ({lay.z_step or 'per plane'} {lay.z_unit or ''})".strip()
-            rec["depth_unit"] = lay.z_unit
-        hashes = {}
-        frame_psnr = []
-
-        def source():
-            if hyper:
-                from .write import sha256_file
-                hashes[files[0]] = {"bytes": os.path.getsize(files[0]), "sha256": sha256_file(files[0])}
-                return iter_zplanes(lay, hyper["t"])
-            stream = iter_frames(files, job["multipage"], hashes, rec["notes"], job.get("max_pixels"), decoders)
-            if "allfocus" in gt and not frame_psnr:
-                def watch(frames, ref=gt["allfocus"]):
-                    for f in frames:
-                        if f.shape == ref.shape:
-                            frame_psnr.append(psnr(f, ref))
-                        yield f
-                return watch(stream)
-            return stream
-
-        if not job["multipage"]:
-            from .align import ESTIMATE_SIDE
-            from .read import iter_previews
-            source.preview = lambda: iter_previews(files, ESTIMATE_SIDE)
-        res = depth_from_focus(source, positions=positions, focus_channel=focus_channel, **job["params"])
-        al = res.alignment
-        if al is not None:
-            rec["alignment"] = al.to_json()
-            if al.applied:
-                rec["crop"] = list(al.crop)
-                y0, y1, x0, x1 = al.crop
-                gt = {k: v[y0:y1, x0:x1] for k, v in gt.items()}
-        rec["inputs"] = {os.path.basename(k): v for k, v in hashes.items()}
-        rec["n_frames"] = res.n_frames
-        rec["shape"] = list(res.allfocus.shape)
-        rec["confidence_mean"] = round(float(res.confidence.mean()), 4)  # how far the depth was measured
-        rec["low_confidence"] = round(float((res.confidence < 0.1).mean()), 4)  # share filled, not measured
-        rec["timings"] = {k: round(v, 4) for k, v in res.timings.items()}
-
-        t0 = time.perf_counter()
-        out = job["out_dir"]
-        os.makedirs(out, exist_ok=True)
-        o = rec["outputs"]
-        o.update(write_maps(out, res, job["outputs"], calibration, rec["notes"]))
-        rec["timings"]["write"] = round(time.perf_counter() - t0, 4)
-
-        if job["outputs"].get("plots", True):
-            t0 = time.perf_counter()
-            title = job["stack"]
-            o["depth_2d.png"] = atomic_bytes(os.path.join(out, "depth_2d.png"),
-                                             depth_2d_png(res.depth if res.depth_units is None else res.depth_units,
-                                                          title, "frame" if res.depth_units is None else
-                                                          (rec.get("depth_unit") or "position units"),
-                                                          pixel=calibration, confidence=res.confidence))
-            o["depth_3d.png"] = atomic_bytes(os.path.join(out, "depth_3d.png"),
-                                             depth_3d_png(res.depth, job["outputs"].get("plot_grid", 48), title,
-                                                          zrange=(0, _axis_top(res.n_frames - 1)), pixel=calibration,
-                                                          confidence=res.confidence))
-            rec["timings"]["plots"] = round(time.perf_counter() - t0, 4)
-        # the motion plot where frames were aligned, or where a model was asked for
-        # (auto, the default, that found nothing to do says so in the manifest and report)
-        if al is not None and al.per_frame and (al.applied or al.mode != "auto") and job["outputs"].get("plots", True):
-            from .plots import alignment_png
-            o["alignment.png"] = atomic_bytes(os.path.join(out, "alignment.png"), alignment_png(al.per_frame, job["stack"]))
-        if job["outputs"].get("mesh", False):
-            o["mesh.ply"] = atomic_bytes(os.path.join(out, "mesh.ply"), mesh_ply(res.depth, res.allfocus))
-
-        if job["outputs"].get("report", True):
-            from .views import write_views
-            t0 = time.perf_counter()
-            truth = gt["depth"] if "depth" in gt and gt["depth"].shape == res.depth.shape else None
-            o.update(write_views(out, res.allfocus, res.depth, res.confidence, res.n_frames, truth))
-            if job["outputs"].get("mesh", False):
-                from .views import write_mesh_view
-                o.update(write_mesh_view(out, res.depth, res.allfocus, res.n_frames))
-            rec["timings"]["views"] = round(time.perf_counter() - t0, 4)
-        stats = {}
-        for name in o:  # what resume checks: a stat per file instead of reading it
-            st = os.stat(os.path.join(out, name))
-            stats[name] = [st.st_size, st.st_mtime_ns]
-        rec["output_stats"] = stats
-        if "depth" in gt and gt["depth"].shape == res.depth.shape:
-            rec["metrics"].update(depth_metrics(res.depth, gt["depth"]))
-            rec["gt_depth"] = os.path.join(folder, "gt_depth.tif")
-        if "allfocus" in gt and gt["allfocus"].shape == res.allfocus.shape:
-            rec["metrics"].update(image_metrics(res.allfocus, gt["allfocus"]))
-            if frame_psnr:
-                rec["metrics"]["best_frame_psnr"] = max(frame_psnr)
+        src = _JobSource(job, rec, gt, decoders)
+        res = depth_from_focus(src, positions=src.positions, focus_channel=src.focus_channel, **job["params"])
+        gt = _record_result(rec, res, src.hashes, gt)
+        _write_outputs(job, rec, res, src.calibration, gt)
+        _truth_metrics(rec, res, gt, folder, src.frame_psnr)
         rec["status"] = "ok"
     except (FrameError, ValueError, TypeError) as exc:
         rec["error"] = _frame_error(exc, files, job["multipage"])
@@ -366,6 +269,145 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
     return rec
 
 
+class _JobSource:
+    """A job's frames for :func:`dffbatch.depth_from_focus`: a callable returning a fresh
+    iterator (alignment reads twice), with a ``preview`` for estimation where the files
+    allow it. Also what the files say: positions, calibration, the channel to measure;
+    and, as frames are read, their hashes and (with a true all-in-focus image) each
+    frame's PSNR."""
+
+    def __init__(self, job, rec, gt, decoders):
+        self.job, self.rec, self.gt, self.decoders = job, rec, gt, decoders
+        files = job["files"]
+        folder = os.path.dirname(files[0]) if files else ""
+        self.hashes, self.frame_psnr = {}, []
+        self.calibration = self.focus_channel = self.lay = None
+        hyper = job.get("hyper")
+        if hyper:  # a microscope hyperstack read by its axes (dffbatch.stages.hyperstack)
+            from ..stages.hyperstack import calibration_of, tiff_layouts
+            lay = self.lay = tiff_layouts(files[0])[hyper["series"]]
+            n_files = lay.size("Z")
+            self.calibration = calibration_of(lay)
+            self.focus_channel = "mean" if hyper.get("channel") is None else hyper["channel"]
+            rec["axes"] = lay.axes
+        else:
+            n_files = len(files) if not job["multipage"] else None
+        self.positions = _positions(job["positions"], folder, n_files) if n_files else None
+        if self.positions is not None:
+            rec["positions_source"] = "config positions"
+        elif hyper and lay.positions(hyper["t"]) is not None:
+            self.positions = lay.positions(hyper["t"])
+            rec["positions_source"] = f"{lay.z_source} ({lay.z_step or 'per plane'} {lay.z_unit or ''})".strip()
+            rec["depth_unit"] = lay.z_unit
+        if not job["multipage"]:
+            from ..stages.align import ESTIMATE_SIDE
+            from ..stages.read import iter_previews
+            self.preview = lambda: iter_previews(files, ESTIMATE_SIDE)
+
+    def __call__(self):
+        job, files = self.job, self.job["files"]
+        if job.get("hyper"):
+            from ..stages.hyperstack import iter_zplanes
+            from ..stages.write import sha256_file
+            self.hashes[files[0]] = {"bytes": os.path.getsize(files[0]), "sha256": sha256_file(files[0])}
+            return iter_zplanes(self.lay, job["hyper"]["t"])
+        stream = iter_frames(files, job["multipage"], self.hashes, self.rec["notes"], job.get("max_pixels"),
+                             self.decoders)
+        if "allfocus" in self.gt and not self.frame_psnr:
+            return self._watch(stream, self.gt["allfocus"])
+        return stream
+
+    def _watch(self, frames, ref):
+        from ..truth.metrics import psnr
+        for f in frames:
+            if f.shape == ref.shape:
+                self.frame_psnr.append(psnr(f, ref))
+            yield f
+
+
+def _record_result(rec, res, hashes, gt):
+    """The result's facts into the record; the ground truth cropped as the outputs were."""
+    al = res.alignment
+    if al is not None:
+        rec["alignment"] = al.to_json()
+        if al.applied:
+            rec["crop"] = list(al.crop)
+            y0, y1, x0, x1 = al.crop
+            gt = {k: v[y0:y1, x0:x1] for k, v in gt.items()}
+    rec["inputs"] = {os.path.basename(k): v for k, v in hashes.items()}
+    rec["n_frames"] = res.n_frames
+    rec["shape"] = list(res.allfocus.shape)
+    rec["confidence_mean"] = round(float(res.confidence.mean()), 4)  # how far the depth was measured
+    rec["low_confidence"] = round(float((res.confidence < 0.1).mean()), 4)  # share filled, not measured
+    rec["timings"] = {k: round(v, 4) for k, v in res.timings.items()}
+    return gt
+
+
+def _write_outputs(job, rec, res, calibration, gt):
+    """Maps, plots, mesh and the report's views into the job's folder; what resume checks."""
+    from ..report.plots import mesh_ply
+    from ..stages.write import atomic_bytes
+    t0 = time.perf_counter()
+    out = job["out_dir"]
+    os.makedirs(out, exist_ok=True)
+    o = rec["outputs"]
+    o.update(write_maps(out, res, job["outputs"], calibration, rec["notes"]))
+    rec["timings"]["write"] = round(time.perf_counter() - t0, 4)
+    if job["outputs"].get("plots", True):
+        _write_plots(job, rec, res, calibration)
+    if job["outputs"].get("mesh", False):
+        o["mesh.ply"] = atomic_bytes(os.path.join(out, "mesh.ply"), mesh_ply(res.depth, res.allfocus))
+    if job["outputs"].get("report", True):
+        from ..report.views import write_views
+        t0 = time.perf_counter()
+        truth = gt["depth"] if "depth" in gt and gt["depth"].shape == res.depth.shape else None
+        o.update(write_views(out, res.allfocus, res.depth, res.confidence, res.n_frames, truth))
+        if job["outputs"].get("mesh", False):
+            from ..report.views import write_mesh_view
+            o.update(write_mesh_view(out, res.depth, res.allfocus, res.n_frames))
+        rec["timings"]["views"] = round(time.perf_counter() - t0, 4)
+    stats = {}
+    for name in o:  # what resume checks: a stat per file instead of reading it
+        st = os.stat(os.path.join(out, name))
+        stats[name] = [st.st_size, st.st_mtime_ns]
+    rec["output_stats"] = stats
+
+
+def _write_plots(job, rec, res, calibration):
+    """The 2-D and 3-D depth plots, and the motion plot where frames were aligned or a
+    model was asked for (auto, the default, that found nothing to do says so in the
+    manifest and report)."""
+    from ..report.plots import alignment_png, depth_2d_png, depth_3d_png
+    from ..stages.write import atomic_bytes
+    t0 = time.perf_counter()
+    out, o, title = job["out_dir"], rec["outputs"], job["stack"]
+    o["depth_2d.png"] = atomic_bytes(os.path.join(out, "depth_2d.png"),
+                                     depth_2d_png(res.depth if res.depth_units is None else res.depth_units,
+                                                  title, "frame" if res.depth_units is None else
+                                                  (rec.get("depth_unit") or "position units"),
+                                                  pixel=calibration, confidence=res.confidence))
+    o["depth_3d.png"] = atomic_bytes(os.path.join(out, "depth_3d.png"),
+                                     depth_3d_png(res.depth, job["outputs"].get("plot_grid", 48), title,
+                                                  zrange=(0, _axis_top(res.n_frames - 1)), pixel=calibration,
+                                                  confidence=res.confidence))
+    rec["timings"]["plots"] = round(time.perf_counter() - t0, 4)
+    al = res.alignment
+    if al is not None and al.per_frame and (al.applied or al.mode != "auto"):
+        o["alignment.png"] = atomic_bytes(os.path.join(out, "alignment.png"), alignment_png(al.per_frame, title))
+
+
+def _truth_metrics(rec, res, gt, folder, frame_psnr):
+    """Depth and all-in-focus metrics where the stack comes with ground truth of the outputs' shape."""
+    from ..truth.metrics import depth_metrics, image_metrics
+    if "depth" in gt and gt["depth"].shape == res.depth.shape:
+        rec["metrics"].update(depth_metrics(res.depth, gt["depth"]))
+        rec["gt_depth"] = os.path.join(folder, "gt_depth.tif")
+    if "allfocus" in gt and gt["allfocus"].shape == res.allfocus.shape:
+        rec["metrics"].update(image_metrics(res.allfocus, gt["allfocus"]))
+        if frame_psnr:
+            rec["metrics"]["best_frame_psnr"] = max(frame_psnr)
+
+
 def write_maps(out, res, outputs, calibration, notes) -> dict:
     """Write the maps of ``res`` in the formats of ``outputs["formats"]``; return ``{name: sha256}``.
 
@@ -376,7 +418,7 @@ def write_maps(out, res, outputs, calibration, notes) -> dict:
     preview. Float TIFFs are compressed as ``outputs["tiff_compression"]`` says.
     """
     from .config import FORMATS_DEFAULT
-    from .write import write_png, write_tiff
+    from ..stages.write import write_png, write_tiff
     fmts = outputs.get("formats") or FORMATS_DEFAULT
     comp = outputs.get("tiff_compression", "none")
     o = {}
@@ -395,7 +437,7 @@ def write_maps(out, res, outputs, calibration, notes) -> dict:
     if "tiff" in fmts["confidence"]:
         tiff("confidence.tif", res.confidence)
     if "png" in fmts["confidence"]:
-        from .views import confidence_u8
+        from ..report.views import confidence_u8
         o["confidence.png"] = write_png(join(out, "confidence.png"), confidence_u8(res.confidence))
     af = res.allfocus
     exact = af.dtype in (np.uint8, np.uint16) and (af.ndim == 2 or af.shape[2] in (1, 3, 4))
@@ -409,7 +451,7 @@ def write_maps(out, res, outputs, calibration, notes) -> dict:
             o["allfocus.png"] = write_png(join(out, "allfocus.png"), af)
         else:
             if af.ndim == 3 and af.shape[2] not in (1, 3, 4):  # channels a PNG cannot hold: their mean
-                from .hyperstack import plane_mean_focus
+                from ..stages.measure import plane_mean_focus
                 prev, what = plane_mean_focus(af), f"the mean of {af.shape[2]} channels"
             else:
                 prev, what = af, "float data"

@@ -26,7 +26,7 @@ two frames from the best one, ``S = max_{|k-m|>=2} F[k]`` (exact, streamed with 
 running maximum that lags one frame). ``S / F[m]`` is near 1 where the curve has two
 modes (the window straddles two depths beside an occlusion edge) or none (noise), and
 small for one clear peak: :func:`evidence` turns it into the weight of the global
-solve (:mod:`dffbatch.solve`).
+solve (:mod:`dffbatch.stages.solve`).
 """
 from __future__ import annotations
 
@@ -35,11 +35,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .base import FrameStage
 from .kernels import JIT, JIT_DIV, logf
 
-__all__ = ["INTERPOLATIONS", "DepthState"]
+__all__ = ["INTERPOLATIONS", "DepthState", "Depth", "CoarseCurve"]
 
-from .params import INTERPOLATIONS  # noqa: E402
+from ..params import INTERPOLATIONS  # noqa: E402
 _MODE = {"none": 0, "parabolic": 1, "gaussian": 2}
 _TINY = np.float32(1e-30)
 
@@ -213,3 +214,52 @@ class DepthState:
         finish_depth(self.best, self.fbest, self.fbelow, self.fabove, self.fsum,
                      self.n, _MODE[interpolation], depth, conf)
         return depth, conf
+
+
+class Depth(FrameStage):
+    """Per-frame stage *depth*: the running state; at the end, the sub-frame depth and the
+    peak prominence (``maps.raw``, ``maps.confidence``) and the state itself (``maps.state``)."""
+
+    timing = "depth"
+
+    def __init__(self, interpolation: str, grid):
+        self.interpolation = interpolation
+        self.grid = grid
+        self.state = None
+
+    def start(self, shape, dtype):
+        self.state = DepthState(self.grid.shape(shape))
+
+    def update(self, frame, k):
+        self.state.update(frame.focus, frame.focus_prev)
+
+    def finish(self, maps):
+        maps.raw, maps.confidence = self.state.finish(self.interpolation)
+        maps.state = self.state
+
+
+class CoarseCurve(FrameStage):
+    """Per-frame stage for the need ``"coarse"``: the depth state of the focus curve of
+    ``block`` x ``block`` block means (``maps.coarse``), which the ``wls`` solve weighs
+    beside the pixel's own."""
+
+    timing = "depth"
+
+    def __init__(self, block: int, grid):
+        self.block = block
+        self.grid = grid
+
+    def start(self, shape, dtype):
+        H, W = self.grid.shape(shape)
+        cshape = (-(-H // self.block), -(-W // self.block))
+        self.state = DepthState(cshape)
+        self.cur = np.empty(cshape, np.float32)
+        self.prev = np.zeros(cshape, np.float32)
+
+    def update(self, frame, k):
+        block_mean(frame.focus, self.block, self.cur)
+        self.state.update(self.cur, self.prev)
+        self.cur, self.prev = self.prev, self.cur
+
+    def finish(self, maps):
+        maps.coarse = self.state

@@ -13,7 +13,7 @@ one entry in :data:`REFINERS`.
 ``bilateral``  confidence-weighted joint bilateral filter, then the median
 ``sgm``        semi-global aggregation of the kept focus volume, the bilateral filter,
                the median
-``wls``        global, edge-aware, confidence-weighted solve (:mod:`dffbatch.solve`)
+``wls``        global, edge-aware, confidence-weighted solve (:mod:`dffbatch.stages.solve`)
                of the raw depth, with the evidence of the focus curve at two scales
                (the measure window, and 8 x 8 blocks of it), at two reaches (see
                :func:`_wls`)
@@ -27,11 +27,12 @@ from typing import Callable, Optional
 import numpy as np
 from numba import njit, prange
 
+from .base import Grid, PostStage
 from .kernels import JIT
-from .params import STRENGTH_DEFAULT
+from ..params import STRENGTH_DEFAULT
 from .refine import median_filter
 
-__all__ = ["Maps", "Refiner", "REFINERS", "COARSE_BLOCK", "noise_floor"]
+__all__ = ["Maps", "Refiner", "REFINERS", "Refine", "DepthUnits", "COARSE_BLOCK", "noise_floor"]
 
 #: Side of the blocks whose mean focus makes the coarse focus curve of ``wls``.
 COARSE_BLOCK = 8
@@ -45,7 +46,7 @@ WLS_POWER, WLS_COARSE_POWER, WLS_COARSE_WEIGHT, WLS_SIGMA, WLS_ITERATIONS = 2, 3
 #: thirds of the cost; 1 takes the low-texture sphere from -50% to -49.8%).
 WLS_REACH, WLS_SUPPORT, WLS_FAR_ITERATIONS = 3.5, 0.01, 2
 #: ``wls``: factor on the evidence of a curve (fine, coarse) that peaks at the first or
-#: last frame (see :func:`dffbatch.depth.evidence`): untextured pixels beside texture at
+#: last frame (see :func:`dffbatch.stages.depth.evidence`): untextured pixels beside texture at
 #: another depth. On the renderer (bench_solve.py) 1.0 -> 0.01 / 0.02 takes the
 #: step-flatpatch-clean RMSE from -36.5% to -49.5% of the previous default's and
 #: changes no other scene by more than 0.5%.
@@ -70,20 +71,26 @@ def noise_floor(measure: str, window: int) -> float:
 
 @dataclass
 class Maps:
-    """What a post-stream stage works on (all (H, W), float32 unless said)."""
+    """What the stream leaves and the post-stream stages work on (all (H, W) on the
+    output grid, float32 unless said)."""
 
-    raw: np.ndarray                 # sub-frame depth from the stream, frames
-    confidence: np.ndarray          # peak prominence in [0, 1)
-    allfocus: np.ndarray            # the all-in-focus image, input dtype
-    state: object                   # dffbatch.depth.DepthState at the end of the stream
     interpolation: str
     measure: str
     window: int
     median: int
     radius: int
     strength: float
-    coarse: Optional[object] = None  # DepthState of the block-mean focus (needs "coarse")
-    volume: Optional[list] = None    # every frame's focus (needs "volume")
+    n: int = 0                          # frames streamed
+    raw: Optional[np.ndarray] = None    # sub-frame depth from the stream, frames
+    confidence: Optional[np.ndarray] = None  # peak prominence in [0, 1), then the refine mode's
+    allfocus: Optional[np.ndarray] = None    # the all-in-focus image, input dtype and channels
+    state: Optional[object] = None      # dffbatch.stages.depth.DepthState at the end of the stream
+    coarse: Optional[object] = None     # DepthState of the block-mean focus (needs "coarse")
+    volume: Optional[list] = None       # every frame's focus (needs "volume")
+    depth: Optional[np.ndarray] = None  # the refined depth, frames
+    depth_units: Optional[np.ndarray] = None
+    frames: Optional[Callable] = None   # needs "frames": a fresh iterator over the frames as read
+    grid: Optional[Grid] = None         # how a frame's pixels reach the output grid
     _guide: Optional[np.ndarray] = field(default=None, repr=False)
 
     def guide(self) -> np.ndarray:
@@ -194,3 +201,29 @@ REFINERS = {
     "sgm": Refiner(_sgm, STRENGTH_DEFAULT["sgm"], "P2 (P1 = P2 / 10)", frozenset({"volume"})),
     "wls": Refiner(_wls, STRENGTH_DEFAULT["wls"], "FGS lambda of the near solve (reach about sqrt(lambda) px per pass; the far one 3.5x)", frozenset({"coarse"})),
 }
+
+
+class Refine(PostStage):
+    """The ``refine`` mode as a post stage: ``maps.depth`` and ``maps.confidence`` from it."""
+
+    def __init__(self, name: str):
+        self.refiner = REFINERS[name]
+        self.needs = self.refiner.needs
+
+    def run(self, maps: Maps) -> Maps:
+        maps.depth, maps.confidence = self.refiner.run(maps)
+        maps.volume = None
+        return maps
+
+
+class DepthUnits(PostStage):
+    """Depth in the units of ``positions`` (one per frame): linear between the frames around it."""
+
+    def __init__(self, positions: np.ndarray):
+        self.positions = positions
+
+    def run(self, maps: Maps) -> Maps:
+        if len(self.positions) != maps.n:
+            raise ValueError(f"positions has {len(self.positions)} values but the stack has {maps.n} frames")
+        maps.depth_units = np.interp(maps.depth, np.arange(maps.n), self.positions).astype(np.float32)
+        return maps

@@ -32,8 +32,8 @@ def cache_is_cold() -> bool:
 
 def _warm(first_file, multipage, params_list):  # runs in the helper process
     import numpy as np
-    from .core import depth_from_focus
-    from .read import iter_frames
+    from ..core import depth_from_focus
+    from ..stages.read import iter_frames
     frame = next(iter_frames([first_file], multipage))
     crop = np.ascontiguousarray(frame[:48, :48])
     for p in params_list:
@@ -53,7 +53,7 @@ def compile_kernels(first_file, multipage, params_list, out=sys.stdout, after=1.
 
     Returns the seconds it took. A failure is not an error: the jobs compile as before.
     """
-    code = ("import json, sys; from dffbatch.warmup import _warm; "
+    code = ("import json, sys; from dffbatch.batch.warmup import _warm; "
             "_warm(sys.argv[1], sys.argv[2] == '1', json.loads(sys.argv[3]))")
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code, first_file, "1" if multipage else "0",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .params import ALIGN_MODES, COMPOSITES, DEFAULTS, INTERPOLATIONS, MEASURES, REFINES
+from ..params import ALIGN_MODES, COMPOSITES, DEFAULTS, INTERPOLATIONS, MEASURES, REFINES
 
 __all__ = ["ConfigError", "load_config", "expand_sweep", "sweep_id", "PARAM_KEYS", "SAFE_NAME"]
 
@@ -215,7 +215,17 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
                 _fail(ctx, sec, f"must be a mapping, got {type(given).__name__}")
             out[sec] = _with_defaults(ctx, f"{sec}.", given, defaults, E)
 
-    # run
+    for check in (_check_run, _check_datasets, _check_params, _check_outputs, _check_execution):
+        check(cfg, out, ctx, base, E)
+    E.raise_if_any()
+    n = len(expand_sweep(out))
+    if n == 0:
+        _fail(ctx, "params", "the sweep is empty")
+    return out
+
+
+def _check_run(cfg: dict, out: dict, ctx: str, base: Path, E: "_Errors") -> None:
+    """``run``: a safe folder name, the output folder resolved against the config's, seed, notes."""
     r = out["run"]
     with E.check():
         if not isinstance(r["name"], str) or not SAFE_NAME.match(r["name"]) or ".." in r["name"]:
@@ -232,7 +242,9 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
         if not isinstance(r["notes"], str):
             _fail(ctx, "run.notes", "must be text")
 
-    # datasets
+
+def _check_datasets(cfg: dict, out: dict, ctx: str, base: Path, E: "_Errors") -> None:
+    """``datasets``: one entry or a list, each a path or {path: ...}."""
     out["datasets"] = []
     ds = cfg.get("datasets")
     with E.check():
@@ -248,7 +260,9 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
             with E.check():
                 out["datasets"].append(_dataset(ctx, f"datasets[{i}]", entry, base, E))
 
-    # params: scalars or lists
+
+def _check_params(cfg: dict, out: dict, ctx: str, base: Path, E: "_Errors") -> None:
+    """``params`` (scalars or lists, each value checked) and ``sweep.mode``."""
     p = out["params"]
     for k in PARAM_KEYS:
         with E.check():
@@ -261,6 +275,9 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
         if out["sweep"]["mode"] not in ("product", "zip"):
             _fail(ctx, "sweep.mode", f"{out['sweep']['mode']!r} is not one of product, zip")
 
+
+def _check_outputs(cfg: dict, out: dict, ctx: str, base: Path, E: "_Errors") -> None:
+    """``outputs``: switches, the plot grid, formats, the TIFF compression and its codec."""
     o = out["outputs"]
     for k in ("plots", "mesh", "report"):
         with E.check():
@@ -281,6 +298,9 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
                 _fail(ctx, "outputs.tiff_compression", f"{o['tiff_compression']} needs the imagecodecs package "
                                                        "(pip install imagecodecs, or dffbatch[codecs])")
 
+
+def _check_execution(cfg: dict, out: dict, ctx: str, base: Path, E: "_Errors") -> None:
+    """``execution``: workers, threads, backend, address, retries and the limits."""
     x = out["execution"]
     for k in ("workers", "threads_per_worker"):
         with E.check():
@@ -301,11 +321,6 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
         with E.check():
             if bad:
                 _fail(ctx, key, msg)
-    E.raise_if_any()
-    n = len(expand_sweep(out))
-    if n == 0:
-        _fail(ctx, "params", "the sweep is empty")
-    return out
 
 
 

@@ -200,13 +200,6 @@ def iter_zplanes(layout: TiffLayout, t: int = 0):
             yield planes[0] if n_c == 1 else np.ascontiguousarray(np.stack(planes, axis=-1))
 
 
-def plane_mean_focus(frame: np.ndarray) -> np.ndarray:
-    """Mean of a multichannel frame's channels, each scaled to [0, 1] by its dtype (float32 (H, W))."""
-    from .measure import value_scale
-    s = np.float32(value_scale(frame.dtype))
-    return (frame.astype(np.float32).mean(axis=2) * s).astype(np.float32)
-
-
 def calibration_of(layout: TiffLayout):
     """``(pixel_x, pixel_y, unit)`` for calibrated outputs, or None."""
     if layout.pixel_size and all(math.isfinite(v) and v > 0 for v in layout.pixel_size):

@@ -6,8 +6,8 @@ per-pixel quantity, window sums, the running depth state, the all-in-focus state
 task): the band's luminance and quantity (with their halo, the window's reach) stay in
 the cache, and each output row is folded into the depth state and the all-in-focus
 image as soon as its window sums are done. The results are the same bytes as the
-stage kernels' (:class:`dffbatch.measure.FocusMeasure`,
-:func:`dffbatch.depth.update_best`, :func:`dffbatch.composite.update_neighbours`),
+stage kernels' (:class:`dffbatch.stages.measure.FocusMeasure`,
+:func:`dffbatch.stages.depth.update_best`, :func:`dffbatch.stages.composite.update_neighbours`),
 which stay the reference in the tests: the bands call the same row functions, in the
 same order of sums.
 
@@ -23,13 +23,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .base import FrameStage
 from .composite import _bits, _neighbours_row, _ones, _select_row
 from .depth import _update_row
 from .kernels import JIT, readonly, reflect_index
 from .measure import (MEASURE_ID, _VARIANCE, _box_sum_row, _box_var_row, _luma_row, _luma_weights, _q_row,
                       _reflect_row_ends, value_scale)
 
-__all__ = ["frame_pass", "measure_pass"]
+__all__ = ["frame_pass", "measure_pass", "FusedPass"]
 
 #: Rows per band: the halo (window radius + the quantity's reach, each side: 10 rows
 #: for lapd at window 9) is computed again for each band; 64 keeps it to 16%.
@@ -45,10 +46,10 @@ def frame_pass(img, scale, mid, step, threshold, pad, r, box_scale, variance, f,
 
     ``img`` (H, W, C) is what the measure sees (C in {1, 3, 4}; ``scale`` maps it to
     [0, 1]); ``mid``, ``step``, ``threshold``, ``pad``: the measure as
-    :class:`dffbatch.measure.FocusMeasure` holds it; ``r`` the window radius,
+    :class:`dffbatch.stages.measure.FocusMeasure` holds it; ``r`` the window radius,
     ``box_scale`` the sum's factor, ``variance`` the window statistic. The depth state
-    and the all-in-focus arrays are those of :class:`dffbatch.depth.DepthState` and
-    :class:`dffbatch.composite.Compositor` (``frame``, ``prev``, ``below``, ``at``,
+    and the all-in-focus arrays are those of :class:`dffbatch.stages.depth.DepthState` and
+    :class:`dffbatch.stages.composite.Compositor` (``frame``, ``prev``, ``below``, ``at``,
     ``above`` seen as unsigned integers, ``ones`` their all-ones value).
     """
     H, W = f.shape
@@ -104,15 +105,15 @@ def measure_pass(fm, img, f, state=None, f_prev=None, comp=None, frame3=None, pr
 
     Parameters
     ----------
-    fm : dffbatch.measure.FocusMeasure
+    fm : dffbatch.stages.measure.FocusMeasure
         The focus measure (its name, window, step, threshold).
     img : ndarray (H, W) or (H, W, C)
         What the measure sees.
     f : ndarray (H, W) float32
         Receives the focus measure.
-    state : dffbatch.depth.DepthState, optional
+    state : dffbatch.stages.depth.DepthState, optional
         Updated with ``f`` (``f_prev``: the previous frame's measure), its count advanced.
-    comp : dffbatch.composite.Compositor, optional
+    comp : dffbatch.stages.composite.Compositor, optional
         Unaligned ``select`` / ``interpolate`` compositor, updated with ``frame3`` (and
         ``prev3``, the previous frame, for ``interpolate``) after the state.
     """
@@ -135,3 +136,29 @@ def measure_pass(fm, img, f, state=None, f_prev=None, comp=None, frame3=None, pr
     if state is not None:
         state.n += 1
     return f
+
+
+class FusedPass(FrameStage):
+    """The stage group *measure -> depth -> composite* on the frames' own grid, run as one
+    :func:`measure_pass` per frame. The three stages keep their state and their
+    ``finish``; only their per-frame work is fused (the same bytes as theirs, one after
+    the other, which the tests keep as its reference). Booked under ``measure``."""
+
+    timing = "measure"
+
+    def __init__(self, measure, depth, composite):
+        self.group = (measure, depth, composite)
+
+    def start(self, shape, dtype):
+        for stage in self.group:
+            stage.start(shape, dtype)
+
+    def update(self, frame, k):
+        measure, depth, composite = self.group
+        img = measure.image(frame, k)
+        measure_pass(measure.fm, img, frame.focus, depth.state, frame.focus_prev, composite.comp, frame.pixels,
+                     composite.prev)
+        composite.prev = frame.pixels if composite.mode == "interpolate" else None
+
+    def parts(self):
+        return self.group

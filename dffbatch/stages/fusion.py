@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PyramidFusion", "pyr_down", "pyr_up"]
+from .base import FrameStage
+
+__all__ = ["PyramidFusion", "Pyramid", "pyr_down", "pyr_up"]
 
 _K = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
@@ -84,3 +86,25 @@ class PyramidFusion:
             info = np.iinfo(self.dtype)
             return np.clip(np.rint(img), info.min, info.max).astype(self.dtype)
         return img.astype(self.dtype)
+
+
+class Pyramid(FrameStage):
+    """Per-frame stage *composite* for ``pyramid``: each frame, on the output grid, fused
+    with weights from its focus (``frame.focus``); at the end ``maps.allfocus``."""
+
+    timing = "composite"
+    fusable = False
+
+    def __init__(self, grid):
+        self.grid = grid
+
+    def start(self, shape, dtype):
+        self.planar = len(shape) == 2
+        self.fusion = PyramidFusion((*self.grid.shape(shape), 1 if self.planar else shape[2]), dtype)
+
+    def update(self, frame, k):
+        self.fusion.update(self.grid.image(frame.pixels, k), frame.focus)
+
+    def finish(self, maps):
+        allfocus = self.fusion.finish()
+        maps.allfocus = allfocus[:, :, 0] if self.planar else allfocus

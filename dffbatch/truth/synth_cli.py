@@ -26,7 +26,7 @@ REFINE_SUITE = {f"{shape}-{tex}-{tag}": (shape, tex, noise, 30 + i)
                                                   ("slant", "noise"), ("terrain", "noise"), ("sinusoid", "noise")])
                 for tag, noise in (("clean", 0.0), ("noisy", 0.02))}
 #: Scenes whose large regions carry no texture at all (flat colour or smooth gradient
-#: blobs, see dffbatch.synth.texture_regions) on surfaces at several depths.
+#: blobs, see dffbatch.truth.synth.texture_regions) on surfaces at several depths.
 FLAT_SUITE = {f"{shape}-{tex}-{tag}": (shape, tex, noise, 50 + i)
               for i, (shape, tex) in enumerate([("step", "flatpatch"), ("sphere", "gradpatch"),
                                                 ("slant", "flatpatch"), ("terrain", "gradpatch")])

@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-__all__ = ["THUMB_SIDE", "MESH_SIDE", "write_views", "write_mesh_view", "viridis_rgb", "confidence_u8"]
+__all__ = ["THUMB_SIDE", "MESH_SIDE", "write_views", "write_mesh_view", "viridis_rgb", "confidence_u8", "block_means"]
 
 THUMB_SIDE = 320
 MESH_SIDE = 192
@@ -49,6 +49,16 @@ def viridis_rgb(v: np.ndarray) -> np.ndarray:
     """uint8 RGB (H, W, 3) of ``v`` in [0, 1] (clipped; NaN as 0) through matplotlib's viridis."""
     idx = np.nan_to_num(np.clip(v, 0, 1) * 255 + 0.5, nan=0.0).astype(np.uint8)
     return _viridis()[idx]
+
+
+def block_means(a, s):
+    """Means of ``s x s`` blocks (partial blocks at the right and bottom edges), float64."""
+    a = np.asarray(a, np.float32)
+    H, W = a.shape
+    ry, rx = np.arange(0, H, s), np.arange(0, W, s)
+    sums = np.add.reduceat(np.add.reduceat(a, ry, axis=0, dtype=np.float64), rx, axis=1)
+    ny, nx = np.minimum(ry + s, H) - ry, np.minimum(rx + s, W) - rx
+    return sums / np.outer(ny, nx)
 
 
 def _rgb8(img: np.ndarray) -> np.ndarray:
@@ -112,7 +122,7 @@ def write_views(out_dir, allfocus, depth, confidence, n_frames, truth=None) -> d
     ``depth``, ``truth`` in frames (0 .. ``n_frames`` - 1), ``confidence`` in [0, 1].
     """
     from PIL import Image
-    from .write import atomic_bytes
+    from ..stages.write import atomic_bytes
     top = max(n_frames - 1, 1)
     rgb = _rgb8(allfocus)
     im = Image.fromarray(rgb)
@@ -143,15 +153,14 @@ def write_mesh_view(out_dir, depth, allfocus, n_frames, side=MESH_SIDE) -> dict:
     """
     import base64
     import json
-    from .plots import _blocks
-    from .write import atomic_bytes
+    from ..stages.write import atomic_bytes
     H, W = np.shape(depth)
     s = max(1, -(-max(H, W) // side))
     top = max(n_frames - 1, 1)
-    z = np.clip(np.round(_blocks(depth, s) / top * 65535), 0, 65535).astype("<u2")
+    z = np.clip(np.round(block_means(depth, s) / top * 65535), 0, 65535).astype("<u2")
     rgb = _rgb8(allfocus)
     chans = [rgb] if rgb.ndim == 2 else [rgb[..., i] for i in range(3)]
-    col = np.stack([np.clip(np.round(_blocks(c, s)), 0, 255).astype(np.uint8) for c in chans], axis=-1)
+    col = np.stack([np.clip(np.round(block_means(c, s)), 0, 255).astype(np.uint8) for c in chans], axis=-1)
     if col.shape[-1] == 1:
         col = np.repeat(col, 3, axis=-1)
     data = {"w": int(z.shape[1]), "h": int(z.shape[0]), "W": int(W), "H": int(H), "frames": int(n_frames),

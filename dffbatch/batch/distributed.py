@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import os
 
-from .jobs import run_job
-from .schedule import _failed
+from .jobs import failed_record, run_job
 
 __all__ = ["DaskBackend", "run_job_on_worker"]
 
@@ -91,9 +90,9 @@ class DaskBackend:
             try:
                 rec = fut.result()
             except KilledWorker as exc:
-                rec = _failed(job, f"worker died running the job ({attempts or '?'} attempts): {exc}")
+                rec = failed_record(job, f"worker died running the job ({attempts or '?'} attempts): {exc}")
             except Exception as exc:  # noqa: BLE001
-                rec = _failed(job, f"worker error: {type(exc).__name__}: {exc}")
+                rec = failed_record(job, f"worker error: {type(exc).__name__}: {exc}")
             rec["attempts"] = attempts
             rec["backend"] = "dask"
             fut.release()

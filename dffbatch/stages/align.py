@@ -45,13 +45,16 @@ import math
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["ALIGN_MODES", "Alignment", "estimate_alignment", "Warper", "require_cv2", "residual_motion"]
+from .base import Grid, PostStage, check_frame
 
-from .params import ALIGN_MODES  # noqa: E402
+__all__ = ["ALIGN_MODES", "Alignment", "estimate_alignment", "Warper", "require_cv2", "residual_motion",
+           "register", "RegisteredGrid", "Coverage"]
+
+from ..params import ALIGN_MODES  # noqa: E402
 #: Threads registering neighbour pairs during the estimation pass.
 ESTIMATE_THREADS = 2
 #: Registration runs on images at most this many pixels a side (JPEG previews come at
@@ -300,15 +303,53 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
     """
     if mode not in ALIGN_MODES or mode == "none":
         raise ValueError(f"unknown alignment {mode!r}; choose one of {', '.join(ALIGN_MODES[1:])}")
+    pairs = _register_neighbours(frames, mode, estimate_side, frame_scale, full_shape)
+    if isinstance(pairs, Alignment):  # auto found it cannot tell
+        return pairs
+    neighbours, neighbours_affine, dropped, shape = pairs
+    beyond = max(dropped, default=0.0)
+    model = "similarity" if mode == "auto" else mode
+    if mode == "auto" and beyond > BEYOND_SIMILARITY_HINT:  # the frames shear or stretch: hand-held
+        neighbours, model = neighbours_affine, "affine"
+    n = len(neighbours) + 1
+    if n < 2:
+        raise ValueError(f"a focus stack needs at least 2 frames, got {n - 1 if shape is None else n}")
+    r = {"middle": (n - 1) // 2, "first": 0, "last": n - 1}.get(reference, reference)
+    if not isinstance(r, (int, np.integer)) or not 0 <= r < n:
+        raise ValueError(f"alignment reference {reference!r} is not a frame of this {n}-frame stack")
+    Ms = _chain(neighbours, r)
+    H, W = shape = tuple(full_shape) if full_shape is not None else shape
+    measured = [float(math.sqrt(abs(np.linalg.det(M[:2, :2])))) for M in Ms]
+    if model == "similarity" and n >= 4:
+        Ms = _smooth_scale(Ms, H, W)
+    C = _corners(H, W)
+    motion_px = max(float(np.abs((M @ C)[:2] - C[:2]).max()) for M in Ms)
+    applied = not (mode == "auto" and motion_px <= auto_threshold)
+    note = _note(mode, applied, motion_px, auto_threshold, model, beyond)
+    common = _common_region(Ms if applied else [], C, H, W)
+    if common[1] - common[0] < 2 or common[3] - common[2] < 2:
+        why = f"alignment leaves no region common to every frame (crop {common})"
+        if mode == "auto":
+            return Alignment.skipped("auto", f"auto: {why}; not applied")
+        raise ValueError(why)
+    crop = (0, H, 0, W) if keep_size else common
+    return Alignment(mode, int(r), [M[:2] for M in Ms], crop, applied, motion_px, note, (H, W),
+                     _per_frame(Ms, measured, H, W), beyond, model if applied else "none", common)
+
+
+def _register_neighbours(frames, mode, estimate_side, frame_scale, full_shape):
+    """Pass 1: each frame registered to the one before it, on previews, in a few threads.
+
+    Returns ``(neighbours, neighbours_affine, dropped, shape)`` (A_k: frame k-1 -> frame k
+    in full-size pixels; with ``auto`` also the affine fits the similarities were
+    projected from; what each projection left out, full-size corner pixels; frame 0's
+    shape), or, with ``auto``, an :class:`Alignment` saying why it is not applied.
+    """
     cv2 = require_cv2()
     motion = "similarity" if mode == "auto" else mode
-    neighbours = []  # A_k: frame k-1 coords -> frame k coords (full-size pixels)
-    neighbours_affine = []  # auto: the affine estimates the similarities were projected from
+    neighbours, neighbours_affine, dropped, failed = [], [], [], []
     pending = deque()  # (k, scale, centre, future): registrations running in the pool
-    dropped = []  # similarity: what each neighbour projection leaves out, full-size corner px
-    prev = None
-    shape = None
-    failed = []  # auto: why a pair could not be registered
+    prev = shape = None
 
     def collect(k, s, centre, fut):
         try:
@@ -354,29 +395,23 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
             collect(*pending.popleft())
     if failed:
         return Alignment.skipped("auto", f"auto: {failed[0]}; not applied")
-    beyond = max(dropped, default=0.0)
-    model = "similarity" if mode == "auto" else mode
-    if mode == "auto" and beyond > BEYOND_SIMILARITY_HINT:  # the frames shear or stretch: hand-held
-        neighbours, model = neighbours_affine, "affine"
+    return neighbours, neighbours_affine, dropped, shape
+
+
+def _chain(neighbours, r):
+    """3x3 maps reference -> frame k from the neighbour maps, chained out from frame ``r``."""
     n = len(neighbours) + 1
-    if n < 2:
-        raise ValueError(f"a focus stack needs at least 2 frames, got {n - 1 if shape is None else n}")
-    r = {"middle": (n - 1) // 2, "first": 0, "last": n - 1}.get(reference, reference)
-    if not isinstance(r, (int, np.integer)) or not 0 <= r < n:
-        raise ValueError(f"alignment reference {reference!r} is not a frame of this {n}-frame stack")
     Ms = [None] * n
     Ms[r] = np.eye(3)
     for k in range(r + 1, n):
         Ms[k] = _h(neighbours[k - 1]) @ Ms[k - 1]
     for k in range(r - 1, -1, -1):
         Ms[k] = np.linalg.inv(_h(neighbours[k])) @ Ms[k + 1]
-    H, W = shape = tuple(full_shape) if full_shape is not None else shape
-    measured = [float(math.sqrt(abs(np.linalg.det(M[:2, :2])))) for M in Ms]
-    if model == "similarity" and n >= 4:
-        Ms = _smooth_scale(Ms, H, W)
-    C = _corners(H, W)
-    motion_px = max(float(np.abs((M @ C)[:2] - C[:2]).max()) for M in Ms)
-    applied = not (mode == "auto" and motion_px <= auto_threshold)
+    return Ms
+
+
+def _note(mode, applied, motion_px, auto_threshold, model, beyond):
+    """What ``auto`` decided and why, and a hint where a similarity cannot follow the frames."""
     note = (f"auto: largest corner motion {motion_px:.2f} px > {auto_threshold} px, {model} applied"
             + (f" (neighbouring frames shear or stretch by up to {beyond:.2f} px at the corners)"
                if model == "affine" else "")
@@ -387,24 +422,24 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
         note = (note + "; " if note else "") + (
             f"neighbouring frames shear or stretch by up to {beyond:.2f} px at the corners, which a "
             "similarity cannot follow (hand-held camera, rolling shutter): align: affine does")
-    # valid crop: reference pixels that every frame covers
+    return note
+
+
+def _common_region(Ms, C, H, W):
+    """(y0, y1, x0, x1): the reference pixels that every frame (``Ms``: reference -> frame) covers."""
     y0, y1, x0, x1 = 0.0, H - 1.0, 0.0, W - 1.0
-    if applied:
-        for M in Ms:
-            inv = np.linalg.inv(M)
-            c = inv @ C  # frame corners in reference coordinates
-            x0 = max(x0, c[0, 0], c[0, 2])
-            x1 = min(x1, c[0, 1], c[0, 3])
-            y0 = max(y0, c[1, 0], c[1, 1])
-            y1 = min(y1, c[1, 2], c[1, 3])
-    common = (int(math.ceil(y0 - 1e-6)), int(math.floor(y1 + 1e-6)) + 1,
-              int(math.ceil(x0 - 1e-6)), int(math.floor(x1 + 1e-6)) + 1)
-    if common[1] - common[0] < 2 or common[3] - common[2] < 2:
-        why = f"alignment leaves no region common to every frame (crop {common})"
-        if mode == "auto":
-            return Alignment.skipped("auto", f"auto: {why}; not applied")
-        raise ValueError(why)
-    crop = (0, H, 0, W) if keep_size else common
+    for M in Ms:
+        c = np.linalg.inv(M) @ C  # frame corners in reference coordinates
+        x0 = max(x0, c[0, 0], c[0, 2])
+        x1 = min(x1, c[0, 1], c[0, 3])
+        y0 = max(y0, c[1, 0], c[1, 1])
+        y1 = min(y1, c[1, 2], c[1, 3])
+    return (int(math.ceil(y0 - 1e-6)), int(math.floor(y1 + 1e-6)) + 1,
+            int(math.ceil(x0 - 1e-6)), int(math.floor(x1 + 1e-6)) + 1)
+
+
+def _per_frame(Ms, measured, H, W):
+    """Each frame's transform in words: scale, stretch, shear, rotation, where the centre moves."""
     per_frame = []
     centre = np.array([(W - 1) / 2.0, (H - 1) / 2.0])
     for k, M in enumerate(Ms):
@@ -419,8 +454,7 @@ def estimate_alignment(frames: Iterable[np.ndarray], mode: str = "similarity", r
                           "rotation_deg": float(math.degrees(math.atan2(A[1, 0], A[0, 0]))),
                           "shift_x": float(shift[0]), "shift_y": float(shift[1]),
                           "matrix": [[float(v) for v in row] for row in A]})
-    return Alignment(mode, int(r), [M[:2] for M in Ms], crop, applied, motion_px, note, (H, W), per_frame,
-                     beyond, model if applied else "none", common)
+    return per_frame
 
 
 class Warper:
@@ -431,7 +465,7 @@ class Warper:
     to where the reference pixel lands, for pyramid fusion. The ``select`` and
     ``interpolate`` compositors do not need the whole warped frame: they take
     :meth:`matrix` and sample the native frame by Lanczos-3 at the pixels it
-    contributes (:func:`dffbatch.composite.update_select_warped`). That choice is
+    contributes (:func:`dffbatch.stages.composite.update_select_warped`). That choice is
     judged on ground truth, not on the all-in-focus image's mean focus measure (which
     rises with misregistration and falls with any interpolation): nearest-pixel
     sampling shifted fine texture by up to half a pixel and cost 5.5-7 dB of PSNR
@@ -507,6 +541,93 @@ class Warper:
             count += ((fx >= -0.5) & (fx <= Wf - 0.5) & (fy >= -0.5) & (fy <= Hf - 0.5)).astype(np.uint16)
         cov[ys, xs] = count
         return cov
+
+
+class RegisteredGrid(Grid):
+    """The output grid of registered frames (the reference's, cropped or not): what every
+    stage after registration sees. The measure is taken on a frame's own pixels and
+    moved onto the grid (resampling the frame first would blur it and bias depth); the
+    compositors sample the native frames through :meth:`matrix`; pyramid fusion gets
+    whole frames moved onto it."""
+
+    applied = True
+
+    def __init__(self, alignment: Alignment):
+        self.warper = Warper(alignment)
+        self._native = None
+
+    def shape(self, frame_shape):
+        return self.warper.out_shape
+
+    def measure(self, fm, img, k, out):
+        if self._native is None:
+            self._native = np.empty(img.shape[:2], np.float32)
+        fm(img, self._native)
+        return self.warper.measure(self._native, k, out)
+
+    def image(self, pixels, k):
+        return self.warper.image(pixels, k)
+
+    def matrix(self, k):
+        return self.warper.matrix(k)
+
+    def post(self):
+        return [Coverage(self.warper)]
+
+
+class Coverage(PostStage):
+    """Pixels that some frames do not cover were measured by fewer: their confidence is
+    scaled by the share of frames that cover them."""
+
+    def __init__(self, warper: Warper):
+        self.warper = warper
+
+    def run(self, maps):
+        maps.confidence = maps.confidence * (self.warper.coverage().astype(np.float32) / np.float32(maps.n))
+        return maps
+
+
+def _auto_cannot_run(frames) -> str:
+    """Why ``align: auto`` cannot run on these frames ("" when it can)."""
+    if not (callable(frames) or isinstance(frames, (Sequence, np.ndarray))):
+        return "the frames come as a one-shot iterator (pass a sequence or a callable to align)"
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return "OpenCV (opencv-python-headless) is not installed"
+    return ""
+
+
+def register(frames, mode: str, reference, crop: bool, prefetch: int = 1):
+    """The pre-stream stage *align*: ``(alignment, grid, frames)``.
+
+    Estimates the transforms in a first pass over ``frames`` (a sequence, or a callable
+    returning a fresh iterator, which may carry a ``preview``: see
+    :func:`dffbatch.depth_from_focus`) and returns the :class:`Alignment` (None for
+    ``none``), the grid the later stages see (:class:`RegisteredGrid` where it was
+    applied, the frames' own otherwise) and the frames for the stream.
+    """
+    from .read import prefetch as _prefetch
+    alignment = None
+    if mode == "auto":  # where it cannot run, it says why and measures unaligned
+        why = _auto_cannot_run(frames)
+        if why:
+            alignment, mode = Alignment.skipped("auto", f"auto: {why}; not applied"), "none"
+    if mode == "none":
+        return alignment, Grid(), frames() if callable(frames) else frames
+    if callable(frames):
+        source = frames
+    elif isinstance(frames, (Sequence, np.ndarray)):
+        source = lambda: iter(frames)  # noqa: E731
+    else:
+        raise TypeError("alignment reads the stack twice: pass frames as a sequence or as a callable "
+                        "that returns a fresh iterator")
+    preview = getattr(frames, "preview", None)  # a cheaper decode for estimation, if offered
+    scale, full_shape, it = preview() if preview is not None else (1.0, None, source())
+    est_stream = _prefetch(it, prefetch) if prefetch > 0 else it
+    alignment = estimate_alignment((check_frame(f, k) for k, f in enumerate(est_stream)), mode, reference,
+                                   frame_scale=scale, full_shape=full_shape, keep_size=not crop)
+    return alignment, RegisteredGrid(alignment) if alignment.applied else Grid(), source()
 
 
 def _tile_shifts(cv2, a, b, grid):
