@@ -354,3 +354,12 @@ def test_jobs_start_largest_first(tmp_path):
             files.append(str(f))
         jobs.append({"id": name, "files": files})
     assert [j["id"] for j in _largest_first(jobs)] == ["c", "b", "a", "d", "e"]
+
+
+def test_a_warm_cache_is_seen_where_the_kernels_cache_lives():
+    """After kernels ran, the runner must not take the cache for cold: it looked in the
+    wrong folder once (batch/ after the subpackages) and warmed up before every run."""
+    import dffbatch.batch.warmup as W
+    from dffbatch import depth_from_focus
+    depth_from_focus([np.zeros((16, 16), np.uint8), np.eye(16, dtype=np.uint8)], align="none")
+    assert not W.cache_is_cold()

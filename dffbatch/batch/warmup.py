@@ -26,8 +26,8 @@ def cache_is_cold() -> bool:
     CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR", "")  # what Numba reads; no import of Numba here
     if CACHE_DIR:
         return not glob.glob(os.path.join(CACHE_DIR, "**", "*.nbi"), recursive=True)
-    here = os.path.dirname(os.path.abspath(__file__))
-    return not glob.glob(os.path.join(here, "__pycache__", "*.nbi"))
+    stages = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "stages")
+    return not glob.glob(os.path.join(stages, "__pycache__", "*.nbi"))  # where the kernels live
 
 
 def _warm(first_file, multipage, params_list):  # runs in the helper process
