@@ -60,7 +60,7 @@ def test_the_job_table_sorts_and_filters(page):
     d, run = page
     assert len(_table(d)) == 12
     head = [h.text for h in d.find_elements("css selector", "#jobs th")]
-    assert "depth RMSE (frame)" in head[-2]  # ground truth: its columns are there
+    assert "depth RMSE (frame)" in head[-3] and "depth jumps" in head[-1]  # ground truth: its columns are there
     col = head.index("time (s)")
     d.find_elements("css selector", "#jobs th")[col].click()
     t = [float(r[col]) for r in _table(d)]

@@ -39,7 +39,8 @@ def test_summary_columns_and_values(tmp_path):
     write_summary(tmp_path / "summary.csv", iter(recs))  # any iterable: rows stream
     rows = list(csv.reader(open(tmp_path / "summary.csv", newline="")))
     assert rows[0] == ["job", "sweep", "stack", "status", "error", "n_frames", *PARAM_KEYS, "rmse", "mae", "bad1",
-                       "rmse_affine", "aif_psnr", "aif_ssim", "best_frame_psnr", "t_read", "t_measure", "t_depth",
+                       "rmse_affine", "aif_psnr", "aif_ssim", "aif_band_psnr", "best_frame_psnr", "t_read", "t_measure",
+                       "t_depth",
                        "t_composite", "t_refine", "t_write", "t_plots", "t_total"]
     r = dict(zip(rows[0], rows[1]))
     assert (r["job"], r["sweep"], r["stack"], r["status"], r["error"]) == ("p1/s1", "p1", "s1", "ok", "")
@@ -112,3 +113,37 @@ def test_the_measure_chart_needs_two_measures(tmp_path):
     two = [dict(one[0], params={"measure": "lapd"}), dict(one[1], params={"measure": "sml"})]
     write_report(tmp_path, manifest, two)
     assert (tmp_path / "ranking_measures.png").exists() and "ranking_measures.png" in (tmp_path / "index.html").read_text()
+
+
+def test_edge_band_is_the_chebyshev_neighbourhood_of_depth_jumps():
+    from dffbatch.truth.metrics import edge_band
+    g = np.zeros((40, 50))
+    g[10:25, 12:30] = 6.0
+    g[30:, :] = 0.5  # a step of half a frame: not a jump
+    jumps = np.zeros(g.shape, bool)
+    jumps[:-1] |= np.abs(np.diff(g, axis=0)) > 1
+    jumps[1:] |= np.abs(np.diff(g, axis=0)) > 1
+    jumps[:, :-1] |= np.abs(np.diff(g, axis=1)) > 1
+    jumps[:, 1:] |= np.abs(np.diff(g, axis=1)) > 1
+    ys, xs = np.nonzero(jumps)
+    yy, xx = np.mgrid[0:40, 0:50]
+    dist = np.min(np.maximum(np.abs(yy[..., None] - ys), np.abs(xx[..., None] - xs)), axis=-1)
+    assert np.array_equal(edge_band(g, 5), dist <= 5)
+    assert not edge_band(np.full((8, 8), 3.0), 5).any()
+
+
+def test_band_psnr_counts_only_the_band_and_joins_the_image_metrics():
+    from dffbatch.truth.metrics import band_psnr, edge_band, image_metrics
+    g = np.zeros((64, 64))
+    g[20:40, 20:40] = 8.0
+    gt = np.full((64, 64, 3), 100, np.uint8)
+    pred = gt.copy()
+    pred[0:3, 60:64] = 0  # far from the jump: outside the band of 5 px
+    band = edge_band(g, 5)
+    assert not band[0:3, 60:64].any()
+    pred[20:22, 20:40] = 110  # inside the band: 40 pixels x 3 channels off by 10
+    want = 10 * np.log10(255 ** 2 / (10 ** 2 * 40 / band.sum()))
+    assert abs(band_psnr(pred, gt, g, 5) - want) < 1e-9
+    m = image_metrics(pred, gt, g)
+    assert set(m) == {"aif_psnr", "aif_ssim", "aif_band_psnr"} and m["aif_band_psnr"] < m["aif_psnr"] + 50
+    assert "aif_band_psnr" not in image_metrics(pred, gt, np.zeros((64, 64)))  # no jump, no band

@@ -403,7 +403,7 @@ def _truth_metrics(rec, res, gt, folder, frame_psnr):
         rec["metrics"].update(depth_metrics(res.depth, gt["depth"]))
         rec["gt_depth"] = os.path.join(folder, "gt_depth.tif")
     if "allfocus" in gt and gt["allfocus"].shape == res.allfocus.shape:
-        rec["metrics"].update(image_metrics(res.allfocus, gt["allfocus"]))
+        rec["metrics"].update(image_metrics(res.allfocus, gt["allfocus"], gt.get("depth")))
         if frame_psnr:
             rec["metrics"]["best_frame_psnr"] = max(frame_psnr)
 

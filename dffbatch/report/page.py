@@ -27,7 +27,7 @@ __all__ = ["write_summary", "write_report", "rank_sweeps"]
 BASELINE = {"measure": "sml", "window": 3, "interpolation": "gaussian", "median": 3,
             "refine": "median", "align": "none", "composite": "interpolate"}
 
-_METRICS = ("rmse", "mae", "bad1", "rmse_affine", "aif_psnr", "aif_ssim", "best_frame_psnr")
+_METRICS = ("rmse", "mae", "bad1", "rmse_affine", "aif_psnr", "aif_ssim", "aif_band_psnr", "best_frame_psnr")
 
 
 def write_summary(path, records):
@@ -73,10 +73,12 @@ def rank_sweeps(records):
         if r["status"] != "ok" or "rmse" not in m:
             continue
         a = by.setdefault(r["id"].partition("/")[0], {"params": r["params"], "rmse": [], "mae": [], "bad1": [],
-                                                      "aif_psnr": [], "gain": []})
+                                                      "aif_psnr": [], "band": [], "gain": []})
         for k in ("rmse", "mae", "bad1"):
             a[k].append(m[k])
         a["aif_psnr"].append(m.get("aif_psnr", np.nan))
+        if "aif_band_psnr" in m:
+            a["band"].append(m["aif_band_psnr"])
         if "aif_psnr" in m and "best_frame_psnr" in m:
             a["gain"].append(m["aif_psnr"] - m["best_frame_psnr"])
     rows = []
@@ -84,6 +86,7 @@ def rank_sweeps(records):
         rows.append({"sweep": sweep, "params": a["params"], "n": len(a["rmse"]),
                      "rmse": float(np.mean(a["rmse"])), "mae": float(np.mean(a["mae"])),
                      "bad1": float(np.mean(a["bad1"])), "aif_psnr": float(np.mean(a["aif_psnr"])),
+                     "aif_band_psnr": float(np.mean(a["band"])) if a["band"] else float("nan"),
                      "aif_gain_min": float(min(a["gain"])) if a["gain"] else float("nan")})
     rows.sort(key=lambda r: (r["rmse"], -r["aif_psnr"]))
     return rows
@@ -112,7 +115,7 @@ def _job_row(r, sweep_index):
     return [r["id"], sweep_index.setdefault(sweep, len(sweep_index)), stack, r["status"], r.get("n_frames"),
             f"{shape[0]}x{shape[1]}" if len(shape) >= 2 else None, (r.get("timings") or {}).get("total"),
             r.get("confidence_mean"), r.get("low_confidence"), m.get("rmse"), m.get("aif_psnr"),
-            r.get("error"), views, ((r.get("alignment") or {}).get("note")) or None]
+            r.get("error"), views, ((r.get("alignment") or {}).get("note")) or None, m.get("aif_band_psnr")]
 
 
 def _sweep_labels(params_of):
@@ -194,14 +197,14 @@ def _ranking_html(run_dir, ranking, records):
     rows = ["<h2>Sweep ranking (mean depth RMSE, frames; ground truth)</h2><table><tr><th>#</th><th>sweep</th>"
             + "".join(f"<th>{k}</th>" for k in PARAM_KEYS)
             + "<th>stacks</th><th>RMSE</th><th>MAE</th><th>&gt;1 frame</th><th>AiF PSNR (dB)</th>"
-              "<th>min AiF gain over best frame (dB)</th></tr>"]
+              "<th>AiF PSNR at depth jumps (dB)</th><th>min AiF gain over best frame (dB)</th></tr>"]
     for i, r in enumerate(ranking, 1):
         base = all(r["params"].get(k) == v for k, v in BASELINE.items())
         label = _e(r["sweep"]) + (" <b>(baseline: original method)</b>" if base else "")
         rows.append(f"<tr><td>{i}</td><td>{label}</td>"
                     + "".join(f"<td>{_e(r['params'].get(k))}</td>" for k in PARAM_KEYS)
                     + f"<td>{r['n']}</td><td>{r['rmse']:.4f}</td><td>{r['mae']:.4f}</td><td>{r['bad1']:.3f}</td>"
-                      f"<td>{r['aif_psnr']:.2f}</td><td>{r['aif_gain_min']:.2f}</td></tr>")
+                      f"<td>{r['aif_psnr']:.2f}</td><td>{r['aif_band_psnr']:.2f}</td><td>{r['aif_gain_min']:.2f}</td></tr>")
     rows.append("</table>")
     by_measure = defaultdict(list)
     for r in ranking:

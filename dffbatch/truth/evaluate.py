@@ -43,7 +43,7 @@ def main(argv=None) -> int:
         for g in ("gt_allfocus.png", "gt_allfocus.tif"):
             for f in ("allfocus.tif", "allfocus.png"):
                 if os.path.exists(os.path.join(a.gt, g)) and os.path.exists(os.path.join(a.pred, f)):
-                    out.update(image_metrics(read_frame(os.path.join(a.pred, f)), read_frame(os.path.join(a.gt, g))))
+                    out.update(image_metrics(read_frame(os.path.join(a.pred, f)), read_frame(os.path.join(a.gt, g)), gt))
                     break
             if "aif_psnr" in out:
                 break

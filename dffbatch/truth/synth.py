@@ -39,8 +39,8 @@ import numpy as np
 __all__ = ["SHAPES", "TEXTURES", "REGIONS", "depth_shape", "make_texture", "texture_regions", "render_stack", "write_stack",
            "srgb_to_linear", "linear_to_srgb"]
 
-SHAPES = ("plane", "slant", "cone", "sinusoid", "step", "sphere", "terrain")
-TEXTURES = ("noise", "checker", "lowtex", "flatpatch", "gradpatch")
+SHAPES = ("plane", "slant", "cone", "sinusoid", "step", "sphere", "terrain", "leaf")
+TEXTURES = ("noise", "checker", "lowtex", "flatpatch", "gradpatch", "ivy")
 #: Texture region labels (:func:`texture_regions`): how much focus evidence a pixel can carry.
 REGIONS = ("textured", "weak", "flat")
 
@@ -72,7 +72,9 @@ def depth_shape(shape: str, H: int, W: int, n_frames: int, rng=None) -> np.ndarr
 
     Shapes: plane (mid-stack), slant (ramp in x), cone, sinusoid, step (a near
     rectangle occluding a far plane), sphere (hemisphere on a far plane), terrain
-    (random smooth surface; uses ``rng``).
+    (random smooth surface; uses ``rng``), leaf (a leaf and its thin stem far in front
+    of a far plane: :func:`leaf_masks`; render it with the ``ivy`` texture and a blur of
+    12 px or more between the two, as the ``halo`` suite does).
     """
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; choose one of {', '.join(SHAPES)}")
@@ -97,6 +99,11 @@ def depth_shape(shape: str, H: int, W: int, n_frames: int, rng=None) -> np.ndarr
     elif shape == "sphere":
         R = 0.35
         g = lo + (hi - lo) * np.sqrt(np.clip(1 - (rad / R) ** 2, 0, 1))
+    elif shape == "leaf":
+        leaf, stem = leaf_masks(H, W)
+        g = 0.05 * top + 0.1 * top * v  # the far background, tilting a little towards the bottom
+        g[leaf] = (0.85 * top + 0.05 * top * (u - 0.45))[leaf]  # the leaf, tilted a little across
+        g[stem & ~leaf] = 0.8 * top
     else:  # terrain
         t = _smooth_noise(rng, H, W, scale=max(H, W) / 6.0)
         t = (t - t.min()) / (t.max() - t.min() + 1e-12)
@@ -107,15 +114,43 @@ def depth_shape(shape: str, H: int, W: int, n_frames: int, rng=None) -> np.ndarr
 def surface_segments(shape: str, H: int, W: int) -> np.ndarray:
     """Label of the continuous surface each pixel lies on (0 = the background surface).
 
-    Only ``step`` has two surfaces (its near rectangle, label 1, occludes the far
-    plane); every other shape is one continuous surface.
+    ``step`` and ``leaf`` have two surfaces (the near rectangle, the leaf and its stem:
+    label 1, occluding the far plane); every other shape is one continuous surface.
     """
     seg = np.zeros((H, W), np.int64)
+    if shape == "leaf":
+        leaf, stem = leaf_masks(H, W)
+        seg[leaf | stem] = 1
     if shape == "step":
         y, x = np.mgrid[0:H, 0:W].astype(np.float64)
         u, v = (x + 0.5) / W, (y + 0.5) / H
         seg[(np.abs(u - 0.5) < 0.25) & (np.abs(v - 0.5) < 0.3)] = 1
     return seg
+
+
+def leaf_masks(H: int, W: int):
+    """``(leaf, stem)`` boolean (H, W) masks of the ``leaf`` scene: a leaf (an ellipse
+    turned 30 degrees, a third of the width long) and a stem about 4 px wide (at least
+    3 px) curving from it to the bottom edge, as a bright ivy leaf far in front of a dark
+    background (focus_stack stack 56)."""
+    y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+    u, v = (x + 0.5) / W, (y + 0.5) / H
+    c, s_ = math.cos(math.radians(30)), math.sin(math.radians(30))
+    du, dv = u - 0.42, v - 0.4
+    a, b = du * c + dv * s_, -du * s_ + dv * c
+    leaf = (a / 0.2) ** 2 + (b / 0.12) ** 2 <= 1.0
+    half = max(1.5, 2.0 * min(H, W) / 256.0) / min(H, W)  # half width of the stem, image units
+    t = np.linspace(0.0, 1.0, 400)  # a quadratic Bezier from inside the leaf to the bottom edge
+    p0, p1, p2 = np.array([0.5, 0.48]), np.array([0.62, 0.7]), np.array([0.7, 1.05])
+    curve = ((1 - t) ** 2)[:, None] * p0 + (2 * (1 - t) * t)[:, None] * p1 + (t ** 2)[:, None] * p2
+    stem = np.zeros((H, W), bool)
+    for cu, cv in curve:
+        r = int(math.ceil(half * max(H, W))) + 1
+        y0, y1 = max(0, int(cv * H) - r), min(H, int(cv * H) + r + 1)
+        x0, x1 = max(0, int(cu * W) - r), min(W, int(cu * W) + r + 1)
+        if y0 < y1 and x0 < x1:
+            stem[y0:y1, x0:x1] |= (u[y0:y1, x0:x1] - cu) ** 2 + (v[y0:y1, x0:x1] - cv) ** 2 <= half ** 2
+    return leaf, stem
 
 
 def _flat_mask(H: int, W: int, seed: int) -> np.ndarray:
@@ -133,6 +168,9 @@ def texture_regions(texture, H: int, W: int, seed: int = 0) -> np.ndarray:
     reg = np.zeros((H, W), np.uint8)
     if texture == "lowtex":
         reg[:] = 1
+    elif texture == "ivy":
+        leaf, stem = leaf_masks(H, W)
+        reg[leaf | stem] = 1
     elif texture in ("flatpatch", "gradpatch"):
         reg[_flat_mask(H, W, seed)] = 2
     return reg
@@ -145,10 +183,17 @@ def make_texture(texture, H: int, W: int, rng=None, seed: int = 0) -> np.ndarray
     board with noise; ``lowtex``: smooth shading with faint fine detail (hard for
     focus measures); ``flatpatch`` / ``gradpatch``: ``noise`` with large blobs (see
     :func:`texture_regions`) of one flat colour / of a smooth colour gradient, which
-    carry no focus evidence at all; or a path to an image file (resized by nearest
-    neighbour).
+    carry no focus evidence at all; ``ivy``: for the ``leaf`` scene, a bright, weakly
+    textured leaf and stem (:func:`leaf_masks`) on a dark, textured background; or a
+    path to an image file (resized by nearest neighbour).
     """
     rng = np.random.default_rng(0) if rng is None else rng
+    if texture == "ivy":
+        dark = np.clip(0.1 + 0.55 * (make_texture("noise", H, W, rng) - 0.5), 0.0, 1.0)
+        leaf, stem = leaf_masks(H, W)
+        shade = 0.04 * _smooth_noise(rng, H, W, max(H, W) / 10.0) + 0.012 * _smooth_noise(rng, H, W, 0.7)
+        bright = np.clip(np.array([0.78, 0.88, 0.66]) + shade[:, :, None], 0.0, 1.0)
+        return np.where((leaf | stem)[:, :, None], bright, dark)
     if texture in ("flatpatch", "gradpatch"):
         t = make_texture("noise", H, W, rng)
         mask = _flat_mask(H, W, seed)

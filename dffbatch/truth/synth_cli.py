@@ -31,7 +31,17 @@ FLAT_SUITE = {f"{shape}-{tex}-{tag}": (shape, tex, noise, 50 + i)
               for i, (shape, tex) in enumerate([("step", "flatpatch"), ("sphere", "gradpatch"),
                                                 ("slant", "flatpatch"), ("terrain", "gradpatch")])
               for tag, noise in (("clean", 0.0), ("noisy", 0.02))}
-SUITES = {"sweep": SWEEP_SUITE, "refine": REFINE_SUITE, "flat": FLAT_SUITE}
+#: Occlusion halos: a bright, weakly textured leaf and a thin stem far in front of a dark,
+#: textured background, blurred by 12 px and more at the far end (as focus_stack 56),
+#: beside the step's lighter case. Rendered with :data:`SUITE_RENDER`'s wider blur.
+HALO_SUITE = {
+    "leaf-ivy-clean": ("leaf", "ivy", 0.0, 71),
+    "leaf-ivy-noisy": ("leaf", "ivy", 0.02, 72),
+    "step-checker-wide": ("step", "checker", 0.0, 73),
+}
+SUITES = {"sweep": SWEEP_SUITE, "refine": REFINE_SUITE, "flat": FLAT_SUITE, "halo": HALO_SUITE}
+#: Render options of a suite that differ from render_stack's defaults.
+SUITE_RENDER = {"halo": dict(blur_per_frame=1.6, max_blur=16.0)}
 
 
 def main(argv=None) -> int:
@@ -58,9 +68,10 @@ def main(argv=None) -> int:
     if a.suite:
         from pathlib import Path
         for name, (shape, tex, noise, seed) in SUITES[a.suite].items():
-            frames, g, af, meta = render_stack(shape, tex, tuple(a.size), a.frames, a.blur, a.max_blur, noise,
-                                               a.bits, a.breathing, a.shift, a.layers, seed,
-                                               distort=a.distort)
+            opts = {"blur_per_frame": a.blur, "max_blur": a.max_blur, **SUITE_RENDER.get(a.suite, {})}
+            frames, g, af, meta = render_stack(shape, tex, tuple(a.size), a.frames, noise=noise, bit_depth=a.bits,
+                                               breathing=a.breathing, shift=a.shift, layers_per_frame=a.layers,
+                                               seed=seed, distort=a.distort, **opts)
             write_stack(Path(a.out) / name, frames, g, af, meta)
             print(f"wrote {name}: {shape}, {tex}, noise {noise}")
         return 0

@@ -5,12 +5,13 @@
   var D = window.DFF || {jobs: [], sweeps: [], gt: false};
   // a row: [id, sweep index, stack, status, frames, "HxW", seconds, mean confidence,
   //         low-confidence share, rmse, AiF PSNR, error, views (1: view/ images, 2: truth and error),
-  //         alignment note]
+  //         alignment note, AiF PSNR within 30 px of depth jumps (occlusion halos)]
   var J = {id: 0, sweep: 1, stack: 2, status: 3, frames: 4, size: 5, time: 6, conf: 7, low: 8, rmse: 9,
-           psnr: 10, error: 11, views: 12, align: 13};
+           psnr: 10, error: 11, views: 12, align: 13, band: 14};
   var COLS = [["job", J.id], ["status", J.status], ["frames", J.frames], ["size", J.size], ["time (s)", J.time],
               ["mean confidence", J.conf], ["low-confidence share", J.low]];
-  if (D.gt) { COLS.push(["depth RMSE (frame)", J.rmse], ["AiF PSNR (dB)", J.psnr]); }
+  if (D.gt) { COLS.push(["depth RMSE (frame)", J.rmse], ["AiF PSNR (dB)", J.psnr],
+                        ["AiF PSNR at depth jumps (dB)", J.band]); }
   var LAYERS = [["allfocus", "all-in-focus", "view/allfocus.webp"], ["depth", "depth", "view/depth.jpg"],
                 ["confidence", "confidence (half size)", "view/confidence.jpg"],
                 ["truth", "true depth", "view/truth.jpg"], ["error", "error (red +, blue -)", "view/error.jpg"],
