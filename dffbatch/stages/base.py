@@ -135,6 +135,12 @@ class Grid:
         """Frame ``k``'s pixels (H, W, C) on the output grid."""
         return pixels
 
+    def reduced(self, pixels: np.ndarray, k: int, out: np.ndarray, reduce) -> np.ndarray:
+        """Frame ``k``'s pixels reduced one pyramid level (``reduce(src, dst)``) on the
+        output grid's level 1, into ``out`` (h1, w1, C) float32."""
+        reduce(pixels, out)
+        return out
+
     def matrix(self, k: int):
         """2x3 map from output pixels to frame ``k``'s pixels; None where they are the same."""
         return None

@@ -8,7 +8,8 @@ frames through the per-frame stages, finishes them and runs the post-stream stag
 =========================  ==================================================================
 pre-stream                 ``align`` (:func:`dffbatch.stages.align.register`): the grid
 per-frame                  ``measure`` -> ``depth`` -> [needs: ``coarse``, ``volume``] ->
-                           ``composite`` (``select`` / ``interpolate`` / ``pyramid``); on
+                           ``composite`` (``select`` / ``interpolate`` / ``hybrid`` /
+                           ``pyramid``); on
                            the frames' own grid, a fusable composite runs with the
                            measure and the depth update as one banded pass
                            (:class:`dffbatch.stages.fused.FusedPass`)
@@ -29,17 +30,20 @@ from .composite import Composite
 from .depth import CoarseCurve, Depth
 from .fused import FusedPass
 from .fusion import Pyramid
+from .hybrid import Hybrid
 from .measure import Measure
 from .post import COARSE_BLOCK, DepthUnits, Maps, Refine
 from .sgm import KeepVolume
 
 __all__ = ["Settings", "Plan", "build_plan", "run_plan", "COMPOSITE_STAGES", "NEED_STAGES"]
 
-#: ``composite`` -> its per-frame stage: (settings, depth stage, grid) -> stage
+#: ``composite`` -> its per-frame stages: (settings, depth stage, grid) -> (stage, *stages after
+#: it); the first may be ``fusable`` with the measure and the depth update
 COMPOSITE_STAGES = {
-    "select": lambda s, depth, grid: Composite("select", s.interpolation, depth, grid),
-    "interpolate": lambda s, depth, grid: Composite("interpolate", s.interpolation, depth, grid),
-    "pyramid": lambda s, depth, grid: Pyramid(grid),
+    "select": lambda s, depth, grid: (Composite("select", s.interpolation, depth, grid),),
+    "interpolate": lambda s, depth, grid: (Composite("interpolate", s.interpolation, depth, grid),),
+    "hybrid": lambda s, depth, grid: (Composite("interpolate", s.interpolation, depth, grid), Hybrid(depth, grid)),
+    "pyramid": lambda s, depth, grid: (Pyramid(grid),),
 }
 #: a need of a later stage -> the per-frame stage that provides it: (grid) -> stage
 NEED_STAGES = {
@@ -89,12 +93,12 @@ def build_plan(s: Settings, grid: Grid, frames_again=None) -> Plan:
                         "that returns a fresh iterator")
     measure = Measure(s.measure, s.window, s.step, s.threshold, s.focus_channel, grid)
     depth = Depth(s.interpolation, grid)
-    composite = COMPOSITE_STAGES[s.composite](s, depth, grid)
+    composite, *after = COMPOSITE_STAGES[s.composite](s, depth, grid)
     extra = [NEED_STAGES[n](grid) for n in sorted(needs & NEED_STAGES.keys())]
     if getattr(composite, "fusable", False) and not grid.applied:
-        stages = [FusedPass(measure, depth, composite), *extra]
+        stages = [FusedPass(measure, depth, composite), *extra, *after]
     else:
-        stages = [measure, depth, *extra, composite]
+        stages = [measure, depth, *extra, composite, *after]
     return Plan(grid, stages, post, s, frames_again, needs)
 
 

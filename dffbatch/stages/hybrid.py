@@ -1,0 +1,362 @@
+"""Stage *composite* ``hybrid`` (the default): ``interpolate`` at the finest scale,
+Laplacian-pyramid fusion at the coarser ones. No halo at occlusion edges.
+
+Near an occlusion edge no frame shows the far side sharp: where it is in focus, the
+blurred near object glows over it (a bright leaf over a dark background: a ring). A
+per-pixel choice of frames (``select``, ``interpolate``) switches frames along a ragged
+line through that glow and shows the seam. Pyramid fusion (Burt & Adelson) blends each
+scale with weights smoothed at that scale, so the glow's low frequencies are averaged
+with the frames where the near object is sharp and the seam disappears; but at the
+finest scale its focus-power weights blur smooth surfaces, where ``interpolate``'s
+blend of the two frames around the sub-frame depth is better (renderer, 256^2, 12
+frames: pyramid loses 0.5-1.9 dB on the cone, sinusoid and terrain).
+
+``hybrid`` takes each from where it is better, as one Laplacian pyramid:
+
+* level 0 (the finest detail): each frame's Laplacian blended per pixel as
+  ``interpolate`` blends the frames (the frames below, at and above each pixel's best
+  one, weighed by the sub-frame depth). Since a Laplacian is the frame less its
+  low-pass ``E_k = EXPAND(REDUCE(frame k))``, this is the ``interpolate`` image less the
+  same blend of the ``E_k``, which streams as ``interpolate`` does (the ``E_k`` below,
+  at and above the best frame kept: :func:`expand_neighbours`);
+* levels 1 .. L-1: the frames' Laplacians fused with weights ``(G_l F)^p``: the focus
+  measure ``F`` reduced to the level (its Gaussian pyramid ``G_l``) to the power
+  :data:`SHARPNESS`, summed as they stream (running sums per level: O(H W) memory);
+* the image: the fused levels collapsed onto level 0 and added.
+
+On the renderer (``benchmarks/bench_halo.py``) this keeps ``interpolate``'s PSNR on the
+smooth scenes (within 0.03 dB) and gains 3.3 dB in the band around the leaf's edge.
+
+Kernels are float32 and follow :func:`dffbatch.stages.fusion.pyr_down` /
+:func:`~dffbatch.stages.fusion.pyr_up` (binomial [1 4 6 4 1]/16, mirrored borders) to
+the byte, computed row by row (``prange`` over rows).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .base import FrameStage
+from .composite import _neighbours_row, blend
+from .kernels import JIT, JIT_DIV, readonly
+
+__all__ = ["reduce_level", "expand_level", "expand_accumulate", "expand_neighbours", "collapse_level",
+           "level_weights", "levels_for", "combine", "Hybrid", "SHARPNESS"]
+
+#: Power of the reduced focus measure in the coarse levels' weights: chosen on the
+#: renderer (bench_halo.py): 4 against 8 and 16 gains 0.15 dB on the leaf's band and
+#: loses least on its noisy twin.
+SHARPNESS = 4
+#: Added to the reduced focus before the power: keeps ``(F + eps)^4`` a normal float32
+#: where no frame has texture (all frames then weigh alike there).
+EPS = 1e-6
+_K0, _K1, _K2 = np.float32(1.0 / 16.0), np.float32(4.0 / 16.0), np.float32(6.0 / 16.0)
+_FOUR = np.float32(4.0)
+
+
+def levels_for(shape, min_side=16, max_levels=6) -> int:
+    """Pyramid levels for an image of ``shape``: as :class:`dffbatch.stages.fusion.PyramidFusion`."""
+    H, W = shape[:2]
+    levels = 1
+    while levels < max_levels and min(H, W) // (2 ** levels) >= min_side:
+        levels += 1
+    return levels
+
+
+def level_shape(shape, level):
+    """(h, w) of a level: ``pyr_down`` keeps every second pixel, the first included."""
+    h, w = shape[:2]
+    for _ in range(level):
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return h, w
+
+
+@njit(cache=True, inline="always")
+def _refl(i, n):
+    """Mirrored index (numpy's ``reflect``) for overshoots of at most ``n - 1``."""
+    return -i if i < 0 else (2 * (n - 1) - i if i >= n else i)
+
+
+@njit(**JIT)
+def reduce_level(src, dst):
+    """``pyr_down``: the binomial blur (rows, then columns; mirrored borders) of ``src``
+    (h, w, C), any real dtype, at every second row and column, into ``dst`` float32
+    ((h + 1) // 2, (w + 1) // 2, C). ``h, w >= 3``."""
+    h, w, C = src.shape
+    h2, w2 = dst.shape[0], dst.shape[1]
+    n = w * C
+    for y2 in prange(h2):
+        y = 2 * y2
+        ra, rb, rc = src[_refl(y - 2, h)].reshape(n), src[_refl(y - 1, h)].reshape(n), src[y].reshape(n)
+        rd, re = src[_refl(y + 1, h)].reshape(n), src[_refl(y + 2, h)].reshape(n)
+        row = np.empty(n, np.float32)
+        for i in range(n):  # rows as flat runs of values: vectorised
+            row[i] = ((np.float32(ra[i]) + np.float32(re[i])) * _K0 + (np.float32(rb[i]) + np.float32(rd[i])) * _K1
+                      + np.float32(rc[i]) * _K2)
+        out = dst[y2].reshape(w2 * C)
+        inner = min(w2, (w - 3) // 2 + 1)  # columns 2 x2 +- 2 inside the row: no mirroring
+        if C == 1:  # a focus map
+            for x2 in range(1, inner):
+                x = 2 * x2
+                out[x2] = (row[x - 2] + row[x + 2]) * _K0 + (row[x - 1] + row[x + 1]) * _K1 + row[x] * _K2
+        elif C == 3:  # spelt out for RGB (see _expand_row)
+            for x2 in range(1, inner):
+                o, x = 3 * x2, 6 * x2
+                out[o] = (row[x - 6] + row[x + 6]) * _K0 + (row[x - 3] + row[x + 3]) * _K1 + row[x] * _K2
+                out[o + 1] = (row[x - 5] + row[x + 7]) * _K0 + (row[x - 2] + row[x + 4]) * _K1 + row[x + 1] * _K2
+                out[o + 2] = (row[x - 4] + row[x + 8]) * _K0 + (row[x - 1] + row[x + 5]) * _K1 + row[x + 2] * _K2
+        else:
+            for x2 in range(1, inner):
+                o, x = x2 * C, 2 * x2 * C
+                for c in range(C):
+                    out[o + c] = ((row[x - 2 * C + c] + row[x + 2 * C + c]) * _K0
+                                  + (row[x - C + c] + row[x + C + c]) * _K1 + row[x + c] * _K2)
+        for x2 in range(w2):  # the ends, mirrored
+            if 1 <= x2 < inner:
+                continue
+            x = 2 * x2
+            xa, xb, xd, xe = _refl(x - 2, w), _refl(x - 1, w), _refl(x + 1, w), _refl(x + 2, w)
+            for c in range(C):
+                out[x2 * C + c] = ((row[xa * C + c] + row[xe * C + c]) * _K0
+                                   + (row[xb * C + c] + row[xd * C + c]) * _K1 + row[x * C + c] * _K2)
+
+
+@njit(cache=True, nogil=True)
+def _expand_row(src, i, H, W, row, vrow):
+    """Row ``i`` of ``pyr_up(src, (H, W))`` into ``row`` (W * C flat); ``vrow`` (wc * C) scratch.
+
+    The zero-inserted image has values at even (row, column) only; mirroring keeps an
+    index's parity, so each tap is a coarse value or an exact zero, and the sums here
+    (the zero taps left out: ``a + 0 = a`` exactly) are those of the blur over it."""
+    wc, C = src.shape[1], src.shape[2]
+    n = wc * C
+    if i % 2 == 0:  # taps i-2, i, i+2 hold coarse rows; i-1, i+1 are zero
+        ra, rm, rb = src[_refl(i - 2, H) // 2].reshape(n), src[i // 2].reshape(n), src[_refl(i + 2, H) // 2].reshape(n)
+        for j in range(n):
+            vrow[j] = (ra[j] + rb[j]) * _K0 + rm[j] * _K2
+    else:  # taps i-1, i+1 hold coarse rows
+        ra, rb = src[_refl(i - 1, H) // 2].reshape(n), src[_refl(i + 1, H) // 2].reshape(n)
+        for j in range(n):
+            vrow[j] = (ra[j] + rb[j]) * _K1
+    last = (W - 1) // 2  # coarse columns 1 .. last - 1 need no mirroring on either side
+    if C == 3:  # spelt out for RGB, as composite._masks: the channel loop keeps LLVM from vectorising
+        for m in range(1, last):
+            o, v = 6 * m, 3 * m
+            row[o] = ((vrow[v - 3] + vrow[v + 3]) * _K0 + vrow[v] * _K2) * _FOUR
+            row[o + 1] = ((vrow[v - 2] + vrow[v + 4]) * _K0 + vrow[v + 1] * _K2) * _FOUR
+            row[o + 2] = ((vrow[v - 1] + vrow[v + 5]) * _K0 + vrow[v + 2] * _K2) * _FOUR
+            row[o + 3] = ((vrow[v] + vrow[v + 3]) * _K1) * _FOUR
+            row[o + 4] = ((vrow[v + 1] + vrow[v + 4]) * _K1) * _FOUR
+            row[o + 5] = ((vrow[v + 2] + vrow[v + 5]) * _K1) * _FOUR
+    else:
+        for m in range(1, last):
+            o, v = 2 * m * C, m * C
+            for c in range(C):
+                row[o + c] = ((vrow[v - C + c] + vrow[v + C + c]) * _K0 + vrow[v + c] * _K2) * _FOUR
+                row[o + C + c] = ((vrow[v + c] + vrow[v + C + c]) * _K1) * _FOUR
+    for x in range(W):  # the ends, mirrored
+        if 2 <= x < 2 * last:
+            continue
+        if x % 2 == 0:
+            a, m, b = _refl(x - 2, W) // 2, x // 2, _refl(x + 2, W) // 2
+            for c in range(C):
+                row[x * C + c] = ((vrow[a * C + c] + vrow[b * C + c]) * _K0 + vrow[m * C + c] * _K2) * _FOUR
+        else:
+            a, b = _refl(x - 1, W) // 2, _refl(x + 1, W) // 2
+            for c in range(C):
+                row[x * C + c] = ((vrow[a * C + c] + vrow[b * C + c]) * _K1) * _FOUR
+
+
+@njit(**JIT)
+def expand_level(src, dst):
+    """``pyr_up(src, dst.shape[:2])`` into ``dst`` (H, W, C) float32; ``H, W >= 3``."""
+    H, W, C = dst.shape
+    for i in prange(H):
+        vrow = np.empty(src.shape[1] * C, np.float32)
+        _expand_row(src, i, H, W, dst[i].reshape(W * C), vrow)
+
+
+@njit(**JIT)
+def expand_accumulate(g, coarse, w, acc, wsum):
+    """One frame's Laplacian level ``g - pyr_up(coarse)`` (``coarse`` None-like: an empty
+    array for the top level, whose "Laplacian" is ``g`` itself) weighed by ``w`` (h, w)
+    into the running sums ``acc`` (h, w, C) and ``wsum`` (h, w)."""
+    H, W, C = g.shape
+    top = coarse.shape[0] == 0
+    for i in prange(H):
+        row = np.zeros(W * C, np.float32)
+        if not top:
+            vrow = np.empty(coarse.shape[1] * C, np.float32)
+            _expand_row(coarse, i, H, W, row, vrow)
+        gi, wi, ai, si = g[i].reshape(W * C), w[i], acc[i].reshape(W * C), wsum[i]
+        for x in range(W):
+            si[x] += wi[x]
+        if C == 3:  # spelt out for RGB (see _expand_row)
+            for x in range(W):
+                wx, j = wi[x], 3 * x
+                ai[j] += wx * (gi[j] - row[j])
+                ai[j + 1] += wx * (gi[j + 1] - row[j + 1])
+                ai[j + 2] += wx * (gi[j + 2] - row[j + 2])
+        else:
+            for x in range(W):
+                wx = wi[x]
+                for c in range(C):
+                    ai[x * C + c] += wx * (gi[x * C + c] - row[x * C + c])
+
+
+@njit(**JIT)
+def expand_neighbours(g1, k, best, scale, E, E_prev, below, at, above):
+    """``E = pyr_up(g1)`` (frame ``k``'s low-pass on the output grid) as stored, and, as
+    :func:`dffbatch.stages.composite.update_neighbours` keeps colours, the low-pass of
+    the frames below, at and above each pixel's best frame (``best``: the depth state
+    after frame k; ``E_prev``: frame k-1's low-pass, ignored for frame 0).
+
+    Storage (``E`` and the three states alike): float32 seen as uint32 bits, ``scale``
+    1; or, for 8-bit frames, uint16 fixed point, ``scale`` 256 (rounded: within 1/512
+    of the float, and half the memory traffic of float32, which bounds this pass)."""
+    H, W, C = E.shape
+    n = W * C
+    kk = np.int32(k)
+    ones = E.dtype.type(-1) if E.dtype.kind == "i" else ~E.dtype.type(0)
+    for i in prange(H):
+        vrow = np.empty(g1.shape[1] * C, np.float32)
+        row = np.empty(n, np.float32)
+        _expand_row(g1, i, H, W, row, vrow)
+        e = E[i].reshape(n)
+        if scale == 1.0:
+            ef = e.view(np.float32)
+            for j in range(n):
+                ef[j] = row[j]
+        else:  # a low-pass of 8-bit values: a convex sum in [0, 255] (rounding: within 1e-4), no clamp needed
+            for j in range(n):
+                e[j] = E.dtype.type(row[j] * scale + np.float32(0.5))
+        m, q = np.empty(n, E.dtype), np.empty(n, E.dtype)
+        p = E_prev[i] if k > 0 else E[i]
+        _neighbours_row(E[i], p, best[i], kk, ones, m, q, below[i], at[i], above[i])
+
+
+@njit(**JIT_DIV)
+def collapse_level(coarse, acc, wsum, dst):
+    """``dst = pyr_up(coarse) + acc / wsum`` (a fused level on the image below it; 0 where
+    no weight reached). ``coarse`` empty: the top level, ``acc / wsum`` alone."""
+    H, W, C = dst.shape
+    top = coarse.shape[0] == 0
+    for i in prange(H):
+        row = np.zeros(W * C, np.float32)
+        if not top:
+            vrow = np.empty(coarse.shape[1] * C, np.float32)
+            _expand_row(coarse, i, H, W, row, vrow)
+        ai, si, di = acc[i].reshape(W * C), wsum[i], dst[i].reshape(W * C)
+        for x in range(W):
+            s = si[x]
+            inv = np.float32(1.0) / s if s > 0 else np.float32(0.0)
+            for c in range(C):
+                di[x * C + c] = row[x * C + c] + ai[x * C + c] * inv
+
+
+@njit(**JIT)
+def level_weights(s, eps, log2p, out):
+    """``(s + eps) ** 2**log2p`` (float32, by squaring) of a reduced focus map (h, w)."""
+    H, W = s.shape
+    for y in prange(H):
+        for x in range(W):
+            v = s[y, x] + eps
+            for _ in range(log2p):
+                v = v * v
+            out[y, x] = v
+
+
+@njit(**JIT)
+def combine(interp, low_interp, inv_scale, low_fused, is_int, top, out):
+    """``interp - low_interp * inv_scale + low_fused`` (float32), rounded to nearest and
+    clipped to [0, top] for integer outputs."""
+    H, W, C = out.shape
+    n = W * C
+    for y in prange(H):
+        a, b, f, o = interp[y].reshape(n), low_interp[y].reshape(n), low_fused[y].reshape(n), out[y].reshape(n)
+        for j in range(n):
+            v = np.float32(a[j]) - b[j] * inv_scale + f[j]
+            if is_int:
+                o[j] = min(max(math.floor(v + np.float32(0.5)), np.float32(0.0)), top)
+            else:
+                o[j] = v
+
+
+class Hybrid(FrameStage):
+    """Per-frame stage for ``composite: hybrid``: beside the ``interpolate`` composite
+    (``interp``, a :class:`dffbatch.stages.composite.Composite`, fused or not) it builds
+    each frame's pyramid on the output grid, keeps the low-pass of the frames around
+    each pixel's best one and the fused coarse levels; at the end it replaces
+    ``maps.allfocus`` (``interpolate``'s) by the hybrid image."""
+
+    timing = "composite"
+
+    def __init__(self, depth, grid):
+        self.depth = depth
+        self.grid = grid
+
+    def start(self, shape, dtype):
+        self.planar = len(shape) == 2
+        C = 1 if self.planar else shape[2]
+        self.shape = (*self.grid.shape(shape), C)
+        self.dtype = np.dtype(dtype)
+        self.L = levels_for(self.shape)
+        if self.L < 2:
+            return
+        self.sizes = [level_shape(self.shape, l) for l in range(self.L)]
+        f32 = np.float32
+        self.G = [None] + [np.empty((*s, C), f32) for s in self.sizes[1:]]
+        self.S = [None] + [np.empty(s, f32) for s in self.sizes[1:]]
+        self.w = [None] + [np.empty(s, f32) for s in self.sizes[1:]]
+        self.acc = [None] + [np.zeros((*s, C), f32) for s in self.sizes[1:]]
+        self.wsum = [None] + [np.zeros(s, f32) for s in self.sizes[1:]]
+        # the low-pass of the frames around each pixel's best one: see expand_neighbours
+        store, self.scale = (np.uint16, 256.0) if self.dtype == np.uint8 else (np.uint32, 1.0)
+        self.E, self.E_prev = np.zeros(self.shape, store), np.zeros(self.shape, store)
+        self.below, self.at, self.above = (np.zeros(self.shape, store) for _ in range(3))
+
+    def update(self, frame, k):
+        if self.L < 2:
+            return
+        # read-only, as every kernel sees input frames: one compiled specialisation, not two
+        self.G[1] = self.grid.reduced(readonly(frame.pixels), k, self.G[1], reduce_level)
+        for l in range(2, self.L):
+            reduce_level(self.G[l - 1], self.G[l])
+        reduce_level(frame.focus[:, :, None], self.S[1][:, :, None])
+        for l in range(2, self.L):
+            reduce_level(self.S[l - 1][:, :, None], self.S[l][:, :, None])
+        eps, log2p = np.float32(EPS), int(round(math.log2(SHARPNESS)))
+        for l in range(1, self.L):
+            level_weights(self.S[l], eps, log2p, self.w[l])
+            coarse = self.G[l + 1] if l + 1 < self.L else _EMPTY
+            expand_accumulate(self.G[l], coarse, self.w[l], self.acc[l], self.wsum[l])
+        if k:
+            self.E, self.E_prev = self.E_prev, self.E
+        expand_neighbours(self.G[1], k, self.depth.state.best, np.float32(self.scale), self.E, self.E_prev,
+                          self.below, self.at, self.above)
+
+    def finish(self, maps):
+        if self.L < 2:
+            return
+        interp = maps.allfocus[:, :, None] if self.planar else maps.allfocus
+        low_interp = np.empty(self.shape, np.float32)
+        states = (self.below, self.at, self.above) if self.scale != 1.0 else \
+            (self.below.view(np.float32), self.at.view(np.float32), self.above.view(np.float32))
+        blend(maps.raw, maps.state.best, *states, False, low_interp)
+        img = _EMPTY
+        for l in range(self.L - 1, 0, -1):
+            dst = np.empty((*self.sizes[l], self.shape[2]), np.float32)
+            collapse_level(img, self.acc[l], self.wsum[l], dst)
+            img = dst
+        low_fused = np.empty(self.shape, np.float32)
+        expand_level(img, low_fused)
+        is_int = self.dtype.kind in "ui"
+        out = np.empty(self.shape, self.dtype)
+        combine(interp, low_interp, np.float32(1.0 / self.scale), low_fused, is_int,
+                np.float32(np.iinfo(self.dtype).max if is_int else 0.0), out)
+        maps.allfocus = out[:, :, 0] if self.planar else out
+
+
+_EMPTY = np.zeros((0, 0, 1), np.float32)
