@@ -169,6 +169,16 @@ def _expand_row(src, i, H, W, row, vrow):
                 row[x * C + c] = ((vrow[a * C + c] + vrow[b * C + c]) * _K1) * _FOUR
 
 
+@njit(cache=True, nogil=True)
+def _coarse_row(coarse, i, H, W, C):
+    """Row ``i`` of ``pyr_up(coarse, (H, W))``, flat (W * C); zeros where ``coarse`` is
+    empty (the top level: nothing above it)."""
+    row = np.zeros(W * C, np.float32)
+    if coarse.shape[0] != 0:
+        _expand_row(coarse, i, H, W, row, np.empty(coarse.shape[1] * C, np.float32))
+    return row
+
+
 @njit(**JIT)
 def expand_level(src, dst):
     """``pyr_up(src, dst.shape[:2])`` into ``dst`` (H, W, C) float32; ``H, W >= 3``."""
@@ -184,12 +194,8 @@ def expand_accumulate(g, coarse, w, acc, wsum):
     array for the top level, whose "Laplacian" is ``g`` itself) weighed by ``w`` (h, w)
     into the running sums ``acc`` (h, w, C) and ``wsum`` (h, w)."""
     H, W, C = g.shape
-    top = coarse.shape[0] == 0
     for i in prange(H):
-        row = np.zeros(W * C, np.float32)
-        if not top:
-            vrow = np.empty(coarse.shape[1] * C, np.float32)
-            _expand_row(coarse, i, H, W, row, vrow)
+        row = _coarse_row(coarse, i, H, W, C)
         gi, wi, ai, si = g[i].reshape(W * C), w[i], acc[i].reshape(W * C), wsum[i]
         for x in range(W):
             si[x] += wi[x]
@@ -242,12 +248,8 @@ def collapse_level(coarse, acc, wsum, dst):
     """``dst = pyr_up(coarse) + acc / wsum`` (a fused level on the image below it; 0 where
     no weight reached). ``coarse`` empty: the top level, ``acc / wsum`` alone."""
     H, W, C = dst.shape
-    top = coarse.shape[0] == 0
     for i in prange(H):
-        row = np.zeros(W * C, np.float32)
-        if not top:
-            vrow = np.empty(coarse.shape[1] * C, np.float32)
-            _expand_row(coarse, i, H, W, row, vrow)
+        row = _coarse_row(coarse, i, H, W, C)
         ai, si, di = acc[i].reshape(W * C), wsum[i], dst[i].reshape(W * C)
         for x in range(W):
             s = si[x]
