@@ -16,7 +16,7 @@ import numpy as np
 
 from .params import ALIGN_MODES, COMPOSITES, DEFAULTS, INTERPOLATIONS, MEASURES, REFINES, STRENGTH_DEFAULT
 from .stages.align import register
-from .stages.base import check_frame
+from .stages.base import check_frame, fresh
 from .stages.measure import check_window
 from .stages.plan import Settings, build_plan, run_plan
 
@@ -170,8 +170,7 @@ def depth_from_focus(frames: Iterable[np.ndarray], *, measure: str = DEFAULTS["m
                   refine_radius=s.radius, refine_strength=refine_strength, align=align,
                   align_reference=align_reference, align_crop=bool(align_crop))
     timings = dict(read=0.0, align=0.0, measure=0.0, depth=0.0, composite=0.0, refine=0.0)
-    again = frames if callable(frames) else (lambda: iter(frames)) if isinstance(frames, (Sequence, np.ndarray)) \
-        else None  # for a stage that reads the stack again
+    again = fresh(frames)  # for a stage that reads the stack again
     t = time.perf_counter()
     alignment, grid, frames = register(frames, align, align_reference, bool(align_crop), prefetch)
     timings["align"] += time.perf_counter() - t

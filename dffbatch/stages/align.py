@@ -45,11 +45,11 @@ import math
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional
 
 import numpy as np
 
-from .base import Grid, PostStage, check_frame
+from .base import Grid, PostStage, check_frame, fresh
 
 __all__ = ["ALIGN_MODES", "Alignment", "estimate_alignment", "Warper", "require_cv2", "residual_motion",
            "register", "RegisteredGrid", "Coverage"]
@@ -618,7 +618,7 @@ class Coverage(PostStage):
 
 def _auto_cannot_run(frames) -> str:
     """Why ``align: auto`` cannot run on these frames ("" when it can)."""
-    if not (callable(frames) or isinstance(frames, (Sequence, np.ndarray))):
+    if fresh(frames) is None:
         return "the frames come as a one-shot iterator (pass a sequence or a callable to align)"
     try:
         import cv2  # noqa: F401
@@ -644,11 +644,8 @@ def register(frames, mode: str, reference, crop: bool, prefetch: int = 1):
             alignment, mode = Alignment.skipped("auto", f"auto: {why}; not applied"), "none"
     if mode == "none":
         return alignment, Grid(), frames() if callable(frames) else frames
-    if callable(frames):
-        source = frames
-    elif isinstance(frames, (Sequence, np.ndarray)):
-        source = lambda: iter(frames)  # noqa: E731
-    else:
+    source = fresh(frames)
+    if source is None:
         raise TypeError("alignment reads the stack twice: pass frames as a sequence or as a callable "
                         "that returns a fresh iterator")
     preview = getattr(frames, "preview", None)  # a cheaper decode for estimation, if offered

@@ -20,9 +20,11 @@ pass over the frames, on the output grid, after the stream), ``"registration"``
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
-__all__ = ["Frame", "FrameStage", "PostStage", "Grid", "check_frame", "NEEDS"]
+__all__ = ["Frame", "FrameStage", "PostStage", "Grid", "check_frame", "fresh", "NEEDS"]
 
 #: What a stage may declare in ``needs``, and who provides it.
 NEEDS = {
@@ -53,6 +55,16 @@ def check_frame(frame, k: int, ref=None) -> np.ndarray:
     if frame.dtype.kind == "f" and not np.isfinite(frame).all():
         raise ValueError(f"frame {k}: contains NaN or infinite values")
     return np.ascontiguousarray(frame)  # views (a channel slice, a stride) are copied: the kernels read rows flat
+
+
+def fresh(frames):
+    """A callable returning a fresh iterator over ``frames`` (a callable as it is, a
+    sequence or array iterated again), or None for a one-shot iterator."""
+    if callable(frames):
+        return frames
+    if isinstance(frames, (Sequence, np.ndarray)):
+        return lambda: iter(frames)
+    return None
 
 
 class Frame:
