@@ -180,39 +180,36 @@ def pyr_up32(a, shape):
     return blur32(out) * np.float32(4.0)
 
 
-def hybrid(frames, raw, best, focus, levels, p=4, eps=1e-6):
+def hybrid(frames, raw, best, focus, fused, p=4, eps=1e-6):
     """The hybrid all-in-focus image from whole arrays: level 0 the interpolate blend of
-    each frame's Laplacian, levels >= 1 fused with weights (G_l F + eps)^p. Returns the
-    interpolate image and the hybrid one less it (add it to the rounded interpolate
-    image, as the kernels do), float64."""
-    n = len(frames)
+    each frame's Laplacian, levels 1 .. ``fused`` fused with weights (G_l F + eps)^p,
+    the levels above them the Gaussian pyramid of the (rounded) interpolate image.
+    Returns the interpolate image and the hybrid one less it (add it to the
+    rounded interpolate image, as the kernels do), float64."""
     lo = np.floor(raw.astype(np.float64))
     t = raw - lo
     low = lo < best
-    acc, wsum, low_interp = {}, {}, 0.0
+    acc, wsum, low_interp, interp = {}, {}, 0.0, 0.0
     for k, (f, F) in enumerate(zip(frames, focus)):
         f3 = f[:, :, None] if f.ndim == 2 else f
         g = [f3.astype(np.float32)]
         s = [F.astype(np.float32)[:, :, None]]
-        for _ in range(levels - 1):
+        for _ in range(fused + 1):
             g.append(pyr_down32(g[-1]))
             s.append(pyr_down32(s[-1]))
         wk = np.where(low, np.where(k == best - 1, 1 - t, 0) + np.where(k == best, t, 0),
-                      np.where(k == best, 1 - t, 0) + np.where(k == best + 1, t, 0))
-        low_interp = low_interp + wk[:, :, None] * pyr_up32(g[1], g[0].shape[:2]).astype(np.float64)
-        for lv in range(1, levels):
+                      np.where(k == best, 1 - t, 0) + np.where(k == best + 1, t, 0))[:, :, None]
+        low_interp = low_interp + wk * pyr_up32(g[1], g[0].shape[:2]).astype(np.float64)
+        interp = interp + wk * f3.astype(np.float64)
+        for lv in range(1, fused + 1):
             w = (s[lv][:, :, 0] + np.float32(eps)) ** p
-            lap = g[lv] - (pyr_up32(g[lv + 1], g[lv].shape[:2]) if lv + 1 < levels else 0)
-            acc[lv] = acc.get(lv, 0) + w[:, :, None] * lap
+            acc[lv] = acc.get(lv, 0) + w[:, :, None] * (g[lv] - pyr_up32(g[lv + 1], g[lv].shape[:2]))
             wsum[lv] = wsum.get(lv, 0) + w
-    img = None
-    for lv in range(levels - 1, 0, -1):
+    top = np.iinfo(frames[0].dtype).max
+    img = np.clip(np.floor(interp + 0.5), 0, top).astype(np.float32)  # the rounded interpolate image
+    for _ in range(fused + 1):
+        img = pyr_down32(img)
+    for lv in range(fused, 0, -1):
         level = acc[lv] / wsum[lv][:, :, None]
-        img = level if img is None else pyr_up32(img, level.shape[:2]) + level
-    interp = np.zeros_like(low_interp)
-    for k, f in enumerate(frames):
-        f3 = (f[:, :, None] if f.ndim == 2 else f).astype(np.float64)
-        wk = np.where(low, np.where(k == best - 1, 1 - t, 0) + np.where(k == best, t, 0),
-                      np.where(k == best, 1 - t, 0) + np.where(k == best + 1, t, 0))
-        interp = interp + wk[:, :, None] * f3
+        img = pyr_up32(img, level.shape[:2]) + level
     return interp, pyr_up32(img, raw.shape) - low_interp

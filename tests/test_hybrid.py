@@ -44,6 +44,18 @@ def test_a_laplacian_pyramid_collapses_back_to_the_image():
     np.testing.assert_allclose(lvl1, g1, atol=1e-5)
 
 
+def test_a_stack_of_one_image_comes_back_as_itself():
+    """Every frame the same: whatever the weights, each level of the hybrid pyramid is
+    that image's, so the image comes back (within the rounding of the fixed-point
+    low-pass). Above the fused levels it takes the interpolate image's own pyramid: the
+    pyramid of the blend of the frames' low-pass would blur it once more."""
+    rng = np.random.default_rng(8)
+    img = rng.integers(0, 256, (90, 70, 3), dtype=np.uint8)
+    r = depth_from_focus([img] * 5, composite="hybrid", align="none")
+    diff = np.abs(r.allfocus.astype(np.int64) - img)
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99, (diff.max(), (diff == 0).mean())
+
+
 def _leaf(noise=0.0, size=128, n=10):
     from dffbatch.truth.synth import render_stack
     from dffbatch.truth.synth_cli import SUITE_RENDER
@@ -55,7 +67,7 @@ def test_hybrid_matches_its_numpy_reference():
     frames, _, _, _ = _leaf()
     r = depth_from_focus(frames, composite="hybrid", align="none", refine="none", median=0)
     F = [focus_measure(f, "lapd", 9) for f in frames]
-    interp, change = ref.hybrid(frames, r.depth, r.index, F, H.levels_for(frames[0].shape))
+    interp, change = ref.hybrid(frames, r.depth, r.index, F, H.FUSED)
     ri = depth_from_focus(frames, composite="interpolate", align="none", refine="none", median=0)
     assert np.array_equal(np.floor(interp + 0.5), ri.allfocus)  # the reference's interpolate is ours
     want = np.clip(np.floor(ri.allfocus + change + 0.5), 0, 255)

@@ -19,13 +19,18 @@ frames: pyramid loses 0.5-1.9 dB on the cone, sinusoid and terrain).
   low-pass ``E_k = EXPAND(REDUCE(frame k))``, this is the ``interpolate`` image less the
   same blend of the ``E_k``, which streams as ``interpolate`` does (the ``E_k`` below,
   at and above the best frame kept: :func:`expand_neighbours`);
-* levels 1 .. L-1: the frames' Laplacians fused with weights ``(G_l F)^p``: the focus
-  measure ``F`` reduced to the level (its Gaussian pyramid ``G_l``) to the power
-  :data:`SHARPNESS`, summed as they stream (running sums per level: O(H W) memory);
-* the image: the fused levels collapsed onto level 0 and added.
+* levels 1 .. :data:`FUSED` (2): the frames' Laplacians fused with weights ``(G_l F)^p``:
+  the focus measure ``F`` reduced to the level (its Gaussian pyramid ``G_l``) to the
+  power :data:`SHARPNESS`, summed as they stream (running sums per level: O(H W)
+  memory). These scales (2 to 8 px) carry the seam of a per-pixel choice;
+* the levels above: ``interpolate``'s own (the Gaussian pyramid of its image), where
+  focus-power weights follow noise more than edges. (Exact: one frame weighed 1
+  everywhere comes back as itself; the pyramid of the blend of the frames' low-pass
+  would not, and loses 3 dB on a checker plane.)
+* the image: the fused levels collapsed onto that top and added to level 0.
 
 On the renderer (``benchmarks/bench_halo.py``) this keeps ``interpolate``'s PSNR on the
-smooth scenes (within 0.03 dB) and gains 3.3 dB in the band around the leaf's edge.
+smooth scenes and gains 4.3 dB in the band around the clean leaf's edge.
 
 Kernels are float32 and follow :func:`dffbatch.stages.fusion.pyr_down` /
 :func:`~dffbatch.stages.fusion.pyr_up` (binomial [1 4 6 4 1]/16, mirrored borders) to
@@ -43,12 +48,19 @@ from .composite import _neighbours_row, blend
 from .kernels import JIT, JIT_DIV, readonly
 
 __all__ = ["reduce_level", "expand_level", "expand_accumulate", "expand_neighbours", "collapse_level",
-           "level_weights", "levels_for", "combine", "Hybrid", "SHARPNESS"]
+           "level_weights", "levels_for", "combine", "Hybrid", "SHARPNESS", "FUSED"]
 
-#: Power of the reduced focus measure in the coarse levels' weights: chosen on the
-#: renderer (bench_halo.py): 4 against 8 and 16 gains 0.15 dB on the leaf's band and
-#: loses least on its noisy twin.
+#: Power of the reduced focus measure in the fused levels' weights: chosen on the
+#: renderer (bench_halo.py): 4 against 2, 8 and 16 gives the clean leaf's best band
+#: (31.85 dB against 31.56, 31.57, 31.37) and is within 0.03 dB of the best on its
+#: noisy twin.
 SHARPNESS = 4
+#: Levels fused by focus (1 .. FUSED); the coarser ones are ``interpolate``'s own. Chosen
+#: on the renderer (bench_halo.py, 256^2, 12 frames) against 1 and 3: fusing level 1
+#: alone loses 0.46 dB on the flat-patch step (untextured blobs, where a per-pixel
+#: choice shows the blur of the texture beside them) and level 3 too loses 0.3 dB more
+#: on the noisy leaf, where the coarse focus-power weights follow noise, not the edge.
+FUSED = 2
 #: Added to the reduced focus before the power: keeps ``(F + eps)^4`` a normal float32
 #: where no frame has texture (all frames then weigh alike there).
 EPS = 1e-6
@@ -304,51 +316,55 @@ class Hybrid(FrameStage):
         C = 1 if self.planar else shape[2]
         self.shape = (*self.grid.shape(shape), C)
         self.dtype = np.dtype(dtype)
-        self.L = levels_for(self.shape)
-        if self.L < 2:
+        self.m = min(FUSED, levels_for(self.shape) - 1)  # fused levels 1 .. m
+        if self.m < 1:
             return
-        self.sizes = [level_shape(self.shape, l) for l in range(self.L)]
-        f32 = np.float32
-        self.G = [None] + [np.empty((*s, C), f32) for s in self.sizes[1:]]
-        self.S = [None] + [np.empty(s, f32) for s in self.sizes[1:]]
-        self.w = [None] + [np.empty(s, f32) for s in self.sizes[1:]]
-        self.acc = [None] + [np.zeros((*s, C), f32) for s in self.sizes[1:]]
-        self.wsum = [None] + [np.zeros(s, f32) for s in self.sizes[1:]]
+        m, f32 = self.m, np.float32
+        self.sizes = [level_shape(self.shape, l) for l in range(m + 2)]
+        self.G = [None] + [np.empty((*s, C), f32) for s in self.sizes[1:]]  # frame k, levels 1 .. m + 1
+        self.S = [None] + [np.empty(s, f32) for s in self.sizes[1:m + 1]]  # its focus, levels 1 .. m
+        self.w = [None] + [np.empty(s, f32) for s in self.sizes[1:m + 1]]
+        self.acc = [None] + [np.zeros((*s, C), f32) for s in self.sizes[1:m + 1]]
+        self.wsum = [None] + [np.zeros(s, f32) for s in self.sizes[1:m + 1]]
         # the low-pass of the frames around each pixel's best one: see expand_neighbours
         store, self.scale = (np.uint16, 256.0) if self.dtype == np.uint8 else (np.uint32, 1.0)
         self.E, self.E_prev = np.zeros(self.shape, store), np.zeros(self.shape, store)
         self.below, self.at, self.above = (np.zeros(self.shape, store) for _ in range(3))
 
     def update(self, frame, k):
-        if self.L < 2:
+        m = self.m
+        if m < 1:
             return
         # read-only, as every kernel sees input frames: one compiled specialisation, not two
         self.G[1] = self.grid.reduced(readonly(frame.pixels), k, self.G[1], reduce_level)
-        for l in range(2, self.L):
+        for l in range(2, m + 2):
             reduce_level(self.G[l - 1], self.G[l])
         reduce_level(frame.focus[:, :, None], self.S[1][:, :, None])
-        for l in range(2, self.L):
+        for l in range(2, m + 1):
             reduce_level(self.S[l - 1][:, :, None], self.S[l][:, :, None])
         eps, log2p = np.float32(EPS), int(round(math.log2(SHARPNESS)))
-        for l in range(1, self.L):
+        for l in range(1, m + 1):
             level_weights(self.S[l], eps, log2p, self.w[l])
-            coarse = self.G[l + 1] if l + 1 < self.L else _EMPTY
-            expand_accumulate(self.G[l], coarse, self.w[l], self.acc[l], self.wsum[l])
+            expand_accumulate(self.G[l], self.G[l + 1], self.w[l], self.acc[l], self.wsum[l])
         if k:
             self.E, self.E_prev = self.E_prev, self.E
         expand_neighbours(self.G[1], k, self.depth.state.best, np.float32(self.scale), self.E, self.E_prev,
                           self.below, self.at, self.above)
 
     def finish(self, maps):
-        if self.L < 2:
+        if self.m < 1:
             return
         interp = maps.allfocus[:, :, None] if self.planar else maps.allfocus
         low_interp = np.empty(self.shape, np.float32)
         states = (self.below, self.at, self.above) if self.scale != 1.0 else \
             (self.below.view(np.float32), self.at.view(np.float32), self.above.view(np.float32))
         blend(maps.raw, maps.state.best, *states, False, low_interp)
-        img = _EMPTY
-        for l in range(self.L - 1, 0, -1):
+        img = readonly(interp)  # above the fused levels: interpolate's own Gaussian pyramid
+        for l in range(1, self.m + 2):
+            dst = np.empty((*self.sizes[l], self.shape[2]), np.float32)
+            reduce_level(img, dst)
+            img = dst
+        for l in range(self.m, 0, -1):
             dst = np.empty((*self.sizes[l], self.shape[2]), np.float32)
             collapse_level(img, self.acc[l], self.wsum[l], dst)
             img = dst
@@ -359,6 +375,5 @@ class Hybrid(FrameStage):
         combine(interp, low_interp, np.float32(1.0 / self.scale), low_fused, is_int,
                 np.float32(np.iinfo(self.dtype).max if is_int else 0.0), out)
         maps.allfocus = out[:, :, 0] if self.planar else out
-
 
 _EMPTY = np.zeros((0, 0, 1), np.float32)
