@@ -33,11 +33,11 @@ class DFFResult:
     index : ndarray (H, W) int32
         Integer best frame per pixel (ties to the lowest index).
     confidence : ndarray (H, W) float32
-        In [0, 1]. With ``refine: wls`` (default) the evidence of the focus curve that
-        weighted the solve (:func:`dffbatch.stages.depth.evidence`, both scales): near 1 where
-        depth was measured, near 0 where it was filled from neighbours. With the other
-        modes, the relative prominence of the focus peak (:mod:`dffbatch.stages.depth`),
-        updated by the bilateral filter where it runs.
+        The estimated probability that ``depth`` is within one frame of the truth, in
+        [0, 1], with one meaning for every refine mode, measure and window: a logistic
+        model of the focus curve's evidence calibrated on the renderer's ground truth
+        (:mod:`dffbatch.stages.confidence`). Below 0.5: more likely wrong than right
+        (the report's low-confidence share; grey in the plots).
     allfocus : ndarray
         All-in-focus image, same shape, dtype and channels as the input frames.
     n_frames : int

@@ -18,6 +18,11 @@ REFINES = ("none", "median", "bilateral", "sgm", "wls")
 #: Alignment models (:mod:`dffbatch.stages.align`).
 ALIGN_MODES = ("none", "translation", "similarity", "affine", "auto")
 
+#: Confidence (the probability that the depth is within a frame of the truth,
+#: :mod:`dffbatch.stages.confidence`) below which a pixel counts as "low confidence": more
+#: likely wrong than right. The report's share, ``summary.csv`` and the plots' grey use it.
+LOW_CONFIDENCE = 0.5
+
 #: ``refine_strength`` when None: the bilateral filter's confidence power (8), SGM's
 #: P2 (4), the WLS near solve's lambda (60; the far one 3.5x). Chosen on the renderer's suites: bilateral
 #: power 2 -> 8 took the occlusion step from -23% to -27% RMSE against median-only;

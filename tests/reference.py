@@ -213,3 +213,30 @@ def hybrid(frames, raw, best, focus, fused, p=4, eps=1e-6):
         level = acc[lv] / wsum[lv][:, :, None]
         img = pyr_up32(img, level.shape[:2]) + level
     return interp, pyr_up32(img, raw.shape) - low_interp
+
+
+# --------------------------------------------------------- calibrated confidence
+def confidence_features(fbest, fsecond, fsum, best, n, tau, root, depth, raw, conf, block=8, cap=3.0):
+    """The features of dffbatch.stages.confidence, float64 (8, H, W), from whole arrays;
+    ``root`` 2: ratios of focus values as square roots (measures of squared quantities)."""
+    f0 = fbest.astype(np.float64)
+    q = np.where(f0 > 0, np.minimum(fsecond / np.where(f0 > 0, f0, 1), 1), 1.0)
+    r = 1 - (np.sqrt(q) if root == 2 else q)
+    a = np.maximum(f0 - fsum / n, 0)
+    e = r * r * a * a / (a * a + tau * tau)
+    H, W = f0.shape
+    Hc, Wc = -(-H // block), -(-W // block)
+    bm = np.array([[e[i * block:(i + 1) * block, j * block:(j + 1) * block].mean() for j in range(Wc)]
+                   for i in range(Hc)])
+    near, far = np.empty((H, W)), np.empty((H, W))
+    for y in range(H):
+        for x in range(W):
+            yc, xc = y // block, x // block
+            near[y, x] = bm[max(yc - 1, 0):yc + 2, max(xc - 1, 0):xc + 2].mean()
+            far[y, x] = bm[max(yc - 4, 0):yc + 5, max(xc - 4, 0):xc + 5].mean()
+    end = ((best == 0) | (best == n - 1)).astype(np.float64)
+    moved = np.minimum(np.abs(depth.astype(np.float64) - raw), cap)
+    c = np.clip(conf.astype(np.float64), 0, 1)
+    prior = np.log(0.01 + (1 - np.sqrt(1 - c) if root == 2 else c))
+    return np.stack([r, np.log1p(a / tau), end, np.log(0.01 + e), np.log(0.01 + near), np.log(0.01 + far), moved,
+                     prior])

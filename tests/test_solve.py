@@ -204,11 +204,11 @@ def test_wls_is_the_default_and_fills_weak_regions(flat_scenes):
             assert e_wls <= 1.05 * e_med, (shape, noise, e_wls, e_med)
         else:                # flat and weak regions: the gap closes
             assert e_wls <= 0.75 * e_med, (shape, tex, noise, e_wls, e_med)
-        if tex.endswith("patch"):  # the flat blobs, away from the texture their windows reach, have the lowest confidence
+        if tex.endswith("patch"):  # the flat blobs, away from the texture their windows reach, are the least sure
             from scipy.ndimage import binary_erosion
             reg = texture_regions(tex, 256, 256, 21)
             flat = binary_erosion(reg == 2, iterations=12)
-            assert wls.confidence[flat].mean() < 0.5 * wls.confidence[reg == 0].mean()
+            assert wls.confidence[flat].mean() < wls.confidence[reg == 0].mean() - 0.05
         assert ause(np.abs(wls.depth - g), wls.confidence) < ause(np.abs(med.depth - g), med.confidence)
 
 

@@ -13,7 +13,8 @@ per-frame                  ``measure`` -> ``depth`` -> [needs: ``coarse``, ``vol
                            the frames' own grid, a fusable composite runs with the
                            measure and the depth update as one banded pass
                            (:class:`dffbatch.stages.fused.FusedPass`)
-post-stream                ``refine`` (:data:`dffbatch.stages.post.REFINERS`), what the
+post-stream                ``refine`` (:data:`dffbatch.stages.post.REFINERS`), ``confidence``
+                           (:class:`dffbatch.stages.confidence.Calibrate`), what the
                            grid adds (coverage of aligned frames), depth in units
 =========================  ==================================================================
 """
@@ -32,6 +33,7 @@ from .fused import FusedPass
 from .fusion import Pyramid
 from .hybrid import Hybrid
 from .measure import Measure
+from .confidence import Calibrate
 from .post import COARSE_BLOCK, DepthUnits, Maps, Refine
 from .sgm import KeepVolume
 
@@ -84,7 +86,7 @@ class Plan:
 
 def build_plan(s: Settings, grid: Grid, frames_again=None) -> Plan:
     """The stages for settings ``s`` on ``grid``."""
-    post = [Refine(s.refine), *grid.post()]
+    post = [Refine(s.refine), Calibrate(s.refine), *grid.post()]
     if s.positions is not None:
         post.append(DepthUnits(s.positions))
     needs = frozenset().union(*(p.needs for p in post))

@@ -40,7 +40,7 @@ __all__ = ["SHAPES", "TEXTURES", "REGIONS", "depth_shape", "make_texture", "text
            "srgb_to_linear", "linear_to_srgb"]
 
 SHAPES = ("plane", "slant", "cone", "sinusoid", "step", "sphere", "terrain", "leaf")
-TEXTURES = ("noise", "checker", "lowtex", "flatpatch", "gradpatch", "ivy")
+TEXTURES = ("noise", "checker", "lowtex", "flatpatch", "gradpatch", "ivy", "bare")
 #: Texture region labels (:func:`texture_regions`): how much focus evidence a pixel can carry.
 REGIONS = ("textured", "weak", "flat")
 
@@ -173,7 +173,16 @@ def texture_regions(texture, H: int, W: int, seed: int = 0) -> np.ndarray:
         reg[leaf | stem] = 1
     elif texture in ("flatpatch", "gradpatch"):
         reg[_flat_mask(H, W, seed)] = 2
+    elif texture == "bare":
+        reg[~_centre_mask(H, W)] = 2
     return reg
+
+
+def _centre_mask(H, W):
+    """The central rectangle of the ``step`` shape (its near surface)."""
+    y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+    u, v = (x + 0.5) / W, (y + 0.5) / H
+    return (np.abs(u - 0.5) < 0.25) & (np.abs(v - 0.5) < 0.3)
 
 
 def make_texture(texture, H: int, W: int, rng=None, seed: int = 0) -> np.ndarray:
@@ -183,7 +192,9 @@ def make_texture(texture, H: int, W: int, rng=None, seed: int = 0) -> np.ndarray
     board with noise; ``lowtex``: smooth shading with faint fine detail (hard for
     focus measures); ``flatpatch`` / ``gradpatch``: ``noise`` with large blobs (see
     :func:`texture_regions`) of one flat colour / of a smooth colour gradient, which
-    carry no focus evidence at all; ``ivy``: for the ``leaf`` scene, a bright, weakly
+    carry no focus evidence at all; ``bare``: ``noise`` on the central rectangle of the
+    ``step`` shape, one flat colour around it (an object over a bare backdrop: a large
+    region without evidence whose depth its surroundings do not tell); ``ivy``: for the ``leaf`` scene, a bright, weakly
     textured leaf and stem (:func:`leaf_masks`) on a dark, textured background; or a
     path to an image file (resized by nearest neighbour).
     """
@@ -194,6 +205,9 @@ def make_texture(texture, H: int, W: int, rng=None, seed: int = 0) -> np.ndarray
         shade = 0.04 * _smooth_noise(rng, H, W, max(H, W) / 10.0) + 0.012 * _smooth_noise(rng, H, W, 0.7)
         bright = np.clip(np.array([0.78, 0.88, 0.66]) + shade[:, :, None], 0.0, 1.0)
         return np.where((leaf | stem)[:, :, None], bright, dark)
+    if texture == "bare":
+        t = make_texture("noise", H, W, rng)
+        return np.where(_centre_mask(H, W)[:, :, None], t, np.array([0.55, 0.51, 0.45]))  # no x.5 LSB: flat
     if texture in ("flatpatch", "gradpatch"):
         t = make_texture("noise", H, W, rng)
         mask = _flat_mask(H, W, seed)

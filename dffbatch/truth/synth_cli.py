@@ -39,7 +39,13 @@ HALO_SUITE = {
     "leaf-ivy-noisy": ("leaf", "ivy", 0.02, 72),
     "step-checker-wide": ("step", "checker", 0.0, 73),
 }
-SUITES = {"sweep": SWEEP_SUITE, "refine": REFINE_SUITE, "flat": FLAT_SUITE, "halo": HALO_SUITE}
+#: An object over a bare backdrop (``bare``: texture on the step's near rectangle only):
+#: wide regions with no evidence, whose depth nothing around them tells. For the
+#: calibrated confidence (benchmarks/fit_confidence.py fits on ``bare``, checks on ``bare2``).
+BARE_SUITE = {"step-bare-clean": ("step", "bare", 0.0, 91), "slant-bare-noisy": ("slant", "bare", 0.02, 92)}
+BARE2_SUITE = {"step-bare-noisy": ("step", "bare", 0.02, 93), "sphere-bare-clean": ("sphere", "bare", 0.0, 94)}
+SUITES = {"sweep": SWEEP_SUITE, "refine": REFINE_SUITE, "flat": FLAT_SUITE, "halo": HALO_SUITE,
+          "bare": BARE_SUITE, "bare2": BARE2_SUITE}
 #: Render options of a suite that differ from render_stack's defaults.
 SUITE_RENDER = {"halo": dict(blur_per_frame=1.6, max_blur=16.0)}
 

@@ -1,0 +1,281 @@
+"""Fit and check the calibrated confidence (dffbatch/stages/confidence.py) on ground truth.
+
+    python benchmarks/fit_confidence.py [--size 256] [--frames 12] [--out reliability.png] [--check-only]
+    python benchmarks/fit_confidence.py --real DIR   # real stacks: confidence before and after, plots
+
+``confidence`` is the probability that the depth is within one frame of the truth. This
+script renders the renderer's suites, runs every refine mode with three focus measures
+(lapd, sml, tenv) and three windows (5, 9, 15), and
+
+1. fits the logistic model of each refine mode (its intercept and one coefficient per
+   feature) on the ``sweep``, ``halo`` and ``bare`` suites, and prints :data:`COEF` to paste into
+   ``dffbatch/stages/confidence.py`` (skipped with ``--check-only``: the constants in the
+   code are checked as they are);
+2. checks it on the ``refine``, ``flat`` and ``bare2`` suites, not used to fit: the expected
+   calibration error (ECE, 10 equal-width bins, pixel-weighted) per refine mode and
+   measure, the reliability table, and a reliability diagram PNG;
+3. compares the ranking quality with the previous confidence (peak prominence, or the
+   ``wls`` evidence weight): AUSE (area under the sparsification error curve, lower is
+   better) per scene class.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+MODES = ("none", "median", "bilateral", "sgm", "wls")
+MEASURES = ("lapd", "sml", "tenv")
+WINDOWS = (5, 9, 15)
+FIT_SUITES, CHECK_SUITES = ("sweep", "halo", "bare"), ("refine", "flat", "bare2")
+BORDER = 8
+SAMPLE = 3  # every 3rd pixel in each direction enters the fit
+
+
+def _runs(suites, size, n, modes=MODES, measures=MEASURES, windows=WINDOWS):
+    """Yield (suite, scene, mode, measure, window, features, old confidence, new, |error|)."""
+    from dffbatch import depth_from_focus
+    from dffbatch.stages import confidence as C
+    from dffbatch.truth.synth import render_stack
+    from dffbatch.truth.synth_cli import SUITE_RENDER, SUITES
+    seen = {}
+    orig = C.Calibrate.run
+
+    def run(self, maps):  # keeps what the stage sees: the features and the previous confidence
+        seen["features"], seen["old"] = C.features(maps, self.refine), maps.confidence.copy()
+        return orig(self, maps)
+
+    C.Calibrate.run = run
+    try:
+        for suite in suites:
+            for name, (shape, tex, noise, seed) in SUITES[suite].items():
+                fr, g, _, _ = render_stack(shape, tex, (size, size), n, noise=noise, seed=seed,
+                                           **SUITE_RENDER.get(suite, {}))
+                for mode in modes:
+                    for measure in measures:
+                        for window in windows:
+                            r = depth_from_focus(fr, refine=mode, measure=measure, window=window, align="none",
+                                                 composite="interpolate")
+                            yield (suite, name, mode, measure, window, seen["features"], seen["old"],
+                                   r.confidence, np.abs(r.depth - g))
+    finally:
+        C.Calibrate.run = orig
+
+
+def _inner(a):
+    return a[..., BORDER:-BORDER, BORDER:-BORDER]
+
+
+def fit_signed(X, y, w, signs):
+    """:func:`fit_logistic` with each coefficient held to its sign: while the free fit of
+    the features left gives one the wrong sign, the worst of them is dropped (set to 0)."""
+    keep = list(range(X.shape[1]))
+    while True:
+        b = fit_logistic(X[:, keep], y, w)
+        wrong = [(b[1 + i] * signs[k], i) for i, k in enumerate(keep) if b[1 + i] * signs[k] < 0]
+        if not wrong:
+            full = np.zeros(X.shape[1] + 1)
+            full[0] = b[0]
+            for i, k in enumerate(keep):
+                full[1 + k] = b[1 + i]
+            return full
+        keep.pop(min(wrong)[1])
+
+
+def fit_logistic(X, y, w, l2=1e-3, iterations=50):
+    """Weighted logistic regression by Newton's method (IRLS): coefficients (intercept first)."""
+    A = np.column_stack([np.ones(len(X)), X])
+    beta = np.zeros(A.shape[1])
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(A @ beta, -30, 30)))
+        g = A.T @ (w * (p - y)) + l2 * np.r_[0.0, beta[1:]]
+        Hm = (A * (w * p * (1 - p))[:, None]).T @ A + l2 * np.diag(np.r_[0.0, np.ones(len(beta) - 1)])
+        step = np.linalg.solve(Hm, g)
+        beta -= step
+        if np.abs(step).max() < 1e-7:
+            break
+    return beta
+
+
+def ece(p, ok, bins=10):
+    """Expected calibration error: the pixel-weighted mean |observed - predicted| over equal-width bins."""
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    total, rows = 0.0, []
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            total += m.sum() * abs(ok[m].mean() - p[m].mean())
+            rows.append((b / bins, (b + 1) / bins, int(m.sum()), float(p[m].mean()), float(ok[m].mean())))
+        else:
+            rows.append((b / bins, (b + 1) / bins, 0, np.nan, np.nan))
+    return total / len(p), rows
+
+
+def fit(size, n):
+    """The logistic model of each mode on the pixels with evidence within reach, and
+    ``UNKNOWN``: the share of the others (no evidence within 72 px) within a frame of the
+    truth, over every mode (the probability those pixels get)."""
+    from dffbatch.stages.confidence import FEATURES, REACH_MIN, SIGNS
+    bare = np.log(0.01 + REACH_MIN)
+    data = {m: ([], [], []) for m in MODES}
+    far_ok, far_w = 0.0, 0.0
+    for suite, name, mode, measure, window, F, _, _, err in _runs(FIT_SUITES, size, n):
+        X = _inner(F)[:, ::SAMPLE, ::SAMPLE].reshape(len(FEATURES), -1).T
+        y = (_inner(err)[::SAMPLE, ::SAMPLE].ravel() <= 1.0).astype(np.float64)
+        far = X[:, FEATURES.index("reach")] < bare
+        far_ok += y[far].sum() / len(y)  # every run weighs alike
+        far_w += far.sum() / len(y)
+        data[mode][0].append(X[~far])
+        data[mode][1].append(y[~far])
+        data[mode][2].append(np.full((~far).sum(), 1.0 / len(y)))
+    coef = {}
+    for mode, (X, y, w) in data.items():
+        X, y, w = np.concatenate(X), np.concatenate(y), np.concatenate(w)
+        coef[mode] = fit_signed(X, y, w * len(w) / w.sum(), SIGNS)
+    unknown = far_ok / far_w if far_w else 0.0
+    print("COEF = {")
+    for mode, b in coef.items():
+        print(f'    "{mode}": ({", ".join(f"{v:.4g}" for v in b)}),')
+    print("}")
+    print(f"features: intercept, {', '.join(FEATURES)}")
+    print(f"UNKNOWN = {unknown:.3f}  (pixels without evidence within reach: {far_w / max(len(data), 1):.1f} runs' worth)")
+    return coef, unknown
+
+
+def check(size, n, out):
+    from dffbatch.truth.metrics import ause
+    pooled = {}
+    aus = {}
+    for suite, name, mode, measure, window, _, old, new, err in _runs(CHECK_SUITES, size, n):
+        p, ok = _inner(new).ravel(), (_inner(err).ravel() <= 1.0)
+        a = pooled.setdefault((mode, measure), ([], []))
+        a[0].append(p)
+        a[1].append(ok)
+        cls = f"{suite}/{name.split('-')[0]}-{name.split('-')[1]}"
+        if window == 9:
+            aus.setdefault((cls, mode), []).append((ause(err, old), ause(err, new)))
+    print(f"calibration on {'+'.join(CHECK_SUITES)} (not used to fit), ECE (10 bins) per refine mode and measure:")
+    print(f"{'refine':10} " + " ".join(f"{m:>7}" for m in MEASURES) + "   mean conf  share ok")
+    worst = 0.0
+    tables = {}
+    for mode in MODES:
+        cells = []
+        for measure in MEASURES:
+            p, ok = (np.concatenate(x) for x in pooled[(mode, measure)])
+            e, rows = ece(p, ok)
+            worst = max(worst, e)
+            cells.append(f"{e:7.3f}")
+            if measure == "lapd":
+                tables[mode] = rows
+                mp, mo = p.mean(), ok.mean()
+        print(f"{mode:10} " + " ".join(cells) + f"   {mp:9.3f}  {mo:8.3f}")
+    print(f"worst ECE: {worst:.3f}")
+    print("reliability table (lapd, window 5/9/15 pooled): bin, pixels, mean predicted, observed")
+    for mode, rows in tables.items():
+        print(f"  {mode}: " + "  ".join(f"[{lo:.1f},{hi:.1f}) {c} {pp:.2f}/{oo:.2f}" for lo, hi, c, pp, oo in rows
+                                        if c))
+    print("AUSE (lower ranks better), window 9, mean over measures: previous -> calibrated")
+    classes = sorted({c for c, _ in aus})
+    print(f"{'class':28} " + " ".join(f"{m:>15}" for m in MODES))
+    for c in classes:
+        cells = []
+        for mode in MODES:
+            v = np.array(aus[(c, mode)])
+            cells.append(f"{v[:, 0].mean():.3f}->{v[:, 1].mean():.3f}")
+        print(f"{c:28} " + " ".join(f"{x:>15}" for x in cells))
+    _diagram(tables, out)
+
+
+def _diagram(tables, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfect calibration")
+    for mode, rows in tables.items():
+        pts = [(pp, oo) for _, _, c, pp, oo in rows if c]
+        ax.plot(*zip(*pts), marker="o", ms=3, label=mode)
+    ax.set_xlabel("predicted P(|depth error| <= 1 frame)")
+    ax.set_ylabel("observed share within 1 frame")
+    ax.set_title("confidence reliability (renderer refine + flat, lapd)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    print(f"reliability diagram written to {out}")
+
+
+def real(out_dir, stacks=("balls/25", "keyboard/32", *(f"focus_stack/{i}" for i in (1, 4, 5, 7, 27, 33, 56, 62, 80,
+                                                                                          91)))):
+    """Real stacks (../shared/datasets/seed): mean confidence and low-confidence share,
+    before (the refine mode's own number; low: below 0.1) and after (the probability;
+    low: below 0.5), and the 2-D plot and confidence.png of each in ``out_dir``."""
+    import glob
+    import re
+    from dffbatch import depth_from_focus
+    from dffbatch.report.plots import depth_2d_png
+    from dffbatch.report.views import confidence_u8
+    from dffbatch.stages import confidence as C
+    from dffbatch.stages.read import read_frame
+    from dffbatch.stages.write import write_png
+    seed = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "seed")
+    if not os.path.isdir(seed):
+        print(f"real stacks skipped: {seed} is absent")
+        return
+    os.makedirs(out_dir, exist_ok=True)
+    seen = {}
+    orig = C.Calibrate.run
+
+    def run(self, maps):
+        seen["old"] = maps.confidence.copy()
+        return orig(self, maps)
+
+    C.Calibrate.run = run
+    key = lambda p: int(re.search(r"(\d+)\.\w+$", p).group(1))  # noqa: E731
+    print(f"{'stack':16} {'before: mean':>12} {'low<0.1':>8}   {'after: mean':>11} {'low<0.5':>8}")
+    try:
+        for name in stacks:
+            folder, _, idx = name.partition("/")
+            pat = (os.path.join(seed, folder, f"{idx}__refocus_*.jpg") if folder == "focus_stack"
+                   else os.path.join(seed, folder, idx, "*.jpg"))
+            files = sorted(glob.glob(pat), key=key)
+            if not files:
+                print(f"{name}: absent")
+                continue
+            r = depth_from_focus([read_frame(f) for f in files])
+            old, new = seen["old"], r.confidence
+            print(f"{name:16} {old.mean():12.3f} {(old < 0.1).mean():8.1%}   {new.mean():11.3f} "
+                  f"{(new < C.LOW).mean():8.1%}", flush=True)
+            tag = name.replace("/", "_")
+            with open(os.path.join(out_dir, f"{tag}_depth_2d.png"), "wb") as fh:
+                fh.write(depth_2d_png(r.depth, name, confidence=new, near_low=True))
+            write_png(os.path.join(out_dir, f"{tag}_confidence.png"), confidence_u8(new))
+    finally:
+        C.Calibrate.run = orig
+    print(f"plots and confidence maps written to {out_dir}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--frames", type=int, default=12)
+    ap.add_argument("--out", default="reliability.png")
+    ap.add_argument("--check-only", action="store_true")
+    ap.add_argument("--real", metavar="DIR", help="only the real stacks: their figures, plots and confidence maps into DIR")
+    a = ap.parse_args()
+    if a.real:
+        real(a.real)
+        return
+    if not a.check_only:
+        from dffbatch.stages import confidence as C
+        coef, C.UNKNOWN = fit(a.size, a.frames)
+        C.COEF.update({m: tuple(float(v) for v in b) for m, b in coef.items()})
+    check(a.size, a.frames, a.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Post stage *confidence*: the probability that the depth is within one frame of the truth.
+
+One meaning for every ``refine`` mode, measure and window: ``confidence`` is the
+estimated probability ``P(|depth - truth| <= 1 frame)``, so a threshold means the same
+in every run and a sweep across modes compares like with like. (Before, it was the
+peak prominence of the focus curve with most modes and the solver's evidence weight
+with ``wls``: 0.02 against 0.48 on the same stack.)
+
+The model is a logistic regression per refine mode over a few evidence features of
+each pixel, each of which moves the probability one way only (a monotone model):
+
+=============  ==========================================================================
+``ratio``      ``1 - S / F[m]``: the best focus ``F[m]`` against the second peak ``S`` of
+               the pixel's focus curve (near 0: two modes or none)
+``amplitude``  ``log(1 + A / tau)``, ``A = F[m] - mean(F)``: the curve's height over the
+               measure's noise floor ``tau`` (:func:`dffbatch.stages.post.noise_floor`),
+               so that every measure and window speaks the same units
+``end``        1 where the best frame is the first or the last (no maximum inside the stack)
+``evidence``   ``log(0.01 + e)``, ``e = ratio^2 * A^2 / (A^2 + tau^2)``: the pixel's own
+               evidence, as ``wls`` weighs it
+``support``    ``log(0.01 + s)``, ``s`` the mean ``e`` over the 24 x 24 px around the pixel
+               (3 x 3 blocks of 8 x 8): how far confident neighbours are, which is what a
+               filled pixel of a global solve rests on
+``reach``      the same over 72 x 72 px (9 x 9 blocks): deep inside a large region
+               without evidence (a bare backdrop) nothing tells the depth
+``moved``      ``min(|depth - raw|, 3)``: how far the refine mode moved the depth from
+               the pixel's own focus peak, in frames
+``prior``      ``log(0.01 + c)``, ``c`` the refine mode's own weight of the pixel (peak
+               prominence; the ``wls`` evidence at two scales; ``sgm``'s aggregated
+               cost margin), which ranks well where it was tuned
+=============  ==========================================================================
+
+Each coefficient has a fixed sign (:data:`SIGNS`: more evidence never lowers the
+probability; a curve peaking at an end of the stack, or a depth moved far from its own
+peak, never raises it); the fit keeps it, dropping a feature whose free fit disagrees.
+
+The constants (:data:`COEF`) are fitted on the renderer's ground truth by
+``benchmarks/fit_confidence.py`` (fitted on the ``sweep``, ``halo`` and ``bare`` suites,
+checked on ``refine``, ``flat`` and ``bare2``; its output gives the calibration error and
+the reliability diagram). No model file: the numbers are here.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..params import LOW_CONFIDENCE
+from .base import PostStage
+from .depth import block_mean
+from .kernels import JIT
+
+__all__ = ["FEATURES", "SIGNS", "COEF", "LOW", "BLOCK", "features", "probability", "box_blocks", "Calibrate"]
+
+FEATURES = ("ratio", "amplitude", "end", "evidence", "support", "reach", "moved", "prior")
+#: The sign each feature's coefficient is held to (see the module docstring).
+SIGNS = (1, 1, -1, 1, 1, 1, -1, 1)
+#: Below this probability a pixel counts as "low confidence" (the report's share, the
+#: plots' grey): more likely wrong by over a frame than right.
+LOW = LOW_CONFIDENCE
+#: Side of the blocks whose mean evidence makes ``support`` (3 x 3 of them around a
+#: pixel) and ``reach`` (9 x 9).
+BLOCK = 8
+#: Added to the evidence, support, reach and prior before their logarithm: none at all
+#: (a bare backdrop) stands far from a little.
+_FLOOR = np.float32(0.01)
+#: No evidence within reach: the mean evidence over the 72 x 72 px around a pixel below
+#: ``REACH_MIN`` (a bare backdrop, an out-of-range background, a blank stack). What the
+#: refine mode puts there is extrapolated from farther away, right on a smooth surface
+#: and wrong behind an object; the renderer has both (``flat``, ``bare``), so a fitted
+#: probability averages them. Such pixels get at most ``UNKNOWN``: the share of them
+#: within a frame of the truth on the renderer's fitting suites (fit_confidence.py).
+REACH_MIN, UNKNOWN = 0.002, 0.178
+#: ``moved`` is clipped here (frames): beyond it, how far does not matter.
+MOVED_CAP = 3.0
+#: Intercept, then one coefficient per feature of :data:`FEATURES`, per refine mode.
+#: Fitted by ``benchmarks/fit_confidence.py`` (renderer ``sweep``, ``halo`` and ``bare`` suites,
+#: 256 x 256, 12 frames; measures lapd, sml, tenv; windows 5, 9, 15). A 0 is a feature
+#: the fit dropped because its free coefficient took the wrong sign. Checked on the
+#: ``refine``, ``flat`` and ``bare2`` suites: expected calibration error at most 0.051
+#: (bilateral with sml; 0.041 with the default wls) for every mode and measure.
+COEF = {
+    "none": (5.155, 0, 0, -4.363, 1.203, 0, 0, 0, 0),
+    "median": (4.886, 0, 0, -2.717, 1.007, 0.04158, 0, -0.04666, 0.0142),
+    "bilateral": (4.429, 0, 0, -1.158, 0.1252, 0.209, 0, -1.256, 0.9109),
+    "sgm": (4.115, 0, 0, -2.316, 0.2098, 0, 0, -0.7409, 1.16),
+    "wls": (4.617, 0, 0, 0, 0, 0.2737, 0, -1.308, 0.4256),
+}
+
+
+@njit(**JIT)
+def _features(fbest, fsecond, fsum, best, n, tau, root, depth, raw, conf, near, far, b, out):
+    """The feature planes ``out`` (8, H, W) float32 of :data:`FEATURES` (see the module);
+    ``near`` / ``far``: the block means of the evidence averaged over 3 x 3 / 9 x 9
+    blocks (:func:`box_blocks`); ``root``: the ratios ``S / F[m]`` (and, from ``conf`` =
+    peak prominence ``1 - mean / F[m]``, its ratio) taken to the power 1/2 (measures of
+    squared quantities), or not (1)."""
+    H, W = fbest.shape
+    inv_n = np.float32(1.0 / n)
+    t2 = tau * tau
+    last = np.int32(n - 1)
+    for y in prange(H):
+        yc = y // b
+        for x in range(W):
+            f0 = fbest[y, x]
+            q = min(fsecond[y, x] / f0, np.float32(1.0)) if f0 > 0.0 else np.float32(1.0)
+            r = np.float32(1.0) - (np.sqrt(q) if root == 2 else q)
+            a = max(f0 - fsum[y, x] * inv_n, np.float32(0.0))
+            xc = x // b
+            out[0, y, x] = r
+            out[1, y, x] = np.log1p(a / tau)
+            out[2, y, x] = np.float32(1.0) if (best[y, x] == 0 or best[y, x] == last) else np.float32(0.0)
+            out[3, y, x] = np.log(_FLOOR + r * r * (a * a / (a * a + t2)))
+            out[4, y, x] = np.log(_FLOOR + near[yc, xc])
+            out[5, y, x] = np.log(_FLOOR + far[yc, xc])
+            out[6, y, x] = min(abs(depth[y, x] - raw[y, x]), np.float32(MOVED_CAP))
+            c = min(max(conf[y, x], np.float32(0.0)), np.float32(1.0))
+            if root == 2:
+                c = np.float32(1.0) - np.sqrt(np.float32(1.0) - c)
+            out[7, y, x] = np.log(_FLOOR + c)
+
+
+def box_blocks(bm, r):
+    """Mean of the block means ``bm`` over the (2r+1)^2 blocks around each block (clipped
+    at the borders), float32: a few thousand blocks, NumPy's cumulative sums."""
+    c = np.pad(np.asarray(bm, np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    Hc, Wc = bm.shape
+    y0, y1 = np.maximum(np.arange(Hc) - r, 0), np.minimum(np.arange(Hc) + r + 1, Hc)
+    x0, x1 = np.maximum(np.arange(Wc) - r, 0), np.minimum(np.arange(Wc) + r + 1, Wc)
+    s = c[y1][:, x1] - c[y0][:, x1] - c[y1][:, x0] + c[y0][:, x0]
+    return (s / ((y1 - y0)[:, None] * (x1 - x0)[None, :])).astype(np.float32)
+
+
+@njit(**JIT)
+def _logistic(feats, coef, bare, unknown, out):
+    """``1 / (1 + exp(-(c0 + sum c_i f_i)))`` per pixel, at most ``unknown`` where no
+    evidence lies within reach (the ``reach`` feature ``feats[5]`` below ``bare``)."""
+    K, H, W = feats.shape
+    for y in prange(H):
+        for x in range(W):
+            z = coef[0]
+            for k in range(K):
+                z += coef[k + 1] * feats[k, y, x]
+            p = np.float32(1.0) / (np.float32(1.0) + np.exp(-z))
+            out[y, x] = min(p, unknown) if feats[5, y, x] < bare else p
+
+
+#: Measures of squared quantities (energies, variances): their ratios of focus values are
+#: squares of a linear measure's, so the features take their square root (without it the
+#: worst calibration error on the renderer was 0.060, with it 0.045: fit_confidence.py).
+SQUARED = ("lape", "lapv", "teng", "tenv", "glva")
+
+
+def features(maps, refine: str = "wls") -> np.ndarray:
+    """The evidence features of each pixel, float32 (8, H, W), in the order of :data:`FEATURES`.
+
+    ``maps``: a :class:`dffbatch.stages.post.Maps` after the refine stage (its
+    ``state``, ``raw``, ``depth`` and the mode's own ``confidence``); ``refine``: its
+    mode (the prominence of ``none`` and ``median`` is a ratio of focus values too)."""
+    from .post import noise_floor
+    st = maps.state
+    tau = np.float32(noise_floor(maps.measure, maps.window))
+    e = st.evidence(float(tau), 2, 1.0)
+    H, W = e.shape
+    bm = np.empty(((H + BLOCK - 1) // BLOCK, (W + BLOCK - 1) // BLOCK), np.float32)
+    block_mean(e, BLOCK, bm)
+    out = np.empty((len(FEATURES), H, W), np.float32)
+    root = 2 if maps.measure in SQUARED else 1
+    _features(st.fbest, st.fsecond, st.fsum, st.best, st.n, tau, root, maps.depth, maps.raw, maps.confidence,
+              box_blocks(bm, 1), box_blocks(bm, 4), BLOCK, out)
+    if root == 2 and refine not in ("none", "median"):  # the prior is not a prominence: as it is
+        out[7] = np.log(_FLOOR + np.clip(maps.confidence, 0, 1))
+    return out
+
+
+def probability(feats: np.ndarray, refine: str) -> np.ndarray:
+    """The calibrated confidence in [0, 1], float32 (H, W), from :func:`features`. A refine
+    mode without constants of its own (a new one, until fit_confidence.py has run for
+    it) gets those of ``none``: the focus curve's own evidence."""
+    out = np.empty(feats.shape[1:], np.float32)
+    _logistic(feats, np.asarray(COEF.get(refine, COEF["none"]), np.float32),
+              np.float32(np.log(_FLOOR + np.float32(REACH_MIN))), np.float32(UNKNOWN), out)
+    return out
+
+
+class Calibrate(PostStage):
+    """``maps.confidence`` := the probability that ``maps.depth`` is within a frame of the truth."""
+
+    def __init__(self, refine: str):
+        self.refine = refine
+
+    def run(self, maps):
+        maps.confidence = probability(features(maps, self.refine), self.refine)
+        return maps
