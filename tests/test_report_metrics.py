@@ -36,9 +36,12 @@ def test_rank_sweeps_orders_by_mean_rmse_then_psnr_and_gives_the_worst_gain():
 
 def test_summary_columns_and_values(tmp_path):
     recs = [_rec("p1", "s1", 0.25, 31.5, 30.0, window=9), _rec("p1", "s2", 0.5, status="failed")]
+    recs[0].update(confidence_mean=0.8125, low_confidence=0.0625,
+                   alignment={"mode": "auto", "model": "similarity", "applied": True})
     write_summary(tmp_path / "summary.csv", iter(recs))  # any iterable: rows stream
     rows = list(csv.reader(open(tmp_path / "summary.csv", newline="")))
-    assert rows[0] == ["job", "sweep", "stack", "status", "error", "n_frames", *PARAM_KEYS, "rmse", "mae", "bad1",
+    assert rows[0] == ["job", "sweep", "stack", "status", "error", "n_frames", *PARAM_KEYS, "confidence_mean",
+                       "low_confidence", "align_model", "align_applied", "rmse", "mae", "bad1",
                        "rmse_affine", "aif_psnr", "aif_ssim", "aif_band_psnr", "best_frame_psnr", "t_read", "t_measure",
                        "t_depth",
                        "t_composite", "t_refine", "t_write", "t_plots", "t_total"]
@@ -46,6 +49,10 @@ def test_summary_columns_and_values(tmp_path):
     assert (r["job"], r["sweep"], r["stack"], r["status"], r["error"]) == ("p1/s1", "p1", "s1", "ok", "")
     assert (r["measure"], r["window"], r["rmse"], r["aif_psnr"], r["best_frame_psnr"], r["t_total"]) == \
         ("p1", "9", "0.2500", "31.5000", "30.0000", "1.5000")
+    assert (r["confidence_mean"], r["low_confidence"], r["align_model"], r["align_applied"]) == \
+        ("0.8125", "0.0625", "similarity", "1")
+    r2 = dict(zip(rows[0], rows[2]))
+    assert (r2["confidence_mean"], r2["align_model"], r2["align_applied"]) == ("", "", "")
     assert dict(zip(rows[0], rows[2]))["error"] == "boom" and len(rows) == 3
 
 

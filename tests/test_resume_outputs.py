@@ -118,7 +118,7 @@ def test_outputs_follow_the_umask_and_confidence_png_holds_the_confidence(tmp_pa
     np.testing.assert_array_equal(png, np.floor(np.clip(conf.astype(np.float64), 0, 1) * 255 + 0.5).astype(np.uint8))
 
 
-_MAPS = {"allfocus": {"png": "allfocus.png", "tiff": "allfocus.tif"}, "depth": {"png": "depth.png", "tiff": "depth.tif"},
+_MAPS = {"allfocus": {"png": "allfocus.png", "tiff": "allfocus.tif"}, "depth": {"png": "depth.png", "tiff": "depth.tif", "png8": "depth8.png"},
          "confidence": {"png": "confidence.png", "tiff": "confidence.tif"}}
 _VIEWS = {"view/thumb.webp", "view/allfocus.webp", "view/depth.jpg", "view/confidence.jpg"}
 
@@ -134,7 +134,7 @@ def test_each_formats_choice_writes_exactly_what_it_says(tmp_path, formats, repo
     _run(cfg)
     run = tmp_path / "out/t"
     (job,) = json.loads((run / "manifest.json").read_text())["jobs"]
-    want = {"allfocus": ["png"], "depth": ["tiff"], "confidence": ["png"], **formats}  # allfocus auto: uint8 -> png
+    want = {"allfocus": ["png"], "depth": ["png8", "tiff"], "confidence": ["png"], **formats}  # allfocus auto: uint8 -> png
     expect = {_MAPS[k][f] for k, fs in want.items() for f in fs} | (_VIEWS if report else set())
     got = {str(f.relative_to(run / job)) for f in (run / job).rglob("*") if f.is_file()}
     assert got == expect

@@ -65,24 +65,34 @@ def test_blitted_plot_equals_a_full_draw(kind):
     assert (got != 255).any(axis=2).sum() > 0.2 * got.shape[0] * got.shape[1]  # not blank
 
 
-def test_depth_plot_follows_the_aspect_and_dims_low_confidence():
-    """1280 x 720 is drawn wide, not squashed into a square; filled (low-confidence) depth
-    is dimmed where measured depth is not; the colour bar says which end is frame 0."""
+def test_depth_plot_follows_the_aspect_and_greys_what_is_unknown():
+    """1280 x 720 is drawn wide, not squashed into a square; depth without focus evidence
+    (p < 0.5) is one neutral grey, never a colour off the bar, with a legend entry; the
+    colour bar says which end is frame 0 and which end is near."""
     depth = np.tile(np.linspace(0, 9, 128, dtype=np.float32), (72, 1))
     wide = np.asarray(Image.open(io.BytesIO(plots.depth_2d_png(depth, "wide"))))
     tall = np.asarray(Image.open(io.BytesIO(plots.depth_2d_png(np.ascontiguousarray(depth.T), "tall"))))
     assert wide.shape[1] > 1.3 * wide.shape[0] and tall.shape[0] > 1.3 * tall.shape[1] - 1
     conf = np.ones_like(depth)
-    bright = np.asarray(Image.open(io.BytesIO(plots.depth_2d_png(depth, "c", confidence=conf))))[:, :, :3]
-    conf[:, :64] = 0.0  # the left half was filled
-    dimmed = np.asarray(Image.open(io.BytesIO(plots.depth_2d_png(depth, "c", confidence=conf))))[:, :, :3]
-    changed = np.any(bright != dimmed, axis=2)
+    sure = np.asarray(Image.open(io.BytesIO(plots.depth_2d_png(depth, "c", confidence=conf, near_low=True))))[:, :, :3]
+    conf[:, :64] = 0.2  # the left half: no evidence
+    unsure = np.asarray(Image.open(io.BytesIO(plots.depth_2d_png(depth, "c", confidence=conf, near_low=True))))[:, :, :3]
+    changed = np.any(sure != unsure, axis=2)
     ys, xs = np.nonzero(changed)
     assert changed.sum() > 0.15 * changed.size  # the left half of the image area
-    assert dimmed[changed].astype(int).sum() < 0.6 * bright[changed].astype(int).sum()
-    assert xs.max() < bright.shape[1] * 0.6  # only on the left
-    fig = next(v[0] for k, v in plots._FIGS.items() if k[0] == "2d" and k[2:4] == (72, 128))
+    assert xs.max() < sure.shape[1] * 0.6  # only on the left
+    grey = np.all(unsure == plots.UNKNOWN_GREY, axis=2)
+    assert grey[changed].mean() > 0.97  # one grey, not the colours dimmed
+    image = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.min() + 2 * (xs.max() - xs.min())))
+    assert not np.all(sure == plots.UNKNOWN_GREY, axis=2)[image].any()  # the grey is no colour of the map
+    below = grey[int(0.9 * grey.shape[0]):]  # the legend's swatch, under the axes
+    assert below.sum() > 20
+    fig = next(v[0] for k, v in plots._FIGS.items() if k[0] == "2d" and k[2:4] == (72, 128) and k[5:] == (True, True))
     assert any("0 = first file" in a.get_ylabel() for a in fig.axes)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["no focus evidence (p < 0.5)"]
+    bar = next(a for a in fig.axes if "0 = first file" in a.get_ylabel())
+    words = {t.get_text(): t.get_position()[1] for t in bar.texts}
+    assert words["near"] < 0 < 1 < words["far"]  # frame 0 (the low end) is near
 
 
 def test_3d_plot_uses_block_means_and_pales_low_confidence():
@@ -113,3 +123,13 @@ def test_2d_plot_labels_the_bar_by_its_unit():
     plots.depth_2d_png(d * 2.5 + 10, "t", unit="µm")
     labels = {k[1]: v[2][3].ax.get_ylabel() for k, v in plots._FIGS.items() if k[0] == "2d" and k[2:4] == (40, 50)}
     assert labels["frame"] == "depth (frame; 0 = first file)" and labels["µm"] == "depth: focus position (µm)"
+
+
+def test_the_8bit_depth_image_is_grey_with_near_white():
+    """The photo tools' convention: 8-bit grey, near = white; which end is near is
+    ``outputs.depth_near`` (the first frame by default)."""
+    from dffbatch.report.views import depth_u8
+    d = np.array([[0.0, 4.5, 9.0, 2.25]], np.float32)
+    assert depth_u8(d, 10).tolist() == [[255, 128, 0, 191]]
+    assert depth_u8(d, 10, near="last").tolist() == [[0, 128, 255, 64]]
+    assert depth_u8(d, 10).dtype == np.uint8

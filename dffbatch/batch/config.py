@@ -35,8 +35,11 @@ PARAM_KEYS = ("measure", "window", "step", "threshold", "interpolation", "median
 #: ``outputs.formats``: the files written for each map. ``auto`` (all-in-focus): PNG where
 #: a PNG holds the image exactly (8 or 16 bits, grey or colour), TIFF and an 8-bit PNG
 #: preview otherwise (float data, other channel counts).
-FORMAT_CHOICES = {"allfocus": ("png", "tiff"), "depth": ("tiff", "png"), "confidence": ("png", "tiff")}
-FORMATS_DEFAULT = {"allfocus": "auto", "depth": ["tiff"], "confidence": ["png"]}
+FORMAT_CHOICES = {"allfocus": ("png", "tiff"), "depth": ("tiff", "png", "png8"), "confidence": ("png", "tiff")}
+FORMATS_DEFAULT = {"allfocus": "auto", "depth": ["png8", "tiff"], "confidence": ["png"]}
+#: ``outputs.depth_near``: which end of the stack is nearest the camera, for the 8-bit
+#: depth image (near = white) and the plots' colour bar.
+DEPTH_NEAR = ("first", "last")
 TIFF_COMPRESSIONS = ("none", "deflate", "zstd")
 
 _SECTIONS = {
@@ -45,7 +48,7 @@ _SECTIONS = {
     "params": dict(DEFAULTS),
     "sweep": {"mode": "product"},
     "outputs": {"plots": True, "mesh": False, "plot_grid": 48, "report": True,
-                "formats": dict(FORMATS_DEFAULT), "tiff_compression": "none"},
+                "formats": dict(FORMATS_DEFAULT), "tiff_compression": "none", "depth_near": "first"},
     "execution": {"workers": "auto", "threads_per_worker": "auto", "backend": "local",
                   "address": None, "retries": None, "max_jobs": 5000,
                   "max_pixels": 200_000_000},
@@ -287,6 +290,10 @@ def _check_outputs(cfg: dict, out: dict, ctx: str, base: Path, E: "_Errors") -> 
         if not _is_int(o["plot_grid"]) or not 8 <= o["plot_grid"] <= 512:
             _fail(ctx, "outputs.plot_grid", f"must be an integer from 8 to 512, got {o['plot_grid']!r}")
     o["formats"] = _formats(ctx, o["formats"], E)
+    with E.check():
+        if o["depth_near"] not in DEPTH_NEAR:
+            _fail(ctx, "outputs.depth_near", f"must be first or last (the end of the stack focused nearest the "
+                                             f"camera), got {o['depth_near']!r}")
     with E.check():
         if o["tiff_compression"] not in TIFF_COMPRESSIONS:
             _fail(ctx, "outputs.tiff_compression",

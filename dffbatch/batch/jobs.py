@@ -16,13 +16,13 @@ import traceback
 
 import numpy as np
 
-from ..params import STRENGTH_DEFAULT
+from ..params import LOW_CONFIDENCE as LOW, STRENGTH_DEFAULT
 from ..stages.read import FrameError, iter_frames
 
 __all__ = ["make_job", "run_job", "input_fingerprint", "OUTPUT_VERSION"]
 
 #: Bumped whenever the outputs of a job change for the same inputs and parameters.
-OUTPUT_VERSION = 3  # 2: confidence.png; 3: outputs.formats, view/ images
+OUTPUT_VERSION = 4  # 2: confidence.png; 3: outputs.formats, view/ images; 4: confidence a probability, depth8.png
 
 
 
@@ -46,10 +46,11 @@ def input_fingerprint(files) -> list:
 def estimate_memory(files, params, multipage=False) -> int:
     """Rough peak bytes of one job, from the first frame's header and the parameters.
 
-    Frames in flight (the one measured, the one prefetched, decoder scratch), about 13
-    float32 H x W planes (luminance, measure, state, depth, confidence, filter), the
-    composite (1 frame for ``select``, 3 for ``interpolate``, two float64 pyramids for
-    ``pyramid``), SGM's focus volume (8 bytes x H x W x frames), the 11 planes of the
+    Frames in flight (the one measured, the one prefetched, decoder scratch), about 20
+    float32 H x W planes (luminance, measure, state, depth, confidence and its 7 feature
+    planes, filter), the composite (1 frame for ``select``, 3 for ``interpolate``, 13 for
+    ``hybrid``: interpolate's and 5 low-pass planes at 2 bytes a sample, two float64
+    pyramids for ``pyramid``), SGM's focus volume (8 bytes x H x W x frames), the 11 planes of the
     ``wls`` solve (its input, weights, guide affinities, the two smoothed maps and their
     scratch), plus 200 MB for the
     interpreter, Numba and matplotlib. Unreadable headers count as 200 MB (the job will
@@ -62,11 +63,11 @@ def estimate_memory(files, params, multipage=False) -> int:
         return 200 << 20
     frame = w * h * (8 if files[0].lower().endswith((".tif", ".tiff")) else 3)
     comp = params.get("composite")
-    composite = {"interpolate": 3 * frame, "pyramid": 2 * 1.34 * w * h * 3 * 8}.get(comp, frame)
+    composite = {"interpolate": 3 * frame, "hybrid": 13 * frame, "pyramid": 2 * 1.34 * w * h * 3 * 8}.get(comp, frame)
     n = pages if multipage else len(files)
     volume = 8 * w * h * n if params.get("refine") == "sgm" else 0
     solve = w * h * 4 * 11 if params.get("refine", "wls") == "wls" else 0
-    return int(4 * frame + composite + w * h * 4 * 13 + volume + solve + (200 << 20))
+    return int(4 * frame + composite + w * h * 4 * 20 + volume + solve + (200 << 20))
 
 
 def make_job(stack, params, sweep, run_dir, outputs, max_pixels=None) -> dict:
@@ -337,8 +338,9 @@ def _record_result(rec, res, hashes, gt):
     rec["inputs"] = {os.path.basename(k): v for k, v in hashes.items()}
     rec["n_frames"] = res.n_frames
     rec["shape"] = list(res.allfocus.shape)
-    rec["confidence_mean"] = round(float(res.confidence.mean()), 4)  # how far the depth was measured
-    rec["low_confidence"] = round(float((res.confidence < 0.1).mean()), 4)  # share filled, not measured
+    # confidence: P(depth within a frame of the truth) (dffbatch.stages.confidence)
+    rec["confidence_mean"] = round(float(res.confidence.mean()), 4)
+    rec["low_confidence"] = round(float((res.confidence < LOW).mean()), 4)  # more likely wrong than right
     rec["timings"] = {k: round(v, 4) for k, v in res.timings.items()}
     return gt
 
@@ -381,11 +383,14 @@ def _write_plots(job, rec, res, calibration):
     from ..stages.write import atomic_bytes
     t0 = time.perf_counter()
     out, o, title = job["out_dir"], rec["outputs"], job["stack"]
+    near_low = job["outputs"].get("depth_near", "first") == "first"  # frame 0 nearest: the bar's low end
+    if res.depth_units is not None and len(res.positions) > 1 and res.positions[-1] < res.positions[0]:
+        near_low = not near_low  # positions fall from the first frame to the last
     o["depth_2d.png"] = atomic_bytes(os.path.join(out, "depth_2d.png"),
                                      depth_2d_png(res.depth if res.depth_units is None else res.depth_units,
                                                   title, "frame" if res.depth_units is None else
                                                   (rec.get("depth_unit") or "position units"),
-                                                  pixel=calibration, confidence=res.confidence))
+                                                  pixel=calibration, confidence=res.confidence, near_low=near_low))
     o["depth_3d.png"] = atomic_bytes(os.path.join(out, "depth_3d.png"),
                                      depth_3d_png(res.depth, job["outputs"].get("plot_grid", 48), title,
                                                   zrange=(0, _axis_top(res.n_frames - 1)), pixel=calibration,
@@ -412,7 +417,8 @@ def write_maps(out, res, outputs, calibration, notes) -> dict:
     """Write the maps of ``res`` in the formats of ``outputs["formats"]``; return ``{name: sha256}``.
 
     depth: ``tiff`` float32 frames (and ``depth_units.tif`` when positions are given),
-    ``png`` 16-bit 0..65535 = frame 0..N-1; confidence: ``png`` 8-bit 0..255 = 0..1,
+    ``png`` 16-bit 0..65535 = frame 0..N-1, ``png8`` (``depth8.png``) 8-bit grey, near =
+    white (:func:`dffbatch.report.views.depth_u8`); confidence: ``png`` 8-bit 0..255 = 0..1,
     ``tiff`` float32; all-in-focus: ``png`` (8 or 16 bits as read), ``tiff`` (any data),
     ``auto`` = ``png`` where a PNG holds the image exactly, else ``tiff`` and an 8-bit PNG
     preview. Float TIFFs are compressed as ``outputs["tiff_compression"]`` says.
@@ -431,6 +437,10 @@ def write_maps(out, res, outputs, calibration, notes) -> dict:
         tiff("depth.tif", res.depth)
         if res.depth_units is not None:
             tiff("depth_units.tif", res.depth_units)
+    if "png8" in fmts["depth"]:
+        from ..report.views import depth_u8
+        o["depth8.png"] = write_png(join(out, "depth8.png"),
+                                    depth_u8(res.depth, res.n_frames, outputs.get("depth_near", "first")))
     if "png" in fmts["depth"]:
         scale = 65535.0 / max(res.n_frames - 1, 1)
         o["depth.png"] = write_png(join(out, "depth.png"), np.round(res.depth * scale).astype(np.uint16))

@@ -32,7 +32,8 @@ _METRICS = ("rmse", "mae", "bad1", "rmse_affine", "aif_psnr", "aif_ssim", "aif_b
 
 def write_summary(path, records):
     """``summary.csv``: a row per record (any iterable: rows stream to disk, one at a time)."""
-    cols = ["job", "sweep", "stack", "status", "error", "n_frames", *PARAM_KEYS, *_METRICS,
+    cols = ["job", "sweep", "stack", "status", "error", "n_frames", *PARAM_KEYS,
+            "confidence_mean", "low_confidence", "align_model", "align_applied", *_METRICS,
             "t_read", "t_measure", "t_depth", "t_composite", "t_refine", "t_write", "t_plots", "t_total"]
 
     def rows():
@@ -43,8 +44,11 @@ def write_summary(path, records):
             sweep, _, stack = r["id"].partition("/")
             t = r.get("timings", {})
             m = r.get("metrics", {})
+            al = r.get("alignment") or {}
             w.writerow([r["id"], sweep, stack, r["status"], r.get("error") or "", r.get("n_frames", ""),
                         *[r["params"].get(k, "") for k in PARAM_KEYS],
+                        _fmt(r.get("confidence_mean")), _fmt(r.get("low_confidence")), al.get("model", ""),
+                        "" if "applied" not in al else int(bool(al["applied"])),
                         *[_fmt(m.get(k)) for k in _METRICS],
                         *[_fmt(t.get(k)) for k in ("read", "measure", "depth", "composite", "refine", "write",
                                                    "plots", "total")]])

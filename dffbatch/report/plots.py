@@ -5,6 +5,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..params import LOW_CONFIDENCE as LOW
 from .views import block_means, viridis_rgb
 
 __all__ = ["depth_2d_png", "depth_3d_png", "mesh_ply", "bar_chart_png", "error_map_png", "alignment_png",
@@ -92,12 +93,16 @@ def _xy(pixel):
     return float(pixel[0]), float(pixel[1]), str(pixel[2])
 
 
-#: Confidence below which the 2-D depth plot dims a pixel: depth filled from its
-#: neighbours, not measured (the records' ``low_confidence`` share uses the same line).
-LOW_CONFIDENCE = 0.1
+#: Confidence (the probability that the depth is within a frame of the truth) below
+#: which the plots grey a region out: more likely wrong than right (the records'
+#: ``low_confidence`` share uses the same line).
+LOW_CONFIDENCE = LOW
+#: The one neutral grey of unknown depth in the 2-D plot: on no colour map's bar.
+UNKNOWN_GREY = (150, 150, 150)
+UNKNOWN_LABEL = f"no focus evidence (p < {LOW:g})"
 
 
-def depth_2d_png(depth, title="", unit="frame", pixel=None, confidence=None) -> bytes:
+def depth_2d_png(depth, title="", unit="frame", pixel=None, confidence=None, near_low=None) -> bytes:
     """Depth map with a labelled colour bar (data range), PNG bytes.
 
     ``unit``: ``frame`` (the bar says frame 0 is the first file), or the unit of the
@@ -105,8 +110,11 @@ def depth_2d_png(depth, title="", unit="frame", pixel=None, confidence=None) -> 
 
     The figure follows the image's aspect ratio (no white bands for 1280 x 720).
     ``pixel`` (pixel_x, pixel_y, unit): x and y axes in that unit (e.g. µm).
-    ``confidence`` (H, W): pixels below :data:`LOW_CONFIDENCE` are dimmed (filled, not
-    measured), so that measured depth and inferred depth do not look alike.
+    ``confidence`` (H, W): regions whose mean confidence is below :data:`LOW_CONFIDENCE`
+    are drawn in :data:`UNKNOWN_GREY`, with a legend entry, so that measured depth and
+    what no frame showed do not look alike. ``near_low``: True when the low end of the
+    bar is nearest the camera, False when the high end is; the bar's ends then say
+    "near" and "far" (None: not known, not said).
     """
     d, step = _grid(depth, 400)  # the axes are about 400 px wide: no need to resample more
     H, W = depth.shape
@@ -115,14 +123,17 @@ def depth_2d_png(depth, title="", unit="frame", pixel=None, confidence=None) -> 
     aspect = (H * sy) / max(W * sx, 1e-12)
     ax_w = 3.9  # inches of image width; the height follows the aspect, within reason
     ax_h = min(max(ax_w * aspect, 1.4), 6.5)
-    fig_w, fig_h = 5.4, ax_h + 0.95
+    legend = confidence is not None
+    bottom = 0.5 + (0.25 if legend else 0.0)  # inches below the axes: the x label, the legend
+    fig_w, fig_h = 5.4, ax_h + bottom + 0.45 + (0.15 if near_low is not None else 0.0)
 
     def build():
         from matplotlib.cm import ScalarMappable
         from matplotlib.colors import Normalize
+        from matplotlib.patches import Patch
         fig = _figure((fig_w, fig_h))
-        ax = fig.add_axes((0.62 / fig_w, 0.5 / fig_h, ax_w / fig_w, ax_h / fig_h))
-        cax = fig.add_axes(((0.62 + ax_w + 0.12) / fig_w, 0.5 / fig_h, 0.16 / fig_w, ax_h / fig_h))
+        ax = fig.add_axes((0.62 / fig_w, bottom / fig_h, ax_w / fig_w, ax_h / fig_h))
+        cax = fig.add_axes(((0.62 + ax_w + 0.12) / fig_w, bottom / fig_h, 0.16 / fig_w, ax_h / fig_h))
         extent = (-0.5 * sx, (W - 0.5) * sx, (H - 0.5) * sy, -0.5 * sy)
         # one RGB image, coloured and dimmed here: Matplotlib then only places its pixels
         # (colour-mapping float data and blending an RGBA layer over it took half the plot)
@@ -130,18 +141,26 @@ def depth_2d_png(depth, title="", unit="frame", pixel=None, confidence=None) -> 
         scale = ScalarMappable(Normalize(0.0, 1.0), "viridis")
         cb = fig.colorbar(scale, cax=cax)
         cb.set_label(f"depth ({unit}; 0 = first file)" if unit == "frame" else f"depth: focus position ({unit})")
+        if near_low is not None:  # outside the bar's axes: static, in the background
+            for y, va, word in ((-0.01, "top", "near" if near_low else "far"),
+                                (1.01, "bottom", "far" if near_low else "near")):
+                cax.text(0.5, y, word, transform=cax.transAxes, ha="center", va=va, fontsize=7)
         ax.set_xlabel(f"x ({xy_unit})")
         ax.set_ylabel(f"y ({xy_unit})")
+        if legend:
+            fig.legend(handles=[Patch(facecolor=np.array(UNKNOWN_GREY) / 255, edgecolor="0.3", lw=0.5,
+                                      label=UNKNOWN_LABEL)],
+                       loc="lower left", bbox_to_anchor=(0.0, 0.0), frameon=False, fontsize=7, handlelength=1.2)
         _title_placeholder(ax)
         return fig, [im, cb.ax, *ax.spines.values()], (ax, im, scale, cb)
 
-    fig, bg, (ax, im, scale, cb) = _cached(("2d", unit, H, W, pixel), build)
+    fig, bg, (ax, im, scale, cb) = _cached(("2d", unit, H, W, pixel, legend, near_low), build)
     top = hi if hi > lo else lo + 1e-6
     scale.set_clim(lo, top)
     rgb = viridis_rgb((d - lo) / (top - lo))
     if confidence is not None:  # regions, not pixels: the local mean over 9 x 9 plotted pixels
         low = _box_mean(np.asarray(confidence, np.float64)[::step, ::step], 4) < LOW_CONFIDENCE
-        rgb[low] = (rgb[low] * 0.45 + 0.5).astype(np.uint8)  # black at 55%: the colour still reads, dimmed
+        rgb[low] = UNKNOWN_GREY
     im.set_data(rgb)
     ax.title.set_text(title)
     fig.canvas.restore_region(bg)
@@ -180,7 +199,7 @@ def depth_3d_png(depth, grid=48, title="", unit="frame", zrange=None, pixel=None
     runner passes 0 to the last frame rounded up to a multiple of 4: one cached
     scaffold serves stacks of nearby sizes, and the depth maps of a dataset share
     an axis. ``confidence`` (H, W): blocks whose mean confidence is below
-    :data:`LOW_CONFIDENCE` (depth filled, not measured) are drawn pale grey.
+    :data:`LOW_CONFIDENCE` (no focus evidence) are drawn light grey, off the colour map.
     """
     H, W = depth.shape
     s = max(1, int(np.ceil(max(H, W) / grid)))
@@ -221,7 +240,7 @@ def depth_3d_png(depth, grid=48, title="", unit="frame", zrange=None, pixel=None
         colors = colormaps["viridis"](np.clip((cell - zlo) / (zhi - zlo), 0, 1)).reshape(-1, 4)
         c = block_means(confidence, s)
         low = ((c[:-1, :-1] + c[1:, :-1] + c[:-1, 1:] + c[1:, 1:]) / 4 < LOW_CONFIDENCE).reshape(-1)
-        colors[low, :3] = colors[low, :3] * 0.3 + 0.7 * 0.86
+        colors[low, :3] = 0.8
         surf.set_array(None)
         surf.set_facecolor(colors)
     ax.title.set_text(title)

@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-__all__ = ["THUMB_SIDE", "MESH_SIDE", "write_views", "write_mesh_view", "viridis_rgb", "confidence_u8", "block_means"]
+__all__ = ["THUMB_SIDE", "MESH_SIDE", "write_views", "write_mesh_view", "viridis_rgb", "confidence_u8", "depth_u8", "block_means"]
 
 THUMB_SIDE = 320
 MESH_SIDE = 192
@@ -104,6 +104,21 @@ def confidence_u8(confidence) -> np.ndarray:
     c8 = np.empty(np.shape(confidence), np.uint8)
     np.clip(np.asarray(confidence, np.float32) * np.float32(255) + np.float32(0.5), 0, 255, out=c8, casting="unsafe")
     return c8
+
+
+def depth_u8(depth, n_frames, near="first") -> np.ndarray:
+    """The depth image of photo tools: uint8 grey, near = white (255), far = black (0).
+
+    ``depth`` in frames (0 .. ``n_frames`` - 1); ``near``: which end of the stack was
+    focused nearest the camera (``first``: frame 0 is white). Pixels without focus
+    evidence (confidence below 0.5) hold what the refine mode filled in (``wls``: a
+    smooth fill from the confident surroundings), like every other pixel."""
+    t = np.asarray(depth, np.float32) * np.float32(1.0 / max(n_frames - 1, 1))
+    if near == "first":
+        t = np.float32(1.0) - t
+    out = np.empty(np.shape(depth), np.uint8)
+    np.clip(t * np.float32(255) + np.float32(0.5), 0, 255, out=out, casting="unsafe")
+    return out
 
 
 def _depth_rgb(depth, top):
