@@ -202,7 +202,7 @@ def _diagram(tables, out):
         ax.plot(*zip(*pts), marker="o", ms=3, label=mode)
     ax.set_xlabel("predicted P(|depth error| <= 1 frame)")
     ax.set_ylabel("observed share within 1 frame")
-    ax.set_title("confidence reliability (renderer refine + flat, lapd)")
+    ax.set_title(f"confidence reliability (renderer {' + '.join(CHECK_SUITES)}, lapd)")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(out)
