@@ -165,3 +165,17 @@ def test_version(capsys):
     from dffbatch import __version__
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"dffbatch {__version__}"
+
+
+def test_depth_near_turns_the_8bit_depth_image_round(tmp_path):
+    """``outputs.depth_near`` reaches the job: with ``last`` the 8-bit depth image is the
+    negative of ``first``'s (near = white either way)."""
+    from PIL import Image
+    small_stack(tmp_path / "data" / "a")
+    imgs = {}
+    for near in ("first", "last"):
+        _run(write_cfg(tmp_path, [str(tmp_path / "data")], run={"name": near}, outputs={"depth_near": near}))
+        (f,) = list((tmp_path / "out").glob(f"{near}/*/*/depth8.png"))
+        imgs[near] = np.asarray(Image.open(f)).astype(int)
+    assert imgs["first"].std() > 10  # a depth image, not a blank
+    assert np.abs(imgs["first"] + imgs["last"] - 255).max() <= 1

@@ -147,7 +147,8 @@ def plan(cfg, skipped=None, progress=False, source="config"):
         stacks += found
     line.done(len(stacks))
     points = expand_sweep(cfg)
-    outputs = {k: cfg["outputs"][k] for k in ("plots", "mesh", "plot_grid", "report", "formats", "tiff_compression")}
+    outputs = {k: cfg["outputs"][k] for k in ("plots", "mesh", "plot_grid", "report", "formats", "tiff_compression",
+                                                "depth_near")}
     run_dir = os.path.join(cfg["run"]["output"], cfg["run"]["name"])
     max_pixels = cfg["execution"]["max_pixels"]
     jobs = [make_job(s, p, sweep_id(p), run_dir, outputs, max_pixels) for p in points for s in stacks]
