@@ -22,6 +22,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: name: (file, text as it stands, text planted, what the bug is)
 MUTANTS = {
+    "confidence-unknown-cap": ("dffbatch/stages/confidence.py",
+                               "out[y, x] = min(p, unknown) if feats[5, y, x] < bare else p", "out[y, x] = p",
+                               "a bare backdrop (no evidence within reach) reads as confident"),
+    "hybrid-top-level": ("dffbatch/stages/hybrid.py", "img = readonly(interp)  # above the fused levels",
+                         "img = low_interp  # above the fused levels",
+                         "the hybrid's coarse levels from the blended low-pass, not the interpolate image"),
+    "depth8-near-white": ("dffbatch/report/views.py", '    if near == "first":\n        t = np.float32(1.0) - t',
+                          '    if near != "first":\n        t = np.float32(1.0) - t', "depth8.png with near = black"),
     "job-key-ignores-inputs": ("dffbatch/batch/jobs.py", '"inputs": fp,', '"inputs": [],',
                                "resume serves stale results after a frame changes"),
     "depth-png-scale": ("dffbatch/batch/jobs.py", "scale = 65535.0 / max(res.n_frames - 1, 1)",
