@@ -27,7 +27,8 @@ def test_features_match_their_numpy_reference(root):
     ev = (np.exp(want[3]) - 0.01).astype(np.float32)  # the evidence itself
     bm = np.empty((-(-H // C.BLOCK), -(-W // C.BLOCK)), np.float32)
     block_mean(ev, C.BLOCK, bm)
-    C._features(fbest, fsecond, fsum, best, n, tau, root, depth, raw, conf, C.box_blocks(bm, 1), C.box_blocks(bm, 4),
+    C._features(fbest, fsecond, fsum, best, n, tau, root, root, depth, raw, conf, C.box_blocks(bm, 1),
+                C.box_blocks(bm, 4),
                 C.BLOCK, got)
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
     p = np.empty((H, W), np.float32)

@@ -5,7 +5,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..params import LOW_CONFIDENCE as LOW
+from ..params import LOW_CONFIDENCE
 from .views import block_means, viridis_rgb
 
 __all__ = ["depth_2d_png", "depth_3d_png", "mesh_ply", "bar_chart_png", "error_map_png", "alignment_png",
@@ -93,13 +93,11 @@ def _xy(pixel):
     return float(pixel[0]), float(pixel[1]), str(pixel[2])
 
 
-#: Confidence (the probability that the depth is within a frame of the truth) below
-#: which the plots grey a region out: more likely wrong than right (the records'
-#: ``low_confidence`` share uses the same line).
-LOW_CONFIDENCE = LOW
+# LOW_CONFIDENCE (dffbatch.params): the probability below which the plots grey a region
+# out, more likely wrong than right (the records' ``low_confidence`` share uses the same line).
 #: The one neutral grey of unknown depth in the 2-D plot: on no colour map's bar.
 UNKNOWN_GREY = (150, 150, 150)
-UNKNOWN_LABEL = f"no focus evidence (p < {LOW:g})"
+UNKNOWN_LABEL = f"no focus evidence (p < {LOW_CONFIDENCE:g})"
 
 
 def depth_2d_png(depth, title="", unit="frame", pixel=None, confidence=None, near_low=None) -> bytes:

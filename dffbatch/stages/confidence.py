@@ -88,12 +88,12 @@ COEF = {
 
 
 @njit(**JIT)
-def _features(fbest, fsecond, fsum, best, n, tau, root, depth, raw, conf, near, far, b, out):
+def _features(fbest, fsecond, fsum, best, n, tau, root, prior_root, depth, raw, conf, near, far, b, out):
     """The feature planes ``out`` (8, H, W) float32 of :data:`FEATURES` (see the module);
     ``near`` / ``far``: the block means of the evidence averaged over 3 x 3 / 9 x 9
-    blocks (:func:`box_blocks`); ``root``: the ratios ``S / F[m]`` (and, from ``conf`` =
-    peak prominence ``1 - mean / F[m]``, its ratio) taken to the power 1/2 (measures of
-    squared quantities), or not (1)."""
+    blocks (:func:`box_blocks`); ``root``: the ratios ``S / F[m]`` taken to the power 1/2
+    (measures of squared quantities), or not (1); ``prior_root`` the same for ``conf``
+    where it is the peak prominence ``1 - mean / F[m]`` (a ratio too), else 1."""
     H, W = fbest.shape
     inv_n = np.float32(1.0 / n)
     t2 = tau * tau
@@ -114,7 +114,7 @@ def _features(fbest, fsecond, fsum, best, n, tau, root, depth, raw, conf, near, 
             out[5, y, x] = np.log(_FLOOR + far[yc, xc])
             out[6, y, x] = min(abs(depth[y, x] - raw[y, x]), np.float32(MOVED_CAP))
             c = min(max(conf[y, x], np.float32(0.0)), np.float32(1.0))
-            if root == 2:
+            if prior_root == 2:
                 c = np.float32(1.0) - np.sqrt(np.float32(1.0) - c)
             out[7, y, x] = np.log(_FLOOR + c)
 
@@ -144,19 +144,13 @@ def _logistic(feats, coef, bare, unknown, out):
             out[y, x] = min(p, unknown) if feats[5, y, x] < bare else p
 
 
-#: Measures of squared quantities (energies, variances): their ratios of focus values are
-#: squares of a linear measure's, so the features take their square root (without it the
-#: worst calibration error on the renderer was 0.060, with it 0.045: fit_confidence.py).
-SQUARED = ("lape", "lapv", "teng", "tenv", "glva")
-
-
 def features(maps, refine: str = "wls") -> np.ndarray:
     """The evidence features of each pixel, float32 (8, H, W), in the order of :data:`FEATURES`.
 
     ``maps``: a :class:`dffbatch.stages.post.Maps` after the refine stage (its
     ``state``, ``raw``, ``depth`` and the mode's own ``confidence``); ``refine``: its
     mode (the prominence of ``none`` and ``median`` is a ratio of focus values too)."""
-    from .post import noise_floor
+    from .post import SQUARED_MEASURES, noise_floor
     st = maps.state
     tau = np.float32(noise_floor(maps.measure, maps.window))
     e = st.evidence(float(tau), 2, 1.0)
@@ -164,11 +158,13 @@ def features(maps, refine: str = "wls") -> np.ndarray:
     bm = np.empty(((H + BLOCK - 1) // BLOCK, (W + BLOCK - 1) // BLOCK), np.float32)
     block_mean(e, BLOCK, bm)
     out = np.empty((len(FEATURES), H, W), np.float32)
-    root = 2 if maps.measure in SQUARED else 1
-    _features(st.fbest, st.fsecond, st.fsum, st.best, st.n, tau, root, maps.depth, maps.raw, maps.confidence,
-              box_blocks(bm, 1), box_blocks(bm, 4), BLOCK, out)
-    if root == 2 and refine not in ("none", "median"):  # the prior is not a prominence: as it is
-        out[7] = np.log(_FLOOR + np.clip(maps.confidence, 0, 1))
+    # squared measures: ratios of focus values as square roots (worst calibration error on
+    # the renderer 0.060 without, 0.045 with: fit_confidence.py); the prior is such a ratio
+    # only where it is the peak prominence (none, median)
+    root = 2 if maps.measure in SQUARED_MEASURES else 1
+    prior_root = root if refine in ("none", "median") else 1
+    _features(st.fbest, st.fsecond, st.fsum, st.best, st.n, tau, root, prior_root, maps.depth, maps.raw,
+              maps.confidence, box_blocks(bm, 1), box_blocks(bm, 4), BLOCK, out)
     return out
 
 

@@ -53,6 +53,9 @@ WLS_REACH, WLS_SUPPORT, WLS_FAR_ITERATIONS = 3.5, 0.01, 2
 WLS_END, WLS_COARSE_END = 0.01, 0.02
 #: lapd noise floor: a focus-curve amplitude well below it is no texture at all.
 _TAU = 3e-3
+#: Measures of squared quantities (energies, variances): their focus values are squares
+#: of a linear measure's (the noise floor is squared; the confidence's ratios take roots).
+SQUARED_MEASURES = ("lape", "lapv", "teng", "tenv", "glva")
 
 
 def noise_floor(measure: str, window: int) -> float:
@@ -62,7 +65,7 @@ def noise_floor(measure: str, window: int) -> float:
     [0, 1]); measures of squared quantities (energies, variances) get its square, and
     ``sml``, a window *sum*, its value times the window area.
     """
-    if measure in ("lape", "lapv", "teng", "tenv", "glva"):
+    if measure in SQUARED_MEASURES:
         return _TAU * _TAU
     if measure == "sml":
         return _TAU * window * window
