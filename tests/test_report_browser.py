@@ -30,6 +30,53 @@ def page(tmp_path_factory):
     d.quit()
 
 
+@pytest.fixture(scope="module")
+def oblong(tmp_path_factory):
+    """A report of two non-square stacks, 48 x 96 (wide) and 96 x 48 (tall), written directly."""
+    import numpy as np
+    from dffbatch.report.page import write_report
+    from dffbatch.report.views import write_views
+    d, why = chromium(1400, 900)
+    if d is None:
+        pytest.skip(why)
+    run = tmp_path_factory.mktemp("oblong")
+    recs = []
+    for stack, (H, W) in (("wide", (48, 96)), ("tall", (96, 48))):
+        af = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+        depth, conf = np.zeros((H, W), np.float32), np.ones((H, W), np.float32)
+        recs.append({"id": f"p/{stack}", "status": "ok", "params": {}, "metrics": {}, "n_frames": 5,
+                     "shape": [H, W, 3], "outputs": write_views(run / "p" / stack, af, depth, conf, 5)})
+    write_report(run, {"run": "oblong", "versions": {}}, recs)
+    d.get((run / "index.html").as_uri())
+    wait(d, "document.body.getAttribute('data-ready')")
+    yield d, run
+    d.quit()
+
+
+def test_thumbnails_of_non_square_stacks_keep_their_aspect_ratio(oblong):
+    d, run = oblong  # the size column is height x width (numpy's order); a swap gave 0.5 for 2.0 and back
+    shown = wait(d, "Array.from(document.querySelectorAll('#grid img')).every(i => i.complete) && "
+                    "Array.from(document.querySelectorAll('#grid img')).map(i => { const r = i.getBoundingClientRect();"
+                    " return [i.alt, i.naturalWidth / i.naturalHeight, r.width / r.height]; })")
+    assert sorted(s[0] for s in shown) == ["tall", "wide"] and [r[3] for r in _table(d)] == ["48x96", "96x48"]
+    for stack, natural, box in shown:
+        want = 2.0 if stack == "wide" else 0.5
+        assert natural == pytest.approx(want) and box == pytest.approx(want, rel=0.02), shown
+    for i, want in enumerate((2.0, 0.5)):  # the viewer: fitted (contained) and 1:1, never stretched
+        d.find_elements("css selector", "#grid .card")[i].click()
+        _loaded(d)
+        fit = d.execute_script("const i = document.querySelector('#vpanels img');"
+                               " return [i.naturalWidth / i.naturalHeight, getComputedStyle(i).objectFit];")
+        assert fit == [pytest.approx(want), "contain"]
+        d.find_element("css selector", "#vpanels img").click()  # 1:1
+        r = d.execute_script("const r = document.querySelector('#vpanels img').getBoundingClientRect();"
+                             " return [r.width, r.height];")
+        assert r == pytest.approx([96, 48] if want == 2.0 else [48, 96], abs=1), r
+        d.find_element("css selector", "#vpanels img").click()  # back to fit
+        _key(d, "Escape")
+    assert console_errors(d) == []
+
+
 def _table(d):
     return d.execute_script("return Array.from(document.querySelectorAll('#jobs tr')).slice(1)"
                             ".map(tr => Array.from(tr.cells).map(c => c.textContent))")

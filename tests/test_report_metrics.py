@@ -109,6 +109,23 @@ def test_the_report_streams_every_job_into_its_data_file(tmp_path):
     assert len(calls) >= 2  # the records are read as a stream, more than once, never kept
 
 
+def test_the_size_of_a_non_square_stack_is_height_x_width(tmp_path):
+    """jobs.js gives a stack's size as "HxW" (numpy's order), as report.js's aspect() reads it."""
+    import json
+    from PIL import Image
+    from dffbatch.report.page import write_report
+    from dffbatch.report.views import write_views
+    H, W = 48, 96
+    af = np.zeros((H, W, 3), np.uint8)
+    r = _rec("p", "wide", 0.1)
+    r["shape"] = list(af.shape)  # as the job records it: the all-in-focus image's shape
+    r["outputs"] = write_views(tmp_path / "p" / "wide", af, np.zeros((H, W), np.float32), np.ones((H, W), np.float32), 7)
+    write_report(tmp_path, {"run": "r", "versions": {}}, [r])
+    js = (tmp_path / "jobs.js").read_text()
+    row = json.loads(js[len("window.DFF = "):].rstrip().rstrip(";"))["jobs"][0]
+    assert row[5] == "48x96" and Image.open(tmp_path / "p" / "wide" / "view/thumb.webp").size == (W, H)
+
+
 def test_the_measure_chart_needs_two_measures(tmp_path):
     from dffbatch.report.page import write_report
     manifest = {"run": "r", "versions": {}, "jobs_total": 4}

@@ -36,9 +36,9 @@
     return typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : String(v);
   }
   function sweepLabel(i) { return (D.sweeps[i] || {}).label || ""; }
-  function aspect(r) {
+  function aspect(r) {  // height / width, from the size "HxW" (numpy's order, as the table shows it)
     var s = String(r[J.size] || "").split("x");
-    return s.length === 2 && +s[0] > 0 ? (+s[1] / +s[0]) : 1;
+    return s.length === 2 && +s[1] > 0 ? (+s[0] / +s[1]) : 1;
   }
 
   // ---------------------------------------------------------------- filter and sort
