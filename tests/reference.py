@@ -240,3 +240,9 @@ def confidence_features(fbest, fsecond, fsum, best, n, tau, root, depth, raw, co
     prior = np.log(0.01 + (1 - np.sqrt(1 - c) if root == 2 else c))
     return np.stack([r, np.log1p(a / tau), end, np.log(0.01 + e), np.log(0.01 + near), np.log(0.01 + far), moved,
                      prior])
+
+
+def fill_blend(depth, fill, p, p0, power):
+    """The fill stage's weights and mix: each pixel keeps its depth in the share ``w``."""
+    w = np.clip((p.astype(np.float64) - p0) / (1 - p0), 0, 1) ** power
+    return w, w * depth + (1 - w) * fill

@@ -137,7 +137,7 @@ def test_the_plan_composes_stages_from_the_parameters():
     assert names(build_plan(_settings(refine="median"), Grid())) == ["FusedPass"]
     assert names(build_plan(_settings(composite="hybrid"), Grid())) == ["FusedPass", "CoarseCurve", "Hybrid"]
     post = build_plan(_settings(positions=np.arange(3.0)), Grid()).post
-    assert [type(p).__name__ for p in post] == ["Refine", "Calibrate", "DepthUnits"]
+    assert [type(p).__name__ for p in post] == ["Refine", "Fill", "Calibrate", "DepthUnits"]
 
 
 def test_a_post_stage_that_needs_the_frames_gets_a_second_pass(monkeypatch):

@@ -69,7 +69,7 @@ _FLOOR = np.float32(0.01)
 #: and wrong behind an object; the renderer has both (``flat``, ``bare``), so a fitted
 #: probability averages them. Such pixels get at most ``UNKNOWN``: the share of them
 #: within a frame of the truth on the renderer's fitting suites (fit_confidence.py).
-REACH_MIN, UNKNOWN = 0.002, 0.178
+REACH_MIN, UNKNOWN = 0.002, 0.193
 #: ``moved`` is clipped here (frames): beyond it, how far does not matter.
 MOVED_CAP = 3.0
 #: Intercept, then one coefficient per feature of :data:`FEATURES`, per refine mode.
@@ -77,13 +77,13 @@ MOVED_CAP = 3.0
 #: 256 x 256, 12 frames; measures lapd, sml, tenv; windows 5, 9, 15). A 0 is a feature
 #: the fit dropped because its free coefficient took the wrong sign. Checked on the
 #: ``refine``, ``flat`` and ``bare2`` suites: expected calibration error at most 0.051
-#: (bilateral with sml; 0.041 with the default wls) for every mode and measure.
+#: (bilateral with sml; 0.044 with the default wls and its fill) for every mode and measure.
 COEF = {
     "none": (5.155, 0, 0, -4.363, 1.203, 0, 0, 0, 0),
     "median": (4.886, 0, 0, -2.717, 1.007, 0.04158, 0, -0.04666, 0.0142),
     "bilateral": (4.429, 0, 0, -1.158, 0.1252, 0.209, 0, -1.256, 0.9109),
     "sgm": (4.115, 0, 0, -2.316, 0.2098, 0, 0, -0.7409, 1.16),
-    "wls": (4.617, 0, 0, 0, 0, 0.2737, 0, -1.308, 0.4256),
+    "wls": (4.533, 0, 0, 0, 0, 0.1769, 0, -1.164, 0.4723),
 }
 
 
@@ -168,13 +168,15 @@ def features(maps, refine: str = "wls") -> np.ndarray:
     return out
 
 
-def probability(feats: np.ndarray, refine: str) -> np.ndarray:
+def probability(feats: np.ndarray, refine: str, coef=None, unknown: float = UNKNOWN) -> np.ndarray:
     """The calibrated confidence in [0, 1], float32 (H, W), from :func:`features`. A refine
     mode without constants of its own (a new one, until fit_confidence.py has run for
-    it) gets those of ``none``: the focus curve's own evidence."""
+    it) gets those of ``none``: the focus curve's own evidence. ``coef`` and ``unknown``
+    replace the mode's constants (the fill stage's model of the depth before it)."""
     out = np.empty(feats.shape[1:], np.float32)
-    _logistic(feats, np.asarray(COEF.get(refine, COEF["none"]), np.float32),
-              np.float32(np.log(_FLOOR + np.float32(REACH_MIN))), np.float32(UNKNOWN), out)
+    c = COEF.get(refine, COEF["none"]) if coef is None else coef
+    _logistic(feats, np.asarray(c, np.float32),
+              np.float32(np.log(_FLOOR + np.float32(REACH_MIN))), np.float32(unknown), out)
     return out
 
 

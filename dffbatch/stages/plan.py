@@ -13,7 +13,9 @@ per-frame                  ``measure`` -> ``depth`` -> [needs: ``coarse``, ``vol
                            the frames' own grid, a fusable composite runs with the
                            measure and the depth update as one banded pass
                            (:class:`dffbatch.stages.fused.FusedPass`)
-post-stream                ``refine`` (:data:`dffbatch.stages.post.REFINERS`), ``confidence``
+post-stream                ``refine`` (:data:`dffbatch.stages.post.REFINERS`), the stages
+                           ``AFTER_REFINE`` adds for it (``wls``: ``fill``,
+                           :class:`dffbatch.stages.fill.Fill`), ``confidence``
                            (:class:`dffbatch.stages.confidence.Calibrate`), what the
                            grid adds (coverage of aligned frames), depth in units
 =========================  ==================================================================
@@ -34,10 +36,11 @@ from .fusion import Pyramid
 from .hybrid import Hybrid
 from .measure import Measure
 from .confidence import Calibrate
+from .fill import Fill
 from .post import COARSE_BLOCK, DepthUnits, Maps, Refine
 from .sgm import KeepVolume
 
-__all__ = ["Settings", "Plan", "build_plan", "run_plan", "COMPOSITE_STAGES", "NEED_STAGES"]
+__all__ = ["Settings", "Plan", "build_plan", "run_plan", "COMPOSITE_STAGES", "NEED_STAGES", "AFTER_REFINE"]
 
 #: ``composite`` -> its per-frame stages: (settings, depth stage, grid) -> (stage, *stages after
 #: it); the first may be ``fusable`` with the measure and the depth update
@@ -51,6 +54,10 @@ COMPOSITE_STAGES = {
 NEED_STAGES = {
     "coarse": lambda grid: CoarseCurve(COARSE_BLOCK, grid),
     "volume": lambda grid: KeepVolume(),
+}
+#: ``refine`` -> the post stages that follow it, before the calibration: (refine mode) -> stage
+AFTER_REFINE = {
+    "wls": (Fill,),
 }
 
 
@@ -86,7 +93,7 @@ class Plan:
 
 def build_plan(s: Settings, grid: Grid, frames_again=None) -> Plan:
     """The stages for settings ``s`` on ``grid``."""
-    post = [Refine(s.refine), Calibrate(s.refine), *grid.post()]
+    post = [Refine(s.refine), *(stage(s.refine) for stage in AFTER_REFINE.get(s.refine, ())), Calibrate(s.refine), *grid.post()]
     if s.positions is not None:
         post.append(DepthUnits(s.positions))
     needs = frozenset().union(*(p.needs for p in post))
