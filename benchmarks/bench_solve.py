@@ -1,18 +1,21 @@
 """The global depth solve (``refine: wls``, the default) against the previous default.
 
-    python benchmarks/bench_solve.py [--size 256] [--frames 12] [--real N] [--montage out.png]
+    python benchmarks/bench_solve.py [--size 256] [--frames 12] [--real N] [--stacks 4,5,33] [--montage out.png]
 
-1. Renderer: the ``refine``, ``sweep`` and ``flat`` suites (``dffbatch synth --suite``),
-   each scene rendered in memory. Per scene class: mean (and worst) RMSE ratio of
-   ``wls`` to the previous default (lapd / 9 / median 5), RMSE per texture region
-   (textured / weak / flat), the sweep suite's mean RMSE, and the AUSE of each default's
-   confidence against its own depth errors.
+1. Renderer: the ``refine``, ``sweep``, ``flat``, ``bare`` and ``bare2`` suites
+   (``dffbatch synth --suite``), each scene rendered in memory. Per scene class: mean
+   (and worst) RMSE ratio of ``wls`` to the previous default (lapd / 9 / median 5), RMSE
+   per texture region (textured / weak / flat), the sweep suite's mean RMSE, the AUSE
+   of each default's confidence against its own depth errors, and the mean RMSE of
+   ``wls`` without and with the fill stage that follows it.
 2. Solvers on the same weights: the exact minimiser of the WLS energy (SciPy sparse
    direct solve) against the normalised Fast Global Smoother that ``wls`` runs.
 3. Real stacks (if ../shared/datasets is present): on the focus_stack stacks with >= 8
    frames, the share of pixels more than 2 frames from the median of their 15 x 15
-   neighbourhood, before and after; a montage PNG of 6 stacks (all-in-focus, previous
-   depth, new depth, confidence) for a person to look at.
+   neighbourhood (previous default, ``wls`` without its fill stage, ``wls``); a montage
+   PNG of the stacks whose bare regions showed blotches (4, 5, 33, 80) and two more
+   (all-in-focus, ``wls`` depth without the fill, with it, confidence) for a person to
+   look at.
 """
 import argparse
 import os
@@ -41,19 +44,30 @@ def _rmse(d, g, mask=None, b=8):
 
 
 def _class(suite, name):
-    if suite == "flat":
-        return "flat"
+    if suite in ("flat", "bare"):
+        return suite
     return "low-texture" if "lowtex" in name else "occlusion step" if name.startswith("step") else "smooth textured"
 
 
+def _no_fill(frames):
+    """The default depth without the fill stage that follows ``wls`` (dffbatch/stages/fill.py)."""
+    import dffbatch.stages.plan as plan
+    fill, plan.AFTER_REFINE = plan.AFTER_REFINE, {}
+    try:
+        return depth_from_focus(frames)
+    finally:
+        plan.AFTER_REFINE = fill
+
+
 def renderer(size, frames):
-    rows, sweep = [], []
+    rows, sweep, fills = [], [], {}
     print(f"renderer: {size}x{size}, {frames} frames; RMSE in frames (previous default -> wls)")
-    for suite in ("refine", "sweep", "flat"):
+    for suite in ("refine", "sweep", "flat", "bare", "bare2"):
         for name, (shape, tex, noise, seed) in SUITES[suite].items():
             fr, g, _, _ = render_stack(shape, tex, (size, size), frames, noise=noise, seed=seed)
             reg = texture_regions(tex, size, size, seed)
             a, b = depth_from_focus(fr, **OLD), depth_from_focus(fr)
+            fills.setdefault(_class(suite.rstrip("2"), name), []).append((_rmse(_no_fill(fr).depth, g), _rmse(b.depth, g)))
             ra, rb = _rmse(a.depth, g), _rmse(b.depth, g)
             ua, ub = ause(np.abs(a.depth - g), a.confidence), ause(np.abs(b.depth - g), b.confidence)
             regs = " ".join(f"{REGIONS[r]} {_rmse(a.depth, g, reg == r):.3f}->{_rmse(b.depth, g, reg == r):.3f}"
@@ -63,13 +77,17 @@ def renderer(size, frames):
             if suite == "sweep":
                 sweep.append((ra, rb))
     print("\nper class: mean (worst) RMSE ratio wls / previous default; mean AUSE previous -> wls")
-    for c in ("low-texture", "flat", "occlusion step", "smooth textured"):
+    for c in ("low-texture", "flat", "bare", "occlusion step", "smooth textured"):
         v = [r for r in rows if r[0] == c]
         ratios = [r[1] for r in v]
         print(f"  {c:16} {np.mean(ratios):.3f} ({max(ratios):.3f})   AUSE {np.mean([r[2] for r in v]):.3f} -> "
               f"{np.mean([r[3] for r in v]):.3f}")
     s = np.array(sweep)
     print(f"  sweep suite mean RMSE: {s[:, 0].mean():.3f} -> {s[:, 1].mean():.3f} (previous best point there: sgm, 0.334)")
+    print("\nthe fill stage after wls (dffbatch/stages/fill.py): mean RMSE per class, wls without it -> with it")
+    for c, v in fills.items():
+        v = np.array(v)
+        print(f"  {c:16} {v[:, 0].mean():.4f} -> {v[:, 1].mean():.4f} ({v[:, 1].mean() / v[:, 0].mean() - 1:+.1%})")
 
 
 def solvers(size, frames):
@@ -141,30 +159,41 @@ def solvers(size, frames):
               "  (fine scale only, no coarse evidence)")
 
 
-def real(n_stacks, montage):
+def real(n_stacks, montage, only=None):
     if not os.path.isdir(SEED):
         print(f"\nreal stacks skipped: {SEED} is absent (../shared/datasets is not next to the project)")
         return
     from scipy.ndimage import median_filter as nd_median
     from dffbatch.batch.discover import discover
     from dffbatch.stages.read import read_frame
-    stacks = [s for s in discover({"path": SEED}) if len(s.files) >= 8][:n_stacks]
+    import dffbatch.stages.plan as plan
+    stacks = [s for s in discover({"path": SEED}) if len(s.files) >= 8
+              and (not only or s.id.split("__")[-1] in only)][:n_stacks]
     print(f"\nreal: {len(stacks)} focus_stack stacks with >= 8 frames; share of pixels > 2 frames from their "
-          "15x15 median (previous default -> wls)")
-    tiles, worst = [], 0.0
+          "15x15 median (previous default -> wls without its fill -> wls)")
+    shown = [f"focus_stack__{k}" for k in (4, 5, 33, 80, 7, 56)]
+    tiles, worst = {}, 0.0
     for i, s in enumerate(stacks):
         frames = [read_frame(f) for f in s.files]
+        fill, plan.AFTER_REFINE = plan.AFTER_REFINE, {}
+        try:
+            c = depth_from_focus(frames)
+        finally:
+            plan.AFTER_REFINE = fill
         a, b = depth_from_focus(frames, **OLD), depth_from_focus(frames)
-        out = [float(np.mean(np.abs(r.depth - nd_median(r.depth, 15, mode="mirror")) > 2)) for r in (a, b)]
-        worst = max(worst, out[1])
-        print(f"  {s.id:32} {len(frames):3d} frames  {out[0]:6.2%} -> {out[1]:6.2%}")
-        if montage and len(tiles) < 6:
-            tiles.append(_tile(b.allfocus, a.depth, b.depth, b.confidence, len(frames)))
+        out = [float(np.mean(np.abs(r.depth - nd_median(r.depth, 15, mode="mirror")) > 2)) for r in (a, c, b)]
+        worst = max(worst, out[2])
+        print(f"  {s.id:32} {len(frames):3d} frames  {out[0]:6.2%} -> {out[1]:6.2%} -> {out[2]:6.2%}  "
+              f"mean confidence {c.confidence.mean():.3f} -> {b.confidence.mean():.3f}")
+        if montage and s.id in shown:
+            tiles[s.id] = _tile(b.allfocus, c.depth, b.depth, b.confidence, len(frames))
     print(f"  worst after: {worst:.2%} (target <= 0.5%)")
+    tiles = [tiles[k] for k in shown if k in tiles]
     if montage and tiles:
         import imageio.v3 as iio
         iio.imwrite(montage, np.concatenate(tiles, 0))
-        print(f"  montage (rows: stacks; all-in-focus, previous depth, wls depth, confidence): {montage}")
+        print(f"  montage (rows: focus_stack {', '.join(k.split('__')[1] for k in shown)}; all-in-focus, wls depth "
+              f"without the fill, with it, confidence): {montage}")
 
 
 def _tile(allfocus, d_old, d_new, conf, n, side=270):
@@ -187,6 +216,7 @@ def main():
     ap.add_argument("--real", type=int, default=1000, help="at most this many real stacks")
     ap.add_argument("--montage", default="outputs/bench_solve_montage.png")
     ap.add_argument("--skip", nargs="*", default=[], choices=["renderer", "solvers", "real"])
+    ap.add_argument("--stacks", help="only these focus_stack stacks (numbers, comma-separated)")
     a = ap.parse_args()
     import numba
     numba.set_num_threads(2)
@@ -196,7 +226,7 @@ def main():
         solvers(a.size, a.frames)
     if "real" not in a.skip:
         os.makedirs(os.path.dirname(os.path.abspath(a.montage)), exist_ok=True)
-        real(a.real, a.montage)
+        real(a.real, a.montage, a.stacks.split(",") if a.stacks else None)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from ..stages.read import FrameError, iter_frames
 __all__ = ["make_job", "run_job", "input_fingerprint", "OUTPUT_VERSION"]
 
 #: Bumped whenever the outputs of a job change for the same inputs and parameters.
-OUTPUT_VERSION = 4  # 2: confidence.png; 3: outputs.formats, view/ images; 4: confidence a probability, depth8.png
+OUTPUT_VERSION = 5  # 2: confidence.png; 3: outputs.formats, view/ images; 4: confidence a probability, depth8.png; 5: wls fill
 
 
 
