@@ -355,10 +355,14 @@ def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
     job_memory = max((estimate_memory(j["files"], j["params"], j["multipage"]) for j in _largest(todo)),
                      default=0)
     manifest["job_memory_estimate_mb"] = round(job_memory / 2 ** 20)
-    from .warmup import cache_is_cold, compile_kernels
+    from .warmup import Interrupted, cache_is_cold, compile_kernels
     if cache_is_cold() and todo[0]["files"]:  # a first run: compile once, not in every worker's first job
         points = list({json.dumps(j["params"], sort_keys=True, default=str): j["params"] for j in todo}.values())
-        took = compile_kernels(todo[0]["files"][0], todo[0]["multipage"], points[:16], out)
+        try:
+            took = compile_kernels(todo[0]["files"][0], todo[0]["multipage"], points[:16], out, progress=progress)
+        except Interrupted:  # Ctrl-C while compiling: no job has started, nothing is half-written
+            log.info("interrupted while compiling the kernels")
+            return "interrupted", time.perf_counter()
         manifest["compile_seconds"] = round(took, 1)
         log.info("kernels compiled before the jobs in %.1f s", took)
     backend = make_backend(cfg["execution"], max(1, len(todo)), job_memory)

@@ -1,24 +1,44 @@
-"""First run: compile the kernels once, before the workers start, and say so.
+"""First run: compile the kernels once, before the workers start, in parallel, and show it.
 
 Numba compiles each kernel the first time it runs and caches the machine code on disk
-(``cache=True``: in ``__pycache__`` beside the installed package, or under
-``NUMBA_CACHE_DIR`` when set). On a fresh install that takes 15-25 s on 2 cores. Done
-inside the first jobs, every worker would compile the same kernels at once, the
-progress bar would sit at 0 and the compile time would count as job time. Instead the
-runner compiles once in a separate process (the parent stays small) on a small crop of
-the run's first frame, with the run's parameters, and prints one line while it does;
-the workers then load the kernels from the cache.
+(``cache=True``: in ``__pycache__`` beside the package that is imported, or under
+``NUMBA_CACHE_DIR`` when set). Done inside the first jobs, every worker would compile
+the same kernels at once, the progress bar would sit at 0 and the compile time would
+count as job time. Instead the runner compiles before the jobs, in as many helper
+processes as there are cores (the parent stays small), sharing Numba's on-disk cache:
+
+1. each helper compiles its share of the top-level kernel specialisations of the
+   default run (``warm_signatures.json``, written by ``benchmarks/compile_profile.py
+   --record``; shared out by their recorded seconds, longest first), then
+2. runs its part of the run's own path on a small crop of the first frame, with the
+   run's parameters (``plain``: unaligned; ``aligned``: only where the run may align),
+   which compiles whatever the list did not hold (a measure or composite not in the
+   default run, another dtype) and loads the rest from the cache.
+
+A tqdm bar follows the compiled share of the list. Ctrl-C stops the helpers and says so
+in one line (:class:`Interrupted`). A stale list costs time, never correctness: step 2
+compiles what step 1 missed.
 """
 from __future__ import annotations
 
 import glob
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 
-__all__ = ["cache_is_cold", "compile_kernels"]
+__all__ = ["GROUPS", "Interrupted", "cache_is_cold", "compile_kernels", "listed"]
+
+#: What the warm-up runs, in groups: ``plain`` the unaligned path, ``aligned`` the aligned one.
+GROUPS = ("plain", "aligned")
+_LIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "warm_signatures.json")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during the compile: the helpers are stopped, nothing was written."""
 
 
 def cache_is_cold() -> bool:
@@ -30,7 +50,43 @@ def cache_is_cold() -> bool:
     return not glob.glob(os.path.join(stages, "__pycache__", "*.nbi"))  # where the kernels live
 
 
-def _warm(first_file, multipage, params_list):  # runs in the helper process
+def listed() -> list:
+    """The recorded top-level specialisations: dicts of ``kernel``, ``sig``, ``seconds``
+    and ``group`` (``plain`` if the unaligned path needs it, else ``aligned``)."""
+    try:
+        with open(_LIST) as f:
+            return json.load(f)["roots"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def _shares(roots, n, groups=GROUPS):
+    """Indices of ``roots`` of ``groups`` for each of ``n`` helpers: longest first to the least loaded."""
+    load, parts = [0.0] * n, [[] for _ in range(n)]
+    for i in sorted((i for i, r in enumerate(roots) if r.get("group", "plain") in groups),
+                    key=lambda i: -roots[i]["seconds"]):
+        j = load.index(min(load))
+        parts[j].append(i)
+        load[j] += roots[i]["seconds"]
+    return parts
+
+
+def _compile_listed(indices):  # runs in a helper: compile these specialisations, one line each
+    import importlib
+    from numba.core import types
+    ns = dict(vars(types), bool=types.boolean)
+    roots = listed()
+    for i in indices:
+        r = roots[i]
+        try:
+            module, name = r["kernel"].rsplit(".", 1)
+            getattr(importlib.import_module(module), name).compile(eval(r["sig"], ns))
+        except Exception:  # a stale entry: the run's own path below compiles what is needed
+            pass
+        print(f"done {i}", flush=True)
+
+
+def _warm(first_file, multipage, params_list, groups=GROUPS):  # runs in a helper
     import numpy as np
     from ..core import depth_from_focus
     from ..stages.read import iter_frames
@@ -38,34 +94,88 @@ def _warm(first_file, multipage, params_list):  # runs in the helper process
     crop = np.ascontiguousarray(frame[:48, :48])
     for p in params_list:
         p = {k: v for k, v in p.items() if k not in ("align", "align_reference", "align_crop")}
-        depth_from_focus([crop, crop[::-1].copy(), crop], prefetch=0, **p)
-        # the aligned path's kernels (staged measure, warped compositing): auto, the default,
-        # aligns most stacks. White noise of the frame's dtype and channels, moved by 1 px,
-        # always registers (a crop of the frame may be flat)
-        rng = np.random.default_rng(0)
-        top = np.iinfo(crop.dtype).max if crop.dtype.kind in "ui" else 1.0
-        tex = (rng.random((64, 64) + crop.shape[2:]) * top).astype(crop.dtype)
-        depth_from_focus([tex, np.roll(tex, 1, axis=1), tex], prefetch=0, align="translation", **p)
+        if "plain" in groups:
+            depth_from_focus([crop, crop[::-1].copy(), crop], prefetch=0, **p)
+        if "aligned" in groups:
+            # the aligned path's kernels (staged measure, warped compositing): auto, the default,
+            # aligns most stacks. White noise of the frame's dtype and channels, moved by 1 px,
+            # always registers (a crop of the frame may be flat)
+            rng = np.random.default_rng(0)
+            top = np.iinfo(crop.dtype).max if crop.dtype.kind in "ui" else 1.0
+            tex = (rng.random((64, 64) + crop.shape[2:]) * top).astype(crop.dtype)
+            depth_from_focus([tex, np.roll(tex, 1, axis=1), tex], prefetch=0, align="translation", **p)
 
 
-def compile_kernels(first_file, multipage, params_list, out=sys.stdout, after=1.0):
-    """Compile in a helper process; print a line if it takes longer than ``after`` seconds.
+def _helper(indices, first_file, multipage, params_list, groups):  # a helper process's work
+    _compile_listed(indices)
+    _warm(first_file, multipage, params_list, groups)
 
-    Returns the seconds it took. A failure is not an error: the jobs compile as before.
+
+def _plan(params_list, workers):
+    """(list indices, groups) for each helper: the list shared out, the groups the run needs."""
+    aligned = any(p.get("align", "auto") != "none" for p in params_list)
+    groups = ["plain", "aligned"] if aligned else ["plain"]
+    n = max(1, workers)
+    parts = _shares(listed(), n, groups)
+    per = [[] for _ in range(n)]
+    for i, g in enumerate(groups):
+        per[i % n].append(g)
+    return [(parts[i], per[i]) for i in range(n)]
+
+
+def compile_kernels(first_file, multipage, params_list, out=sys.stdout, after=1.0, workers=None,
+                    progress=True):
+    """Compile in helper processes (``workers``, default: one per core this process may
+    use), with a progress bar if it takes longer than ``after`` seconds.
+
+    Returns the seconds it took. A helper's failure is not an error: the jobs compile as
+    before. Ctrl-C stops the helpers and raises :class:`Interrupted`.
     """
-    code = ("import json, sys; from dffbatch.batch.warmup import _warm; "
-            "_warm(sys.argv[1], sys.argv[2] == '1', json.loads(sys.argv[3]))")
+    from tqdm import tqdm
+    roots = listed()
+    if not workers:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    code = ("import json, sys; from dffbatch.batch.warmup import _helper; "
+            "a = json.loads(sys.argv[1]); _helper(*a)")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, first_file, "1" if multipage else "0",
-                             json.dumps(params_list, default=str)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs, lines = [], queue.Queue()
+    plan = _plan(params_list, workers)
+    total = round(sum(roots[i]["seconds"] for indices, _ in plan for i in indices), 1)
+    for indices, groups in plan:
+        arg = json.dumps([indices, first_file, multipage, params_list, groups], default=str)
+        p = subprocess.Popen([sys.executable, "-c", code, arg], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+        threading.Thread(target=lambda s=p.stdout: [lines.put(x) for x in s], daemon=True).start()
+        procs.append(p)
+    bar, done = None, 0.0
     try:
-        proc.wait(timeout=after)
-        return time.perf_counter() - t0
-    except subprocess.TimeoutExpired:
-        pass
-    print("dffbatch: compiling kernels (first run, about 40 s; cached for later runs)...", file=out, flush=True)
-    proc.wait()
+        while any(p.poll() is None for p in procs):
+            try:
+                line = lines.get(timeout=0.2)
+            except queue.Empty:
+                line = ""
+            if bar is None and time.perf_counter() - t0 > after:
+                print("dffbatch: compiling kernels (first run; cached for later runs)...", file=out, flush=True)
+                bar = tqdm(total=total, initial=done, desc="compiling",
+                           disable=not progress, file=sys.stderr, dynamic_ncols=True,
+                           bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} < {remaining}")
+            if line.startswith("done "):
+                s = roots[int(line.split()[1])]["seconds"]
+                done += s
+                if bar is not None:
+                    bar.update(min(s, bar.total - bar.n))
+    except KeyboardInterrupt:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+        if bar is not None:
+            bar.close()
+        raise Interrupted("interrupted while compiling the kernels") from None
+    if bar is not None:
+        bar.update(bar.total - bar.n)
+        bar.close()
     took = time.perf_counter() - t0
-    print(f"dffbatch: kernels compiled in {took:.0f} s", file=out, flush=True)
+    if took > after:
+        print(f"dffbatch: kernels compiled in {took:.0f} s ({len(procs)} processes)", file=out, flush=True)
     return took

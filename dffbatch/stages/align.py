@@ -50,6 +50,7 @@ from typing import Iterable, List, Optional
 import numpy as np
 
 from .base import Grid, PostStage, check_frame, fresh
+from .kernels import readonly
 
 __all__ = ["ALIGN_MODES", "Alignment", "estimate_alignment", "Warper", "require_cv2", "residual_motion",
            "register", "RegisteredGrid", "Coverage"]
@@ -594,7 +595,7 @@ class RegisteredGrid(Grid):
         was 0.86 off: a level-1 image is not band-limited to its own grid. 2.5 ms a
         1080 x 1080 RGB frame (OpenCV, one thread)."""
         self._moved = self.warper.bilinear(pixels, k, self._moved)
-        reduce(self._moved, out)
+        reduce(readonly(self._moved), out)  # read-only as on the frames' own grid: one specialisation
         return out
 
     def matrix(self, k):

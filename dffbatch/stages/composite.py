@@ -159,7 +159,10 @@ _L3 = np.array([_lanczos3.py_func(i / _LUT_STEPS) if i < _LUT_STEPS else (0.0, 0
                 for i in range(_LUT_STEPS + 1)], np.float64)
 
 
-@njit(cache=True, inline="always")
+# Not inlined: settle_warped calls it five times, and inlining took that kernel's compile
+# from 2.7 s to 12.3 s (benchmarks/compile_profile.py) for no gain at run time. Callers
+# pass ``y`` as int64 (a prange index may be uint64): one specialisation.
+@njit(cache=True)
 def _sample_into(frame, M, x, y, dst, is_int, top):
     """``dst[c]`` = frame sampled at ``M @ (x, y, 1)`` by Lanczos-3 (6 x 6 taps, weights
     normalised), borders clamped; integer data rounded and clipped to [0, top]. Exact
@@ -221,7 +224,7 @@ def update_select_warped(frame, M, best, k, out, is_int, top):
     for y in prange(H):
         for x in range(W):
             if best[y, x] == kk:
-                _sample_into(frame, M, x, y, out[y, x], is_int, top)
+                _sample_into(frame, M, x, np.int64(y), out[y, x], is_int, top)
 
 
 @njit(**JIT)
@@ -233,10 +236,10 @@ def update_neighbours_warped(frame, M, prev, Mp, best, k, below, at, above, is_i
         for x in range(W):
             b = best[y, x]
             if b == k:
-                _sample_into(frame, M, x, y, at[y, x], is_int, top)
-                _sample_into(prev, Mp, x, y, below[y, x], is_int, top)
+                _sample_into(frame, M, x, np.int64(y), at[y, x], is_int, top)
+                _sample_into(prev, Mp, x, np.int64(y), below[y, x], is_int, top)
             elif b == k - 1:
-                _sample_into(frame, M, x, y, above[y, x], is_int, top)
+                _sample_into(frame, M, x, np.int64(y), above[y, x], is_int, top)
 
 
 @njit(**JIT_DIV)  # _offset divides by den = 0 on flat curves, then discards the result
@@ -264,17 +267,17 @@ def settle_warped(frame, M, prev, Mp, nxt, Mn, best, k, stamp, below, at, above,
     for y in prange(H):
         for x in range(W):
             if best[y, x] == kk and stamp[y, x] != kk:
-                _sample_into(frame, M, x, y, at[y, x], is_int, top)
+                _sample_into(frame, M, x, np.int64(y), at[y, x], is_int, top)
                 if neighbours == 1:
-                    _sample_into(prev, Mp, x, y, below[y, x], is_int, top)
-                    _sample_into(nxt, Mn, x, y, above[y, x], is_int, top)
+                    _sample_into(prev, Mp, x, np.int64(y), below[y, x], is_int, top)
+                    _sample_into(nxt, Mn, x, np.int64(y), above[y, x], is_int, top)
                 elif neighbours == 2 and k > 0:
                     off = _offset(fbelow[y, x], fbest[y, x], fabove[y, x], mode)
                     d = np.float32(np.float32(k) + off)
                     if d < np.float32(k):
-                        _sample_into(prev, Mp, x, y, below[y, x], is_int, top)
+                        _sample_into(prev, Mp, x, np.int64(y), below[y, x], is_int, top)
                     elif d > np.float32(k):
-                        _sample_into(nxt, Mn, x, y, above[y, x], is_int, top)
+                        _sample_into(nxt, Mn, x, np.int64(y), above[y, x], is_int, top)
                 stamp[y, x] = kk
 
 

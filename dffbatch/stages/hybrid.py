@@ -197,7 +197,7 @@ def expand_level(src, dst):
     H, W, C = dst.shape
     for i in prange(H):
         vrow = np.empty(src.shape[1] * C, np.float32)
-        _expand_row(src, i, H, W, dst[i].reshape(W * C), vrow)
+        _expand_row(src, np.int64(i), H, W, dst[i].reshape(W * C), vrow)
 
 
 @njit(**JIT)
@@ -207,7 +207,7 @@ def expand_accumulate(g, coarse, w, acc, wsum):
     into the running sums ``acc`` (h, w, C) and ``wsum`` (h, w)."""
     H, W, C = g.shape
     for i in prange(H):
-        row = _coarse_row(coarse, i, H, W, C)
+        row = _coarse_row(coarse, np.int64(i), H, W, C)
         gi, wi, ai, si = g[i].reshape(W * C), w[i], acc[i].reshape(W * C), wsum[i]
         for x in range(W):
             si[x] += wi[x]
@@ -241,7 +241,7 @@ def expand_neighbours(g1, k, best, scale, E, E_prev, below, at, above):
     for i in prange(H):
         vrow = np.empty(g1.shape[1] * C, np.float32)
         row = np.empty(n, np.float32)
-        _expand_row(g1, i, H, W, row, vrow)
+        _expand_row(g1, np.int64(i), H, W, row, vrow)
         e = E[i].reshape(n)
         if scale == 1.0:
             ef = e.view(np.float32)
@@ -261,7 +261,7 @@ def collapse_level(coarse, acc, wsum, dst):
     no weight reached). ``coarse`` empty: the top level, ``acc / wsum`` alone."""
     H, W, C = dst.shape
     for i in prange(H):
-        row = _coarse_row(coarse, i, H, W, C)
+        row = _coarse_row(coarse, np.int64(i), H, W, C)
         ai, si, di = acc[i].reshape(W * C), wsum[i], dst[i].reshape(W * C)
         for x in range(W):
             s = si[x]

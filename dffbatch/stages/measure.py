@@ -191,7 +191,7 @@ def _q_row(P, p, y, mid, s, threshold, out):
 @njit(**JIT)
 def _pointwise(P, p, mid, s, threshold, q):
     for y in prange(q.shape[0]):
-        _q_row(P, p, y, mid, s, threshold, q[y])
+        _q_row(P, p, np.int64(y), mid, s, threshold, q[y])  # int64 as in fused.frame_pass: one specialisation
 
 
 # ------------------------------------------------------------------------- windows
@@ -269,7 +269,7 @@ def box_sum(q, r, scale, out):
     """
     H, W = q.shape
     for y in prange(H):
-        _box_sum_row(q, 0, H, y, r, scale, np.empty(W + 2 * r, np.float32), out[y])
+        _box_sum_row(q, np.int64(0), H, np.int64(y), r, scale, np.empty(W + 2 * r, np.float32), out[y])
 
 
 @njit(**JIT)
