@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import ROOT
+from test_reliability import _default_sigint
 from test_runner import small_stack, write_cfg
 import dffbatch.batch.warmup as W
 
@@ -57,7 +58,8 @@ def test_ctrl_c_during_the_compile_exits_in_one_line(tmp_path):
     cfg = write_cfg(tmp_path, [str(tmp_path / "data")])
     p = subprocess.Popen([sys.executable, "-m", "dffbatch", str(cfg), "--no-progress"], cwd=ROOT,
                          env=_env(NUMBA_CACHE_DIR=str(tmp_path / "cold")),  # a first run
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_default_sigint)  # Ctrl-C as a terminal delivers it
     seen = ""
     deadline = time.monotonic() + 60
     while "compiling kernels" not in seen and time.monotonic() < deadline:

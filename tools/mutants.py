@@ -22,6 +22,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: name: (file, text as it stands, text planted, what the bug is)
 MUTANTS = {
+    "fill-keeps-doubt": ("dffbatch/stages/fill.py", "            t = w[y, x]\n",
+                         "            t = np.float32(1.0) - w[y, x]\n",
+                         "the fill replaces the confident pixels and keeps the doubtful ones"),
+    "fill-loose-guide": ("dffbatch/stages/fill.py", "LAMBDA, SIGMA = 400.0, 0.01", "LAMBDA, SIGMA = 400.0, 10.0",
+                         "the fill crosses object outlines (no edge stops it)"),
+    "warmup-one-helper": ("dffbatch/batch/warmup.py", "        j = load.index(min(load))", "        j = 0",
+                          "the whole compile list goes to the first helper while the others idle"),
     "confidence-unknown-cap": ("dffbatch/stages/confidence.py",
                                "out[y, x] = min(p, unknown) if feats[5, y, x] < bare else p", "out[y, x] = p",
                                "a bare backdrop (no evidence within reach) reads as confident"),
