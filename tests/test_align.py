@@ -279,3 +279,15 @@ def test_coverage_counts_the_frames_that_cover_each_output_pixel(breathing_pair)
         ref += (fx >= -0.5) & (fx <= W - 0.5) & (fy >= -0.5) & (fy <= H - 0.5)
     np.testing.assert_array_equal(cov, ref)
     assert cov.min() < len(frames) and cov.max() == len(frames)
+
+
+def test_the_log_says_what_alignment_decided_and_why_before_any_figure(tmp_path):
+    """Issue 30: a registration that could not run printed 'largest corner motion 0.00 px' first."""
+    from dffbatch.cli import main
+    from test_runner import small_stack, write_cfg
+    small_stack(tmp_path / "data" / "a")  # 24 x 32 px: too small for auto to tell motion from blur
+    cfg = write_cfg(tmp_path, [str(tmp_path / "data")])
+    assert main([str(cfg), "--no-progress"]) == 0
+    line = next(x for x in (tmp_path / "out/t/run.log").read_text().splitlines() if " alignment " in x)
+    assert "data__a: auto not applied: auto: frames 24 px on their short side" in line, line
+    assert "corner motion" not in line, line

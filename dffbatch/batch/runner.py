@@ -393,10 +393,11 @@ def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
                 al = rec.get("alignment")
                 if rec.get("positions_source"):
                     log.info("positions %s: %s", rec["id"], rec["positions_source"])
-                if al:
-                    log.info("alignment %s: %s %s, largest corner motion %.2f px, crop %s%s", rec["id"], al["mode"],
-                             "applied" if al["applied"] else "not applied", al["max_motion_px"], al["crop"],
-                             f"; {al['note']}" if al.get("note") else "")
+                if al:  # what was decided and why first; the measured motion only where it was measured
+                    log.info("alignment %s: %s %s%s%s", rec["id"], al["mode"], "applied" if al["applied"] else "not applied",
+                             f": {al['note']}" if al.get("note") else "",
+                             f" (largest corner motion {al['max_motion_px']:.2f} px, crop {al['crop']})"
+                             if al.get("model", "none") != "none" else "")
             else:
                 failures += 1
                 log.error("failed %s: %s", rec["id"], rec["error"])
