@@ -291,3 +291,19 @@ def test_the_log_says_what_alignment_decided_and_why_before_any_figure(tmp_path)
     line = next(x for x in (tmp_path / "out/t/run.log").read_text().splitlines() if " alignment " in x)
     assert "data__a: auto not applied: auto: frames 24 px on their short side" in line, line
     assert "corner motion" not in line, line
+
+
+def test_a_frame_of_another_size_is_reported_with_the_files_own_sizes(tmp_path, capsys):
+    """Issue 30: align: auto registers previews, and the error quoted their sizes ((275, 275) for 1100 px)."""
+    import imageio.v3 as iio
+    from dffbatch.cli import main
+    from test_runner import write_cfg
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "s"
+    folder.mkdir(parents=True)
+    for k in range(4):
+        side = 1100 if k == 2 else 1200
+        iio.imwrite(folder / f"f{k}.jpg", (rng.random((side, side, 3)) * 255).astype(np.uint8))
+    assert main([str(write_cfg(tmp_path, [str(tmp_path / "data")])), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert f"{folder / 'f2.jpg'}: shape (1100, 1100, 3) differs from frame 0's (1200, 1200, 3) (f0.jpg)" in out, out

@@ -145,12 +145,27 @@ def _gt(folder):
     return gt
 
 
+def _file_shape(path):
+    """The image's own (H, W[, C]) from its header, or None where it cannot be read cheaply."""
+    try:
+        import imageio.v3 as iio
+        return tuple(iio.improps(path).shape)
+    except Exception:  # noqa: BLE001 - only a better message is lost
+        return None
+
+
 def _frame_error(exc, files, multipage):
-    """Turn the core's 'frame k: ...' into '<file>: ...'."""
+    """Turn the core's 'frame k: ...' into '<file>: ...'. A size mismatch found on
+    previews (``align: auto`` registers reduced frames) quotes the files' own sizes."""
     msg = str(exc)
     m = re.match(r"^frame (\d+): (.*)$", msg, re.S)
     if m and not multipage and int(m.group(1)) < len(files):
-        return f"{files[int(m.group(1))]}: {m.group(2)}"
+        k, rest = int(m.group(1)), m.group(2)
+        if rest.startswith("shape ") and "differs from frame 0's" in rest:
+            own, first = _file_shape(files[k]), _file_shape(files[0])
+            if own and first and own[:2] != first[:2]:
+                rest = f"shape {own} differs from frame 0's {first} ({os.path.basename(files[0])})"
+        return f"{files[k]}: {rest}"
     if m and multipage:
         return f"{files[0]} page {m.group(1)}: {m.group(2)}"
     if files and "at least 2 frames" in msg:
