@@ -15,19 +15,29 @@ sys.path.insert(0, str(ROOT / "tools"))
 from browser import chromium, console_errors, requests, wait  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def _shown(make_run):
+    """Headless Chromium (or a skip that says why) on the report of the run ``make_run()``
+    writes, once the page is ready: yields (driver, run folder)."""
     d, why = chromium(1400, 900)
     if d is None:
         pytest.skip(why)
-    out = tmp_path_factory.mktemp("report")
-    assert main([str(ROOT / "configs/run.yaml"), "--set", f"run.output={out}", "--set", "params.window=[9, 5]",
-                 "--set", "params.refine=[wls, median]", "--set", "outputs.mesh=true", "--no-progress"]) == 0
-    run = out / "demo"
+    run = make_run()
     d.get((run / "index.html").as_uri())
     wait(d, "document.body.getAttribute('data-ready')")
-    yield d, run
-    d.quit()
+    try:
+        yield d, run
+    finally:
+        d.quit()
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    def demo():
+        out = tmp_path_factory.mktemp("report")
+        assert main([str(ROOT / "configs/run.yaml"), "--set", f"run.output={out}", "--set", "params.window=[9, 5]",
+                     "--set", "params.refine=[wls, median]", "--set", "outputs.mesh=true", "--no-progress"]) == 0
+        return out / "demo"
+    yield from _shown(demo)
 
 
 @pytest.fixture(scope="module")
@@ -36,21 +46,18 @@ def oblong(tmp_path_factory):
     import numpy as np
     from dffbatch.report.page import write_report
     from dffbatch.report.views import write_views
-    d, why = chromium(1400, 900)
-    if d is None:
-        pytest.skip(why)
-    run = tmp_path_factory.mktemp("oblong")
-    recs = []
-    for stack, (H, W) in (("wide", (48, 96)), ("tall", (96, 48))):
-        af = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
-        depth, conf = np.zeros((H, W), np.float32), np.ones((H, W), np.float32)
-        recs.append({"id": f"p/{stack}", "status": "ok", "params": {}, "metrics": {}, "n_frames": 5,
-                     "shape": [H, W, 3], "outputs": write_views(run / "p" / stack, af, depth, conf, 5)})
-    write_report(run, {"run": "oblong", "versions": {}}, recs)
-    d.get((run / "index.html").as_uri())
-    wait(d, "document.body.getAttribute('data-ready')")
-    yield d, run
-    d.quit()
+
+    def two_stacks():
+        run = tmp_path_factory.mktemp("oblong")
+        recs = []
+        for stack, (H, W) in (("wide", (48, 96)), ("tall", (96, 48))):
+            af = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+            depth, conf = np.zeros((H, W), np.float32), np.ones((H, W), np.float32)
+            recs.append({"id": f"p/{stack}", "status": "ok", "params": {}, "metrics": {}, "n_frames": 5,
+                         "shape": [H, W, 3], "outputs": write_views(run / "p" / stack, af, depth, conf, 5)})
+        write_report(run, {"run": "oblong", "versions": {}}, recs)
+        return run
+    yield from _shown(two_stacks)
 
 
 def test_thumbnails_of_non_square_stacks_keep_their_aspect_ratio(oblong):

@@ -20,8 +20,8 @@ doubt along the edge is filled from the object it belongs to. (Keeping pixels wh
 25 px neighbourhood is confident, tried to protect such bands, kept the blotches too.)
 
 The calibration stage runs afterwards, so the confidence describes the depth as
-filled (its ``wls`` constants are fitted on the filled depth). The constants were chosen on the renderer's ground truth
-(``benchmarks/bench_solve.py``).
+filled (its ``wls`` constants are fitted on the filled depth). The constants here were
+chosen on the renderer's ground truth (``benchmarks/bench_solve.py``).
 """
 from __future__ import annotations
 
