@@ -1,4 +1,5 @@
-"""Command line: ``dffbatch CONFIG [--set k=v] [--dry-run] [--force]``, ``dffbatch synth``, ``dffbatch eval``."""
+"""Command line: ``dffbatch CONFIG [--set k=v] [--dry-run] [--force]``, ``dffbatch PATH... [-o OUT]``,
+``dffbatch synth``, ``dffbatch eval``."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,11 @@ def _run_parser():
                                 "Subcommands: 'synth' (render synthetic stacks), 'eval' (score outputs).")
     from . import __version__
     p.add_argument("--version", action="version", version=f"dffbatch {__version__}")
-    p.add_argument("config", help="YAML run config (see configs/README.md)")
+    p.add_argument("config", nargs="+", metavar="CONFIG | PATH",
+                   help="a YAML run config (see configs/README.md), or folders and frame files to run with "
+                        "the default parameters and no config")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="with PATHs: the folder that receives the run folder (default: ./outputs)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a config value, e.g. --set params.window=[3,5]")
     p.add_argument("--dry-run", action="store_true", help="list the stacks and jobs, then exit")
@@ -22,6 +27,15 @@ def _run_parser():
                    help="run on the Dask scheduler at ADDRESS (tcp://host:8786); same as "
                         "--set execution.backend=dask --set execution.address=ADDRESS")
     return p
+
+
+def _is_config(path) -> bool:
+    """A YAML config rather than a frame file or a folder: by its name, or any file whose
+    extension is not an image's."""
+    from .batch.discover import IMAGE_EXTS
+    import os
+    low = path.lower()
+    return low.endswith((".yaml", ".yml")) or (os.path.isfile(path) and os.path.splitext(low)[1] not in IMAGE_EXTS)
 
 
 def main(argv=None) -> int:
@@ -41,11 +55,19 @@ def main(argv=None) -> int:
     args = _run_parser().parse_args(argv)
     if args.dask_address:
         args.overrides += ["execution.backend=dask", f"execution.address={args.dask_address}"]
-    from .batch.config import ConfigError
+    from .batch.config import ConfigError, config_for_paths
     from .batch.runner import RunLockedError, run
     try:
-        return run(args.config, args.overrides, dry_run=args.dry_run, force=args.force,
-                   progress=not args.no_progress)
+        first = args.config[0]
+        if len(args.config) == 1 and _is_config(first):
+            if args.output:
+                raise ConfigError(f"{first}: -o is for PATH runs; in a config, set run.output "
+                                  f"(or --set run.output={args.output})")
+            return run(first, args.overrides, dry_run=args.dry_run, force=args.force,
+                       progress=not args.no_progress)
+        cfg = config_for_paths(args.config, args.output, args.overrides)
+        return run("command line: dffbatch " + " ".join(args.config), dry_run=args.dry_run, force=args.force,
+                   progress=not args.no_progress, cfg=cfg)
     except ConfigError as exc:
         print(f"dffbatch: config error: {exc}", file=sys.stderr)
         return 2

@@ -40,7 +40,7 @@ def test_summary_columns_and_values(tmp_path):
                    alignment={"mode": "auto", "model": "similarity", "applied": True})
     write_summary(tmp_path / "summary.csv", iter(recs))  # any iterable: rows stream
     rows = list(csv.reader(open(tmp_path / "summary.csv", newline="")))
-    assert rows[0] == ["job", "sweep", "stack", "status", "error", "n_frames", *PARAM_KEYS, "confidence_mean",
+    assert rows[0] == ["job", "sweep", "stack", "status", "error", "n_frames", "skipped_frames", *PARAM_KEYS, "confidence_mean",
                        "low_confidence", "align_model", "align_applied", "rmse", "mae", "bad1",
                        "rmse_affine", "aif_psnr", "aif_ssim", "aif_band_psnr", "best_frame_psnr", "t_read", "t_measure",
                        "t_depth",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import glob
 import hashlib
 import itertools
 import json
@@ -20,7 +21,7 @@ import yaml
 
 from ..params import ALIGN_MODES, COMPOSITES, DEFAULTS, INTERPOLATIONS, MEASURES, REFINES
 
-__all__ = ["ConfigError", "load_config", "expand_sweep", "sweep_id", "PARAM_KEYS", "SAFE_NAME"]
+__all__ = ["ConfigError", "load_config", "config_for_paths", "expand_sweep", "sweep_id", "PARAM_KEYS", "SAFE_NAME"]
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -51,10 +52,10 @@ _SECTIONS = {
                 "formats": dict(FORMATS_DEFAULT), "tiff_compression": "none", "depth_near": "first"},
     "execution": {"workers": "auto", "threads_per_worker": "auto", "backend": "local",
                   "address": None, "retries": None, "max_jobs": 5000,
-                  "max_pixels": 200_000_000},
+                  "max_pixels": 200_000_000, "on_bad_frame": "fail"},
 }
 _DATASET_KEYS = {"path": None, "layout": "auto", "include": ["*"], "exclude": [], "positions": None,
-                 "include_hidden": False, "channel": None}
+                 "include_hidden": False, "channel": None, "recursive": True, "split": "auto"}
 LAYOUTS = ("auto", "folder", "prefix", "tiff")
 
 
@@ -130,7 +131,30 @@ def _set_path(cfg, dotted, raw, ctx):
         node = node.setdefault(k, {})
     if not isinstance(node, dict):
         raise ConfigError(f"{ctx}: --set {dotted}: not a section")
+    if dotted == "run.output" or keys[0] == "datasets":
+        value = _from_cwd(value)  # typed on the command line: relative to where it was typed
     node[keys[-1]] = value
+
+
+def _apply(cfg, overrides, ctx):
+    """Apply ``--set key.path=value`` overrides to ``cfg`` in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{ctx}: --set {item!r}: expected key.path=value")
+        k, v = item.split("=", 1)
+        _set_path(cfg, k.strip(), v, ctx)
+
+
+def _from_cwd(value):
+    """Relative paths in a ``--set`` value (a path, a list of them, dataset entries) made
+    absolute against the current folder, where the user typed them."""
+    if isinstance(value, str) and value and not os.path.isabs(value):
+        return os.path.abspath(value)
+    if isinstance(value, list):
+        return [_from_cwd(v) for v in value]
+    if isinstance(value, dict) and "path" in value:
+        return {**value, "path": _from_cwd(value["path"])}
+    return value
 
 
 def load_config(path, overrides=(), base_dir=None) -> dict:
@@ -143,7 +167,8 @@ def load_config(path, overrides=(), base_dir=None) -> dict:
     overrides : iterable of "key.path=value"
     base_dir : Path, optional
         Relative dataset paths and the output root resolve against it (default: the
-        current directory, as a user typing the command expects).
+        config file's folder, so that a config works from any current folder; paths
+        given with ``--set`` resolve against the current folder, where they were typed).
 
     Returns
     -------
@@ -172,12 +197,40 @@ def load_config(path, overrides=(), base_dir=None) -> dict:
         raise ConfigError(f"{ctx}: the top level must be a mapping of sections "
                           f"({', '.join(_SECTIONS)}), got {type(cfg).__name__}")
     cfg = copy.deepcopy(cfg)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"{ctx}: --set {item!r}: expected key.path=value")
-        k, v = item.split("=", 1)
-        _set_path(cfg, k.strip(), v, ctx)
-    return validate(cfg, ctx, Path(base_dir) if base_dir else Path.cwd())
+    _apply(cfg, overrides, ctx)
+    return validate(cfg, ctx, Path(base_dir) if base_dir else Path(path).resolve().parent)
+
+
+def config_for_paths(paths, output=None, overrides=()) -> dict:
+    """The resolved config of ``dffbatch PATH... [-o OUT]``: the defaults, over folders
+    and frame files given on the command line (no YAML).
+
+    Each folder is a dataset entry (``layout: auto``, searched recursively); frame files
+    are grouped by their folder into one entry each that reads just those files. The run
+    is named after the first path and written under ``output`` (default ``outputs`` in
+    the current folder).
+    """
+    ctx = "command line"
+    entries, files = [], {}
+    for p in paths:
+        full = os.path.abspath(p)
+        if os.path.isdir(full):
+            entries.append({"path": full})
+        elif os.path.isfile(full):
+            files.setdefault(os.path.dirname(full), []).append(os.path.basename(full))
+        else:
+            raise ConfigError(f"{p}: no such folder or file")
+    for folder, names in files.items():
+        if len(names) == 1 and not names[0].lower().endswith((".tif", ".tiff")):
+            raise ConfigError(f"{os.path.join(folder, names[0])}: one frame is not a focus stack; give the folder, "
+                              "or at least 2 frames")
+        entries.append({"path": folder, "include": [glob.escape(n) for n in names], "recursive": False})
+    first = os.path.basename(os.path.abspath(paths[0]).rstrip(os.sep)) or "run"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.splitext(first)[0] if os.path.isfile(paths[0]) else first)
+    name = name.strip("._-")[:100] or "run"
+    cfg = {"run": {"name": name, "output": os.path.abspath(output or "outputs")}, "datasets": entries}
+    _apply(cfg, overrides, ctx)
+    return validate(cfg, ctx, Path.cwd())
 
 
 class _Errors:
@@ -323,6 +376,9 @@ def _check_execution(cfg: dict, out: dict, ctx: str, base: Path, E: "_Errors") -
          f"must be an integer >= 1, got {x['max_pixels']!r}"),
         (not _is_int(x["max_jobs"]) or x["max_jobs"] < 1, "execution.max_jobs",
          f"must be an integer >= 1, got {x['max_jobs']!r}"),
+        (x["on_bad_frame"] not in ("fail", "skip"), "execution.on_bad_frame",
+         f"must be fail (a job with an unreadable frame fails) or skip (the frame is dropped and recorded), "
+         f"got {x['on_bad_frame']!r}"),
     ]
     for bad, key, msg in checks:
         with E.check():
@@ -362,6 +418,39 @@ def _with_defaults(ctx, where, given, defaults, E):
     return {**copy.deepcopy(defaults), **{k: v for k, v in given.items() if k in defaults}}
 
 
+#: ``split: auto``: where a folder of frames holds several stacks (a camera card), cut it
+#: at a capture-time gap of more than ``time`` seconds and more than twice the median
+#: interval, where the EXIF focus distance falls back (``focus``), and where neighbouring
+#: frames look alike less than ``content`` (the correlation of their 16 x 16 block means),
+#: tested on the formats of ``content_on`` (``jpeg``: from 1/8-size previews, about 1 ms a
+#: frame; ``all``: other formats are decoded in full). See dffbatch.batch.split.
+SPLIT_AUTO = {"time": 2.0, "focus": True, "content": 0.8, "content_on": "jpeg"}
+SPLIT_OFF = {"time": False, "focus": False, "content": False, "content_on": "jpeg"}
+
+
+def _split(ctx, where, value):
+    """``split``: auto, none, or a mapping of some of time / focus / content (false: off)
+    and content_on (jpeg, or all: the default of a mapping that sets content)."""
+    if value in ("auto", True):
+        return dict(SPLIT_AUTO)
+    if value in ("none", False, None):
+        return dict(SPLIT_OFF)
+    if isinstance(value, dict) and set(value) <= set(SPLIT_AUTO):
+        out = {**SPLIT_OFF, "content_on": "all" if value.get("content") else "jpeg", **value}
+        ok = (out["time"] is False or (_number(out["time"]) and out["time"] > 0)) \
+            and isinstance(out["focus"], bool) \
+            and (out["content"] is False or (_number(out["content"]) and 0 < out["content"] < 1)) \
+            and out["content_on"] in ("jpeg", "all")
+        if ok:
+            return out
+    _fail(ctx, where, f"must be auto, none or a mapping of time (seconds > 0 or false), focus (true or false), "
+                      f"content (a similarity from 0 to 1, or false) and content_on (jpeg or all), got {value!r}")
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
 def _dataset(ctx, where, entry, base, E):
     """One resolved ``datasets`` entry; its problems go to ``E`` (the first fatal one raises)."""
     if isinstance(entry, str):
@@ -391,6 +480,11 @@ def _dataset(ctx, where, entry, base, E):
     with E.check():
         if ch is not None and (isinstance(ch, bool) or not isinstance(ch, (int, str)) or ch == ""):
             _fail(ctx, f"{where}.channel", f"must be a channel index, a channel name or 'mean', got {ch!r}")
+    with E.check():
+        if not isinstance(e["recursive"], bool):
+            _fail(ctx, f"{where}.recursive", f"must be true or false, got {e['recursive']!r}")
+    with E.check():
+        e["split"] = _split(ctx, f"{where}.split", e["split"])
     with E.check():
         if not isinstance(e["include_hidden"], bool):
             _fail(ctx, f"{where}.include_hidden", f"must be true or false, got {e['include_hidden']!r}")

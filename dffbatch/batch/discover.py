@@ -120,7 +120,7 @@ def _prefix_groups(names):
     return groups
 
 
-def _walk(root, skip_dirs=(), hidden=False, skipped=None, progress=None):
+def _walk(root, skip_dirs=(), hidden=False, skipped=None, progress=None, recursive=True):
     """os.walk that follows symlinks but never enters a directory twice (loops).
 
     It does not enter run folders (the marker), the folders in ``skip_dirs`` (absolute,
@@ -152,7 +152,7 @@ def _walk(root, skip_dirs=(), hidden=False, skipped=None, progress=None):
                 continue
             if skipped is not None:
                 skipped.append((full, why))
-        dirnames[:] = sorted(keep, key=natural_key)
+        dirnames[:] = sorted(keep, key=natural_key) if recursive else []
         yield dirpath, filenames
 
 
@@ -177,6 +177,31 @@ def _tiff_stacks(full, sid, top, entry) -> List[Stack]:
             name = sid + (f"__s{lay.series}" if len(layouts) > 1 else "") + (f"__t{t:03d}" if n_t > 1 else "")
             out.append(Stack(_safe_id(name), [full], "tiff", top, True,
                              hyper={"series": lay.series, "t": t, "channel": channel, "axes": lay.axes}))
+    return out
+
+
+def _split_folder(rel, files, top, entry, skipped) -> List[Stack]:
+    """A folder's frames as one stack, or as several where ``split`` finds the folder
+    holds more (:mod:`dffbatch.batch.split`); each part's notes say why it was cut.
+    A part of one frame is no stack: it is reported in ``skipped``."""
+    from .split import split_sequence
+    rule = entry.get("split") or {}
+    cuts = split_sequence(files, rule) if rule else []
+    if not cuts:
+        return [Stack(_safe_id(rel), files, "folder", top)]
+    out = []
+    bounds = [0] + [i for i, _ in cuts] + [len(files)]
+    whys = ["first stack of the folder"] + [why for _, why in cuts]
+    for (a, b), why in zip(zip(bounds[:-1], bounds[1:]), whys):
+        part = files[a:b]
+        if len(part) < 2:
+            if skipped is not None:
+                skipped.append((part[0], f"a single frame between splits ({why})"))
+            continue
+        first = Path(part[0]).stem
+        out.append(Stack(_safe_id(os.path.join(rel, first)), part, "folder", top,
+                         notes=[f"split from {os.path.basename(rel) or rel}: frames {a + 1}-{b} of {len(files)}; "
+                                f"{why}"]))
     return out
 
 
@@ -212,7 +237,7 @@ def discover(entry: dict, skip_dirs=(), skipped=None, progress=None) -> List[Sta
             continue
         base = os.path.dirname(os.path.abspath(top).rstrip(os.sep))
         tick = (lambda: progress(len(stacks))) if progress is not None else None
-        for dirpath, filenames in _walk(top, skip_dirs, hidden, skipped, tick):
+        for dirpath, filenames in _walk(top, skip_dirs, hidden, skipped, tick, entry.get("recursive", True)):
             rel = os.path.relpath(dirpath, base)
             images = sorted((f for f in filenames if _is_image(f, hidden) and _keep(f, include, exclude)),
                             key=natural_key)
@@ -239,7 +264,7 @@ def discover(entry: dict, skip_dirs=(), skipped=None, progress=None) -> List[Sta
                     stacks.append(Stack(_safe_id(os.path.join(rel, name)),
                                         [os.path.join(dirpath, f) for f in files], "prefix", top))
             elif images:
-                stacks.append(Stack(_safe_id(rel), [os.path.join(dirpath, f) for f in images], "folder", top))
+                stacks += _split_folder(rel, [os.path.join(dirpath, f) for f in images], top, entry, skipped)
     for s in stacks:
         s.positions = entry.get("positions")
     return stacks

@@ -70,7 +70,7 @@ def estimate_memory(files, params, multipage=False) -> int:
     return int(4 * frame + composite + w * h * 4 * 20 + volume + solve + (200 << 20))
 
 
-def make_job(stack, params, sweep, run_dir, outputs, max_pixels=None) -> dict:
+def make_job(stack, params, sweep, run_dir, outputs, max_pixels=None, on_bad_frame="fail") -> dict:
     """The job of one stack at one sweep point.
 
     ``params``, ``outputs`` and the stack's file list are shared with the caller and
@@ -86,8 +86,11 @@ def make_job(stack, params, sweep, run_dir, outputs, max_pixels=None) -> dict:
     positions = stack.positions
     if isinstance(positions, str) and stack.files:  # a file beside the frames: its identity too
         positions = [positions, input_fingerprint([os.path.join(os.path.dirname(stack.files[0]), positions)])]
-    key_src = json.dumps({"v": OUTPUT_VERSION, "params": effective, "inputs": fp, "hyper": stack.hyper,
-                          "positions": positions, "outputs": outputs}, sort_keys=True, default=str)
+    key = {"v": OUTPUT_VERSION, "params": effective, "inputs": fp, "hyper": stack.hyper,
+           "positions": positions, "outputs": outputs}
+    if on_bad_frame != "fail":  # a result without a bad frame is not the result a strict run wants
+        key["on_bad_frame"] = on_bad_frame
+    key_src = json.dumps(key, sort_keys=True, default=str)
     return {
         "id": f"{sweep}/{stack.id}",
         "sweep": sweep,
@@ -97,10 +100,12 @@ def make_job(stack, params, sweep, run_dir, outputs, max_pixels=None) -> dict:
         "layout": stack.layout,
         "positions": stack.positions,
         "hyper": stack.hyper,
+        "stack_notes": stack.notes,
         "params": params,
         "outputs": outputs,
         "out_dir": os.path.join(run_dir, sweep, stack.id),
         "max_pixels": max_pixels,
+        "on_bad_frame": on_bad_frame,
         "key": hashlib.sha256(key_src.encode()).hexdigest()[:16],
     }
 
@@ -256,20 +261,26 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
     _inject_fault(job)
     t_start = time.perf_counter()
     rec = {"id": job["id"], "key": job["key"], "status": "failed", "error": None, "inputs": {},
-           "params": job["params"], "timings": {}, "outputs": {}, "metrics": {}, "notes": [],
-           "pid": os.getpid()}
+           "params": job["params"], "timings": {}, "outputs": {}, "metrics": {},
+           "notes": list(job.get("stack_notes") or ()), "pid": os.getpid()}
     files = job["files"]
     folder = os.path.dirname(files[0]) if files else ""
     try:
         gt = _gt(folder) if folder else {}
-        src = _JobSource(job, rec, gt, decoders)
-        res = depth_from_focus(src, positions=src.positions, focus_channel=src.focus_channel, **job["params"])
+        while True:
+            src = _JobSource(job, rec, gt, decoders)
+            try:
+                res = depth_from_focus(src, positions=src.positions, focus_channel=src.focus_channel,
+                                       **job["params"])
+                break
+            except FrameError as exc:
+                job = _without_bad_frame(job, rec, exc)  # on_bad_frame: skip, or raise it again
         gt = _record_result(rec, res, src.hashes, gt)
         _write_outputs(job, rec, res, src.calibration, gt)
         _truth_metrics(rec, res, gt, folder, src.frame_psnr)
         rec["status"] = "ok"
     except (FrameError, ValueError, TypeError) as exc:
-        rec["error"] = _frame_error(exc, files, job["multipage"])
+        rec["error"] = _frame_error(exc, job["files"], job["multipage"])
     except OSError as exc:
         rec["error"] = f"{getattr(exc, 'filename', None) or job['out_dir']}: {exc.strerror or exc}"
     except MemoryError as exc:
@@ -283,6 +294,28 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
     except (ImportError, OSError):
         pass
     return rec
+
+
+def _without_bad_frame(job, rec, exc):
+    """``on_bad_frame: skip``: the job again without the unreadable frame ``exc.path``,
+    the drop recorded in ``rec["skipped_frames"]`` and its notes. Frames keep their
+    place: without configured positions, the depth in units (``depth_units.tif``) is in
+    the stack's own frame numbers. Raises ``exc`` again where the policy is ``fail``, no
+    single file is to blame, or fewer than 2 frames would be left."""
+    files = job["files"]
+    bad = getattr(exc, "path", None)
+    if job.get("on_bad_frame", "fail") != "skip" or job["multipage"] or job.get("hyper") or bad not in files:
+        raise exc
+    if len(files) - 1 < 2:
+        raise FrameError(f"{os.path.dirname(files[0])}: fewer than 2 readable frames left after skipping "
+                         f"{', '.join(os.path.basename(f) for f in [*rec.get('skipped_frames', []), bad])} "
+                         f"(the last: {exc})") from None
+    k = files.index(bad)
+    first = job.get("frame_numbers") or list(range(len(files)))
+    rec.setdefault("skipped_frames", []).append(bad)
+    rec["notes"].append(f"skipped unreadable frame {os.path.basename(bad)} (on_bad_frame: skip): "
+                        f"{str(exc).replace(bad + ': ', '', 1)}")
+    return {**job, "files": files[:k] + files[k + 1:], "frame_numbers": first[:k] + first[k + 1:]}
 
 
 class _JobSource:
@@ -308,9 +341,16 @@ class _JobSource:
             rec["axes"] = lay.axes
         else:
             n_files = len(files) if not job["multipage"] else None
-        self.positions = _positions(job["positions"], folder, n_files) if n_files else None
+        kept = job.get("frame_numbers")  # after on_bad_frame: skip, the frames' places in the stack
+        n_all = n_files if kept is None or not n_files else n_files + len(rec.get("skipped_frames", []))
+        self.positions = _positions(job["positions"], folder, n_all) if n_files else None
         if self.positions is not None:
             rec["positions_source"] = "config positions"
+            if kept is not None:
+                self.positions = [self.positions[i] for i in kept]
+        elif kept is not None:
+            self.positions = [float(i) for i in kept]
+            rec["positions_source"] = "frame numbers in the stack as found (frames were skipped)"
         elif hyper and lay.positions(hyper["t"]) is not None:
             self.positions = lay.positions(hyper["t"])
             rec["positions_source"] = f"{lay.z_source} ({lay.z_step or 'per plane'} {lay.z_unit or ''})".strip()

@@ -143,7 +143,7 @@ def plan(cfg, skipped=None, progress=False, source="config"):
                 s.id = f"{base}-{n}"
                 n += 1
             seen.add(s.id)
-            decisions.append((s.id, s.layout, len(s.files) if not s.multipage else "pages"))
+            decisions.append((s.id, s.layout, len(s.files) if not s.multipage else "pages", s.notes))
         stacks += found
     line.done(len(stacks))
     points = expand_sweep(cfg)
@@ -151,7 +151,8 @@ def plan(cfg, skipped=None, progress=False, source="config"):
                                                 "depth_near")}
     run_dir = os.path.join(cfg["run"]["output"], cfg["run"]["name"])
     max_pixels = cfg["execution"]["max_pixels"]
-    jobs = [make_job(s, p, sweep_id(p), run_dir, outputs, max_pixels) for p in points for s in stacks]
+    bad = cfg["execution"]["on_bad_frame"]
+    jobs = [make_job(s, p, sweep_id(p), run_dir, outputs, max_pixels, bad) for p in points for s in stacks]
     return stacks, points, jobs, decisions, run_dir
 
 
@@ -198,18 +199,22 @@ def _write_manifest(path, manifest, store, ids=None):
 REFRESH_SECONDS = 60.0
 
 
-def run(config_path, overrides=(), dry_run=False, force=False, progress=True, out=None) -> int:
-    """Run a config; return the exit status (0 all ok, 1 some job failed, 2 bad config, 130 interrupted)."""
+def run(config_path, overrides=(), dry_run=False, force=False, progress=True, out=None, cfg=None) -> int:
+    """Run a config; return the exit status (0 all ok, 1 some job failed, 2 bad config, 130 interrupted).
+
+    ``cfg``: a config already resolved (``dffbatch PATH...``: see
+    :func:`dffbatch.batch.config.config_for_paths`); ``config_path`` then only names it.
+    """
     out = out or sys.stdout
-    cfg = load_config(config_path, overrides)
+    cfg = cfg if cfg is not None else load_config(config_path, overrides)
     skipped = []
     stacks, points, jobs, decisions, run_dir = plan(cfg, skipped, progress, str(config_path))
     max_jobs = cfg["execution"]["max_jobs"]
     if dry_run:
         for path, why in skipped:
             print(f"skipped {path}: {why}", file=out)
-        for sid, layout, n in decisions:
-            print(f"stack {sid}: layout {layout}, {n} frames", file=out)
+        for sid, layout, n, notes in decisions:
+            print(f"stack {sid}: layout {layout}, {n} frames" + "".join(f"; {x}" for x in notes), file=out)
         for j in jobs:
             print(f"job {j['id']}", file=out)
         print(f"{len(stacks)} stacks, {len(points)} sweep points, {len(jobs)} jobs -> {run_dir}", file=out)
@@ -227,6 +232,11 @@ def run(config_path, overrides=(), dry_run=False, force=False, progress=True, ou
         return _execute(cfg, config_path, jobs, run_dir, force, progress, out, skipped)
     finally:
         lock.release()
+
+
+def _source(config_path) -> str:
+    """Where the run's config came from: the YAML file's full path, or the command line."""
+    return os.path.abspath(str(config_path)) if os.path.isfile(str(config_path)) else str(config_path)
 
 
 def mark_run_folder(run_dir, name):
@@ -253,9 +263,9 @@ def _execute(cfg, config_path, jobs, run_dir, force, progress, out, skipped=()):
 
 def _execute_with(store, cfg, config_path, jobs, run_dir, force, progress, out, skipped, handler, mpath):
     write_text(os.path.join(run_dir, "config.yaml"),
-               f"# resolved from {os.path.abspath(config_path)} at {_now()}\n"
+               f"# resolved from {_source(config_path)} at {_now()}\n"
                + yaml.safe_dump(cfg, sort_keys=False))
-    manifest = {"run": cfg["run"]["name"], "config": os.path.abspath(str(config_path)),
+    manifest = {"run": cfg["run"]["name"], "config": _source(config_path),
                 "versions": _versions(), "host": socket.gethostname(), "started": _now(), "finished": None,
                 "status": "running", "jobs_total": len(jobs), "jobs": {}}
     todo, resumed = [], []

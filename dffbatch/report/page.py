@@ -32,7 +32,7 @@ _METRICS = ("rmse", "mae", "bad1", "rmse_affine", "aif_psnr", "aif_ssim", "aif_b
 
 def write_summary(path, records):
     """``summary.csv``: a row per record (any iterable: rows stream to disk, one at a time)."""
-    cols = ["job", "sweep", "stack", "status", "error", "n_frames", *PARAM_KEYS,
+    cols = ["job", "sweep", "stack", "status", "error", "n_frames", "skipped_frames", *PARAM_KEYS,
             "confidence_mean", "low_confidence", "align_model", "align_applied", *_METRICS,
             "t_read", "t_measure", "t_depth", "t_composite", "t_refine", "t_write", "t_plots", "t_total"]
 
@@ -46,7 +46,7 @@ def write_summary(path, records):
             m = r.get("metrics", {})
             al = r.get("alignment") or {}
             w.writerow([r["id"], sweep, stack, r["status"], r.get("error") or "", r.get("n_frames", ""),
-                        *[r["params"].get(k, "") for k in PARAM_KEYS],
+                        _skipped(r) or "", *[r["params"].get(k, "") for k in PARAM_KEYS],
                         _fmt(r.get("confidence_mean")), _fmt(r.get("low_confidence")), al.get("model", ""),
                         "" if "applied" not in al else int(bool(al["applied"])),
                         *[_fmt(m.get(k)) for k in _METRICS],
@@ -119,7 +119,13 @@ def _job_row(r, sweep_index):
     return [r["id"], sweep_index.setdefault(sweep, len(sweep_index)), stack, r["status"], r.get("n_frames"),
             f"{shape[0]}x{shape[1]}" if len(shape) >= 2 else None, (r.get("timings") or {}).get("total"),
             r.get("confidence_mean"), r.get("low_confidence"), m.get("rmse"), m.get("aif_psnr"),
-            r.get("error"), views, ((r.get("alignment") or {}).get("note")) or None, m.get("aif_band_psnr")]
+            r.get("error"), views, ((r.get("alignment") or {}).get("note")) or None, m.get("aif_band_psnr"),
+            _skipped(r)]
+
+
+def _skipped(r):
+    """The unreadable frames a job dropped (``on_bad_frame: skip``), by file name, or None."""
+    return "; ".join(os.path.basename(f) for f in r.get("skipped_frames") or ()) or None
 
 
 def _sweep_labels(params_of):

@@ -64,7 +64,12 @@ def prefetch(items: Iterable, ahead: int = 1) -> Iterator:
 # ------------------------------------------------------------------ frames from files
 
 class FrameError(Exception):
-    """A frame that cannot be used; the message names the file and the problem."""
+    """A frame that cannot be used; the message names the file and the problem, and
+    ``path`` is the file where one file is to blame (``on_bad_frame: skip`` drops it)."""
+
+    def __init__(self, message, path=None):
+        super().__init__(message)
+        self.path = path
 
 
 #: Pixel limit per frame, a guard against decompression bombs (overridable).
@@ -143,6 +148,17 @@ def _decode_jpeg(data, path, limit):
 
 
 def read_frame(path, hashes=None, notes=None, max_pixels=None) -> np.ndarray:
+    """Decode one image file into an array (see :func:`_read_frame`); a :class:`FrameError`
+    carries the file's ``path``."""
+    try:
+        return _read_frame(path, hashes, notes, max_pixels)
+    except FrameError as exc:
+        if exc.path is None:
+            exc.path = path
+        raise
+
+
+def _read_frame(path, hashes=None, notes=None, max_pixels=None) -> np.ndarray:
     """Decode one image file (PNG, JPEG, TIFF, BMP) into an array.
 
     The bytes are read once; their SHA-256 goes into ``hashes[path]`` when a dict is
@@ -213,7 +229,11 @@ def iter_previews(files, side=320):
     """
     from PIL import Image
     first = files[0]
-    w, h, _ = image_size(first)
+    try:
+        w, h, _ = image_size(first)
+    except Exception as exc:  # noqa: BLE001 - named here, with the file to blame
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FrameError(f"{first}: not a readable image ({msg})", path=first) from None
     jpeg = all(f.lower().endswith((".jpg", ".jpeg")) for f in files)
     # the DCT reduction whose long side is nearest to ``side`` (by ratio): 1280 -> 320, 1080 -> 270
     reduce = min((1, 2, 4, 8), key=lambda r: abs(math.log(max(w, h) / r / side)))
@@ -228,7 +248,7 @@ def iter_previews(files, side=320):
                     yield np.asarray(im.convert("L"))
             except Exception as exc:  # noqa: BLE001
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise FrameError(f"{f}: cannot decode image ({msg})") from None
+                raise FrameError(f"{f}: cannot decode image ({msg})", path=f) from None
 
     with Image.open(first) as im:
         im.draft("L", (w // reduce, h // reduce))

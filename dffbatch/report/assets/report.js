@@ -5,9 +5,10 @@
   var D = window.DFF || {jobs: [], sweeps: [], gt: false};
   // a row: [id, sweep index, stack, status, frames, "HxW", seconds, mean confidence,
   //         low-confidence share, rmse, AiF PSNR, error, views (1: view/ images, 2: truth and error),
-  //         alignment note, AiF PSNR within 30 px of depth jumps (occlusion halos)]
+  //         alignment note, AiF PSNR within 30 px of depth jumps (occlusion halos),
+  //         unreadable frames skipped (on_bad_frame: skip)]
   var J = {id: 0, sweep: 1, stack: 2, status: 3, frames: 4, size: 5, time: 6, conf: 7, low: 8, rmse: 9,
-           psnr: 10, error: 11, views: 12, align: 13, band: 14};
+           psnr: 10, error: 11, views: 12, align: 13, band: 14, skipped: 15};
   var COLS = [["job", J.id], ["status", J.status], ["frames", J.frames], ["size", J.size], ["time (s)", J.time],
               ["mean confidence", J.conf], ["low-confidence share", J.low]];
   if (D.gt) { COLS.push(["depth RMSE (frame)", J.rmse], ["AiF PSNR (dB)", J.psnr],
@@ -84,6 +85,7 @@
                   r[J.rmse] !== null && r[J.rmse] !== undefined ? "RMSE " + fmt(r[J.rmse]) : ""];
       cap.appendChild(el("span", {"class": "small"}, bits.filter(Boolean).join(" \u00b7 ")));
       if (r[J.align]) { cap.appendChild(el("div", {"class": "small note"}, "alignment: " + r[J.align])); }
+      if (r[J.skipped]) { cap.appendChild(el("div", {"class": "small note warn"}, "skipped unreadable: " + r[J.skipped])); }
       card.appendChild(cap);
       if (ok && r[J.views] & 1) { card.addEventListener("click", function () { openViewer(r[J.id]); }); }
       grid.appendChild(card);
@@ -284,6 +286,7 @@
       links.appendChild(document.createTextNode(" \u00b7 alignment: " + r[J.align] + " "));
       links.appendChild(el("a", {href: url(r[J.id], "alignment.png"), target: "_blank"}, "plot"));
     }
+    if (r[J.skipped]) { links.appendChild(document.createTextNode(" \u00b7 skipped unreadable: " + r[J.skipped])); }
     top.appendChild(links);
     top.appendChild(el("span", {"class": "help"},
       "click: 1:1 / fit \u00b7 \u2190 \u2192 stacks \u00b7 1-" + layers.length + " layers \u00b7 \u2191 \u2193 sweep points \u00b7 Esc"));
