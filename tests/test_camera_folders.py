@@ -124,6 +124,18 @@ def test_a_single_stray_frame_is_reported_not_made_a_stack(tmp_path):
     assert skipped and skipped[0][0].endswith("DSC_0000.JPG") and "single frame" in skipped[0][1]
 
 
+def test_frames_without_layout_are_not_judged_by_content(tmp_path):
+    """Noise (or a blank wall) averages out over a block: neighbours correlate by chance."""
+    card = tmp_path / "card"
+    card.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        _jpeg(card / f"n{i}.jpg", rng.random((800, 800)) * 255)  # 50 px blocks: their means spread ~1.5
+    assert [len(s.files) for s in discover(_entry(card))] == [6]
+    g = [preview_blocks(str(f)) for f in sorted(card.iterdir())]
+    assert similarity(g[0], g[1]) is None
+
+
 def test_a_slow_even_bracket_is_not_split(tmp_path):
     """3 s between frames is over the 2 s threshold, but no gap is twice the median."""
     card = _card(tmp_path / "card", [1], interval=3.0)
@@ -260,3 +272,142 @@ def test_on_bad_frame_skip_drops_the_frame_and_says_so(tmp_path):
 def test_skipping_needs_two_readable_frames(tmp_path):
     status, rec, _ = _bad_frame_run(tmp_path, "skip", n=3, bad=(0, 2))
     assert status == 1 and "fewer than 2 readable frames left after skipping f0.jpg, f2.jpg" in rec["error"]
+
+
+# ------------------------------------------------------------------ EXIF orientation, ICC
+
+def _oblong(h=40, w=64):
+    """An RGB image with no symmetry: a gradient, a corner block and a stripe."""
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([x * 255 // w, y * 255 // h, (x * y) % 256], axis=2).astype(np.uint8)
+    img[:8, :12] = (255, 0, 0)
+    return img
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_viewers_apply_it(tmp_path, orientation, fmt):
+    from PIL import ImageOps
+    from dffbatch.stages.read import iter_previews, read_frame
+    ex = Image.Exif()
+    ex[0x0112] = orientation
+    path = tmp_path / f"f.{fmt.lower()}"
+    Image.fromarray(_oblong()).save(path, fmt, exif=ex, **({"quality": 95} if fmt == "JPEG" else {}))
+    with Image.open(path) as im:
+        want = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    got = read_frame(str(path))
+    assert got.shape == want.shape == ((64, 40, 3) if orientation >= 5 else (40, 64, 3))
+    assert np.array_equal(got, want)
+    scale, full, frames = iter_previews([str(path)] * 2, side=16)
+    first = next(frames)
+    assert (full or first.shape[:2]) == got.shape[:2]
+    assert (first.shape[0] > first.shape[1]) == (orientation >= 5)
+
+
+def _icc():
+    from PIL import ImageCms
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # not sRGB: any profile will do
+
+
+def test_the_reference_frames_icc_profile_and_exif_reach_the_all_in_focus_outputs(tmp_path):
+    import tifffile
+    from dffbatch.batch.runner import run
+    data = tmp_path / "data" / "s"
+    data.mkdir(parents=True)
+    icc = _icc()
+    img = _scene(12, 64)
+    for i in range(4):
+        ex = Image.Exif()
+        ex[0x0112] = 6  # stored 64 tall x 48 wide; the camera says: turn 90 degrees clockwise
+        ex[0x010F] = "TestMaker"
+        ex[0x0110] = "Model 1"
+        frame = np.repeat(_blur(img, abs(i - 1)).astype(np.uint8)[:, :48, None], 3, axis=2)  # 64 x 48, stored
+        Image.fromarray(frame).save(data / f"f{i}.jpg", "JPEG", quality=95, exif=ex, icc_profile=icc)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("run: {name: r, output: out}\ndatasets: [data]\noutputs: {plots: false, report: false,\n"
+                   "  formats: {allfocus: [png, tiff]}}\nexecution: {workers: 1}\n")
+    assert run(str(cfg), progress=False, out=io.StringIO()) == 0
+    job = next((tmp_path / "out" / "r").glob("*/data__s"))
+    with Image.open(job / "allfocus.png") as im:
+        assert im.size == (64, 48)  # upright: stored 48 wide x 64 tall, turned by orientation 6
+        assert im.info.get("icc_profile") == icc
+        ex = im.getexif()
+        assert ex.get(0x010F) == "TestMaker" and ex.get(0x0112) == 1  # upright pixels: orientation reset
+    with tifffile.TiffFile(job / "allfocus.tif") as t:
+        tags = t.pages[0].tags
+        assert bytes(tags[34675].value) == icc and tags[271].value == "TestMaker" and tags[272].value == "Model 1"
+        assert t.pages[0].shape[:2] == (48, 64)
+
+
+# ------------------------------------------------------------------ camera RAW
+
+def _dng(path, scene, neutral=(1, 1, 1)):
+    """A minimal DNG (RGGB Bayer, 12 bits, identity colour matrix) written by tifffile,
+    as LibRaw reads it; ``neutral``: the camera's as-shot white (AsShotNeutral)."""
+    import tifffile
+    H, W, _ = scene.shape
+    cfa = np.empty((H, W), np.uint16)
+    cfa[0::2, 0::2] = scene[0::2, 0::2, 0]
+    cfa[0::2, 1::2] = scene[0::2, 1::2, 1]
+    cfa[1::2, 0::2] = scene[1::2, 0::2, 1]
+    cfa[1::2, 1::2] = scene[1::2, 1::2, 2]
+
+    def rational(vals):
+        return [x for v in vals for x in (int(round(v * 10000)), 10000)]
+    tags = [(50706, "B", 4, (1, 4, 0, 0), True), (50707, "B", 4, (1, 1, 0, 0), True),
+            (50708, "s", 0, "dffbatch test camera", True), (33421, "H", 2, (2, 2), True),
+            (33422, "B", 4, (0, 1, 1, 2), True), (50717, "I", 1, (4095,), True), (50714, "I", 1, (0,), True),
+            (50721, "2i", 9, rational([1, 0, 0, 0, 1, 0, 0, 0, 1]), True), (50778, "H", 1, (21,), True),
+            (50728, "2I", 3, rational(neutral), True)]
+    tifffile.imwrite(path, cfa, photometric=32803, extratags=tags, subfiletype=0)
+
+
+def _raw_scene(h=64, w=96):
+    s = np.zeros((h, w, 3))
+    s[:, : w // 2] = (3200, 1600, 800)  # warm left half, cool right half (12-bit counts)
+    s[:, w // 2:] = (400, 1200, 2800)
+    return s
+
+
+def test_raw_frames_are_demosaiced_linear_16_bit_with_one_white_balance(tmp_path):
+    pytest.importorskip("rawpy", reason="the raw extra (rawpy) is not installed")
+    from dffbatch.stages.read import iter_frames, read_frame
+    a, b = tmp_path / "a.dng", tmp_path / "b.dng"
+    _dng(a, _raw_scene())
+    _dng(b, _raw_scene(), neutral=(0.5, 1, 0.8))  # the same sensor data, another as-shot white
+    fa = read_frame(str(a))
+    assert fa.shape == (64, 96, 3) and fa.dtype == np.uint16
+    left, right = fa[20:40, 10:30].mean(axis=(0, 1)), fa[20:40, 66:86].mean(axis=(0, 1))
+    assert left[0] > left[2] and right[2] > right[0]  # colours where they were
+    assert not np.array_equal(fa, read_frame(str(b)))  # each file alone: its own white balance
+    sa, sb = iter_frames([str(a), str(b)])
+    assert np.array_equal(sa, sb)  # in one stack: the first frame's, so the frames match
+    # linear: half the light, half the value (below clipping)
+    _dng(tmp_path / "q2.dng", _raw_scene() / 2)
+    _dng(tmp_path / "q4.dng", _raw_scene() / 4)
+    q2, q4 = (read_frame(str(tmp_path / f"{q}.dng"))[20:40, 66:86].astype(float).mean() for q in ("q2", "q4"))
+    assert q4 / q2 == pytest.approx(0.5, abs=0.01)
+
+
+def test_a_raw_folder_runs_and_names_the_extra_when_rawpy_is_missing(tmp_path, monkeypatch):
+    pytest.importorskip("rawpy", reason="the raw extra (rawpy) is not installed")
+    import dffbatch.stages.read as read
+    data = tmp_path / "data" / "s"
+    data.mkdir(parents=True)
+    for i in range(3):
+        sc = _raw_scene()
+        sc[:, ::7] *= 1 - 0.3 * (1 - abs(i - 1))  # stripes, sharpest (strongest) in the middle frame
+        _dng(data / f"IMG_{i}.DNG", sc)
+    stacks = discover(_entry(tmp_path / "data"))
+    assert [len(s.files) for s in stacks] == [3]
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("run: {name: r, output: out}\ndatasets: [data]\noutputs: {plots: false, report: false}\n"
+                   "execution: {workers: 1}\n")
+    from dffbatch.batch.runner import run
+    assert run(str(cfg), progress=False, out=io.StringIO()) == 0
+    png = (next((tmp_path / "out" / "r").glob("*/data__s")) / "allfocus.png").read_bytes()
+    width, height, bits, colour = np.frombuffer(png[16:26], ">u4,>u4,u1,u1")[0]
+    assert (width, height, bits, colour) == (96, 64, 16, 2)  # RGB, linear 16-bit as demosaiced
+    monkeypatch.setitem(sys.modules, "rawpy", None)  # as without the extra
+    with pytest.raises(read.FrameError, match=r'IMG_0.DNG: RAW frames need the rawpy package.*dffbatch\[raw\]'):
+        read.read_frame(stacks[0].files[0])

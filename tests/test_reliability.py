@@ -118,7 +118,8 @@ def test_16bit_and_float_tiffs(tmp_path, dtype):
     np.testing.assert_array_equal(png, want)
 
 
-def test_exif_orientation_is_ignored_consistently(tmp_path):
+def test_exif_orientation_is_applied(tmp_path):
+    """Issue 30: a portrait shot comes out upright (every orientation: test_camera_folders)."""
     from PIL import Image
     a = np.zeros((20, 40, 3), np.uint8)
     a[:, :20] = 255
@@ -127,7 +128,7 @@ def test_exif_orientation_is_ignored_consistently(tmp_path):
     exif[0x0112] = 6  # "rotate 90 CW to display"
     im.save(tmp_path / "x.jpg", exif=exif)
     b = read_frame(str(tmp_path / "x.jpg"))
-    assert b.shape == (20, 40, 3) and b[:, :10].mean() > 200  # as recorded, not rotated
+    assert b.shape == (40, 20, 3) and b[:10].mean() > 200  # turned: the white half on top
 
 
 def test_pixel_limit_guards_against_decompression_bombs(tmp_path):

@@ -35,7 +35,8 @@ __all__ = ["Stack", "discover", "natural_key", "IMAGE_EXTS", "RUN_MARKER", "run_
 #: The file every dffbatch run folder holds: discovery never reads inside such a folder.
 RUN_MARKER = ".dffbatch-run"
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw",
+              ".orf", ".raf", ".rw2", ".pef", ".srw"}  # the last: camera RAW (dffbatch.stages.read.RAW_EXTS)
 _PREFIX = re.compile(r"^(?P<stack>.*\D)?(?P<frame>\d+)$")
 
 

@@ -408,7 +408,7 @@ def _write_outputs(job, rec, res, calibration, gt):
     out = job["out_dir"]
     os.makedirs(out, exist_ok=True)
     o = rec["outputs"]
-    o.update(write_maps(out, res, job["outputs"], calibration, rec["notes"]))
+    o.update(write_maps(out, res, job["outputs"], calibration, rec["notes"], _reference_metadata(job, res)))
     rec["timings"]["write"] = round(time.perf_counter() - t0, 4)
     if job["outputs"].get("plots", True):
         _write_plots(job, rec, res, calibration)
@@ -428,6 +428,16 @@ def _write_outputs(job, rec, res, calibration, gt):
         st = os.stat(os.path.join(out, name))
         stats[name] = [st.st_size, st.st_mtime_ns]
     rec["output_stats"] = stats
+
+
+def _reference_metadata(job, res):
+    """The ICC profile, EXIF and camera tags of the reference frame (alignment's, else
+    the first), for the all-in-focus outputs (:func:`dffbatch.stages.read.file_metadata`)."""
+    from ..stages.read import file_metadata
+    files = job["files"]
+    al = res.alignment
+    k = al.reference if al is not None and not job["multipage"] and 0 <= al.reference < len(files) else 0
+    return file_metadata(files[k])
 
 
 def _write_plots(job, rec, res, calibration):
@@ -468,7 +478,7 @@ def _truth_metrics(rec, res, gt, folder, frame_psnr):
             rec["metrics"]["best_frame_psnr"] = max(frame_psnr)
 
 
-def write_maps(out, res, outputs, calibration, notes) -> dict:
+def write_maps(out, res, outputs, calibration, notes, meta=None) -> dict:
     """Write the maps of ``res`` in the formats of ``outputs["formats"]``; return ``{name: sha256}``.
 
     depth: ``tiff`` float32 frames (and ``depth_units.tif`` when positions are given),
@@ -477,6 +487,8 @@ def write_maps(out, res, outputs, calibration, notes) -> dict:
     ``tiff`` float32; all-in-focus: ``png`` (8 or 16 bits as read), ``tiff`` (any data),
     ``auto`` = ``png`` where a PNG holds the image exactly, else ``tiff`` and an 8-bit PNG
     preview. Float TIFFs are compressed as ``outputs["tiff_compression"]`` says.
+    ``meta``: the reference frame's ICC profile, EXIF and camera tags, carried to the
+    all-in-focus image (:func:`dffbatch.stages.read.file_metadata`).
     """
     from .config import FORMATS_DEFAULT
     from ..stages.write import write_png, write_tiff
@@ -485,8 +497,9 @@ def write_maps(out, res, outputs, calibration, notes) -> dict:
     o = {}
     join = os.path.join
 
-    def tiff(name, a):
-        o[name] = write_tiff(join(out, name), a, calibration, compression=comp if a.dtype.kind == "f" else "none")
+    def tiff(name, a, meta=None):
+        o[name] = write_tiff(join(out, name), a, calibration, compression=comp if a.dtype.kind == "f" else "none",
+                             meta=meta)
 
     if "tiff" in fmts["depth"]:
         tiff("depth.tif", res.depth)
@@ -510,10 +523,10 @@ def write_maps(out, res, outputs, calibration, notes) -> dict:
     if want == "auto":
         want = ["png"] if exact else ["png", "tiff"]
     if "tiff" in want:
-        tiff("allfocus.tif", af)
+        tiff("allfocus.tif", af, meta)
     if "png" in want:
         if exact:
-            o["allfocus.png"] = write_png(join(out, "allfocus.png"), af)
+            o["allfocus.png"] = write_png(join(out, "allfocus.png"), af, meta)
         else:
             if af.ndim == 3 and af.shape[2] not in (1, 3, 4):  # channels a PNG cannot hold: their mean
                 from ..stages.measure import plane_mean_focus

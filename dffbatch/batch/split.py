@@ -67,18 +67,20 @@ def exif_facts(path) -> Tuple[Optional[float], Optional[float]]:
 
 
 def preview_blocks(path) -> Optional[np.ndarray]:
-    """The frame's luminance as :data:`GRID` x :data:`GRID` block means (float32), from
-    a 1/8-size decode for JPEGs; None where it cannot be read (the job reports it)."""
+    """The frame's luminance as :data:`GRID` x :data:`GRID` block means (float32, 0-255
+    scale), from a 1/8-size decode for JPEGs; None where it cannot be read (the job
+    reports it)."""
     try:
         if path.lower().endswith(_JPEG):
             import simplejpeg
             with open(path, "rb") as fh:
                 a = simplejpeg.decode_jpeg(fh.read(), colorspace="GRAY", min_height=64, min_width=64)[:, :, 0]
         else:
-            from ..stages.measure import plane_mean_focus
+            from ..stages.measure import value_scale
             from ..stages.read import read_frame
             a = read_frame(path)
-            a = plane_mean_focus(a) if a.ndim == 3 else a
+            a = a.astype(np.float32) * np.float32(255 * value_scale(a.dtype))
+            a = a.mean(axis=2) if a.ndim == 3 else a
     except Exception:  # noqa: BLE001
         return None
     a = np.asarray(a, np.float32)
@@ -89,12 +91,20 @@ def preview_blocks(path) -> Optional[np.ndarray]:
     return a.reshape(GRID, H // GRID, GRID, W // GRID).mean(axis=(1, 3))
 
 
-def similarity(a, b) -> float:
-    """Pearson correlation of two block-mean grids (1: alike; about 0: unrelated)."""
+#: Below this spread of its block means (grey levels of 255) a frame has no layout to
+#: compare: a blank wall, or noise, which averages out over a block. Its neighbours are
+#: then not judged by content.
+MIN_CONTRAST = 2.0
+
+
+def similarity(a, b) -> Optional[float]:
+    """Pearson correlation of two block-mean grids (1: alike; about 0: unrelated), or
+    None where either has no layout (spread under :data:`MIN_CONTRAST`)."""
+    if float(a.std()) < MIN_CONTRAST or float(b.std()) < MIN_CONTRAST:
+        return None
     a = a - a.mean()
     b = b - b.mean()
-    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum()) / den if den > 1e-6 else 1.0  # two blank frames are alike
+    return float((a * b).sum()) / float(np.sqrt((a * a).sum() * (b * b).sum()))
 
 
 def split_sequence(files: List[str], split: dict) -> List[Tuple[int, str]]:
@@ -121,7 +131,7 @@ def split_sequence(files: List[str], split: dict) -> List[Tuple[int, str]]:
         for i in range(1, n):
             if grids[i - 1] is not None and grids[i] is not None:
                 s = similarity(grids[i - 1], grids[i])
-                if s < split["content"]:
+                if s is not None and s < split["content"]:
                     cuts.setdefault(i, f"content jump before {os.path.basename(files[i])} "
                                        f"(similarity {s:.2f} < {split['content']})")
     return sorted(cuts.items())

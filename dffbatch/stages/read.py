@@ -7,11 +7,12 @@ import math
 import os
 import queue
 import threading
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
-__all__ = ["prefetch", "read_frame", "iter_frames", "FrameError", "MAX_PIXELS"]
+__all__ = ["prefetch", "read_frame", "iter_frames", "FrameError", "MAX_PIXELS", "orient", "exif_orientation",
+           "file_metadata"]
 
 _END = object()
 
@@ -75,6 +76,50 @@ class FrameError(Exception):
 #: Pixel limit per frame, a guard against decompression bombs (overridable).
 MAX_PIXELS = 200_000_000
 
+#: Camera RAW files, read through rawpy (LibRaw) when the ``raw`` extra is installed.
+RAW_EXTS = (".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".raf", ".rw2", ".pef", ".srw")
+
+
+def _rawpy(path):
+    try:
+        import rawpy
+    except ImportError:
+        raise FrameError(f"{path}: RAW frames need the rawpy package (LibRaw): "
+                         'pip install "dffbatch[raw]"', path=path) from None
+    return rawpy
+
+
+def raw_white_balance(path) -> Optional[list]:
+    """The camera's white balance multipliers (R, G, B, G2) written in a RAW file, which
+    :func:`iter_frames` applies to every frame of its stack; None where unreadable."""
+    rawpy = _rawpy(path)
+    try:
+        with rawpy.imread(str(path)) as raw:
+            wb = [float(v) for v in raw.camera_whitebalance]
+    except Exception:  # noqa: BLE001 - the frame's own read reports what is wrong
+        return None
+    return wb if any(v > 0 for v in wb[:3]) else None
+
+
+def _decode_raw(data, path, limit, wb):
+    """A RAW frame demosaiced by LibRaw to linear 16-bit RGB (H, W, 3): gamma 1, no auto
+    brightness, and the white balance ``wb`` (the stack's: its first frame's camera
+    multipliers, so that every frame gets the same colours), else the file's own. LibRaw
+    turns it upright by the camera's orientation."""
+    rawpy = _rawpy(path)
+    try:
+        with rawpy.imread(io.BytesIO(data)) as raw:
+            w, h = raw.sizes.width, raw.sizes.height
+            if w * h > limit:
+                raise FrameError(f"{path}: {w}x{h} pixels exceeds the limit of {limit} (execution.max_pixels)")
+            kw = {"user_wb": list(wb)} if wb else {"use_camera_wb": True}
+            return raw.postprocess(gamma=(1, 1), no_auto_bright=True, output_bps=16, **kw)
+    except FrameError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - LibRaw's errors become one clear line
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FrameError(f"{path}: cannot decode RAW frame ({msg})") from None
+
 
 def _normalise(arr, name, notes):
     arr = np.asarray(arr)
@@ -100,6 +145,9 @@ def _normalise(arr, name, notes):
 
 def image_size(path, data=None):
     """(width, height, pages) from an image file's header, without decoding pixels."""
+    if str(path).lower().endswith(RAW_EXTS):
+        with _rawpy(path).imread(io.BytesIO(data) if data is not None else str(path)) as raw:
+            return int(raw.sizes.width), int(raw.sizes.height), 1
     if str(path).lower().endswith((".tif", ".tiff")):
         import tifffile
         with tifffile.TiffFile(io.BytesIO(data) if data is not None else path) as tif:
@@ -147,24 +195,98 @@ def _decode_jpeg(data, path, limit):
     return arr[:, :, 0] if space == "Gray" else arr
 
 
-def read_frame(path, hashes=None, notes=None, max_pixels=None) -> np.ndarray:
-    """Decode one image file into an array (see :func:`_read_frame`); a :class:`FrameError`
-    carries the file's ``path``."""
+#: EXIF orientation (1-8) -> the array operation that makes the image upright, as
+#: Pillow's ``ImageOps.exif_transpose`` does (tested for every value).
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def orient(arr: np.ndarray, orientation) -> np.ndarray:
+    """``arr`` (H, W[, C]) made upright by its EXIF ``orientation`` (1-8; None or 1: as is)."""
+    op = _UPRIGHT.get(orientation or 1)
+    return np.ascontiguousarray(op(arr)) if op is not None else arr
+
+
+def exif_orientation(data: bytes, tiff: bool = False) -> int:
+    """The EXIF orientation (1-8) of an encoded image, 1 where it has none. JPEG, PNG and
+    WebP are read by Pillow (their EXIF), TIFF by tifffile (tag 274); an image without
+    the bytes ``Exif`` near its start (most frames) costs a byte search only."""
     try:
-        return _read_frame(path, hashes, notes, max_pixels)
+        if tiff:
+            import tifffile
+            with tifffile.TiffFile(io.BytesIO(data)) as t:
+                tag = t.pages[0].tags.get(274)
+                o = int(tag.value) if tag is not None else 1
+        else:
+            if data.find(b"Exif", 0, 1 << 16) < 0 and data.find(b"eXIf", 0, 1 << 20) < 0:
+                return 1
+            from PIL import Image
+            with Image.open(io.BytesIO(data)) as im:
+                o = int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a broken tag is no orientation: the pixels decide
+        return 1
+    return o if 1 <= o <= 8 else 1
+
+
+def file_metadata(path) -> dict:
+    """What the all-in-focus outputs carry over from a frame file: ``icc`` (the ICC
+    profile's bytes) and ``exif`` (the EXIF block, its orientation set to 1 as the pixels
+    are upright; without the ``Exif`` header), each None where absent; ``tags``: TIFF
+    baseline tags taken from it (Make, Model, DateTime, Artist, Copyright) as
+    ``(code, value)``. Read by Pillow (JPEG, PNG, WebP) or tifffile (TIFF)."""
+    out = {"icc": None, "exif": None, "tags": []}
+    try:
+        if str(path).lower().endswith((".tif", ".tiff")):
+            import tifffile
+            with tifffile.TiffFile(path) as t:
+                tags = t.pages[0].tags
+                icc = tags.get(34675)
+                out["icc"] = bytes(icc.value) if icc is not None else None
+                out["tags"] = [(c, str(tags[c].value)) for c in (271, 272, 306, 315, 33432)
+                               if c in tags and isinstance(tags[c].value, str)]
+            return out
+        from PIL import Image
+        with Image.open(path) as im:
+            out["icc"] = im.info.get("icc_profile") or None
+            ex = im.getexif()
+            if len(ex):
+                if 0x0112 in ex:
+                    ex[0x0112] = 1
+                raw = ex.tobytes()
+                out["exif"] = raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
+                out["tags"] = [(c, str(ex[c]).strip("\x00 ")) for c in (271, 272, 306, 315, 33432)
+                               if isinstance(ex.get(c), str) and ex[c].strip("\x00 ")]
+    except Exception:  # noqa: BLE001 - metadata is carried where it can be read, never a failure
+        return {"icc": None, "exif": None, "tags": []}
+    return out
+
+
+def read_frame(path, hashes=None, notes=None, max_pixels=None, raw_wb=None) -> np.ndarray:
+    """Decode one image file into an array (see :func:`_read_frame`); a :class:`FrameError`
+    carries the file's ``path``. ``raw_wb``: the white balance of a RAW frame's stack."""
+    try:
+        return _read_frame(path, hashes, notes, max_pixels, raw_wb)
     except FrameError as exc:
         if exc.path is None:
             exc.path = path
         raise
 
 
-def _read_frame(path, hashes=None, notes=None, max_pixels=None) -> np.ndarray:
-    """Decode one image file (PNG, JPEG, TIFF, BMP) into an array.
+def _read_frame(path, hashes=None, notes=None, max_pixels=None, raw_wb=None) -> np.ndarray:
+    """Decode one image file (PNG, JPEG, TIFF, BMP; camera RAW with rawpy) into an array.
 
     The bytes are read once; their SHA-256 goes into ``hashes[path]`` when a dict is
-    given. Alpha is dropped (noted in ``notes``). EXIF orientation is ignored: every
-    frame is used as the sensor recorded it, so the frames of a stack stay registered
-    whatever their tags say. Before decoding, the header's size is checked against
+    given. Alpha is dropped (noted in ``notes``). The EXIF orientation is applied
+    (:func:`orient`): a portrait shot comes out upright, as every viewer shows it; the
+    frames of a stack share their camera's orientation, so they stay registered (a frame
+    turned otherwise fails as a frame of another size). Before decoding, the header's size is checked against
     ``max_pixels`` (default :data:`MAX_PIXELS`), a guard against decompression bombs.
     Raises :class:`FrameError` naming the file for anything unusable: missing, empty,
     corrupt, truncated, not an image, too large, NaN/inf pixels.
@@ -180,11 +302,13 @@ def _read_frame(path, hashes=None, notes=None, max_pixels=None) -> np.ndarray:
         hashes[path] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     if not data:
         raise FrameError(f"{path}: empty file (0 bytes)")
+    if name.lower().endswith(RAW_EXTS):
+        return _normalise(_decode_raw(data, path, limit, raw_wb), path, notes)
     tiff = name.lower().endswith((".tif", ".tiff"))
     if data[:3] == b"\xff\xd8\xff" and _simplejpeg() is not None:
         arr = _decode_jpeg(data, path, limit)
         if arr is not None:
-            return _normalise(arr, path, notes)
+            return _normalise(orient(arr, exif_orientation(data)), path, notes)
     im = None
     try:
         if tiff:
@@ -215,7 +339,7 @@ def _read_frame(path, hashes=None, notes=None, max_pixels=None) -> np.ndarray:
     finally:
         if im is not None:
             im.close()
-    return _normalise(np.asarray(arr), path, notes)
+    return _normalise(orient(np.asarray(arr), exif_orientation(data, tiff)), path, notes)
 
 
 def iter_previews(files, side=320):
@@ -238,22 +362,24 @@ def iter_previews(files, side=320):
     # the DCT reduction whose long side is nearest to ``side`` (by ratio): 1280 -> 320, 1080 -> 270
     reduce = min((1, 2, 4, 8), key=lambda r: abs(math.log(max(w, h) / r / side)))
     if not jpeg or reduce <= 1:
-        return 1.0, (h, w), (read_frame(f) for f in files)
+        return 1.0, None, (read_frame(f) for f in files)  # full frames, upright: their own shape
 
     def gen():
         for f in files:
             try:
                 with Image.open(f) as im:  # luminance only: registration needs no colour
+                    o = int(im.getexif().get(0x0112, 1)) if "exif" in im.info else 1
                     im.draft("L", (im.size[0] // reduce, im.size[1] // reduce))
-                    yield np.asarray(im.convert("L"))
+                    yield orient(np.asarray(im.convert("L")), o if 1 <= o <= 8 else 1)
             except Exception as exc:  # noqa: BLE001
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise FrameError(f"{f}: cannot decode image ({msg})", path=f) from None
 
     with Image.open(first) as im:
+        turned = "exif" in im.info and int(im.getexif().get(0x0112, 1)) in (5, 6, 7, 8)
         im.draft("L", (w // reduce, h // reduce))
         pw = im.size[0]
-    return pw / w, (h, w), gen()
+    return pw / w, ((w, h) if turned else (h, w)), gen()  # the upright frame's shape
 
 
 def iter_frames(files, multipage=False, hashes=None, notes=None, max_pixels=None, threads=1):
@@ -262,6 +388,7 @@ def iter_frames(files, multipage=False, hashes=None, notes=None, max_pixels=None
     With ``threads`` > 1 the next files are decoded by that many threads (PNG, JPEG and
     TIFF decoders release the GIL), at most ``threads + 1`` frames ahead, and yielded in
     file order: the same frames, sooner, when one deep stack has the machine to itself.
+    RAW frames all get the white balance of the first (:func:`raw_white_balance`).
     """
     if multipage:
         import tifffile
@@ -286,9 +413,10 @@ def iter_frames(files, multipage=False, hashes=None, notes=None, max_pixels=None
         except Exception as exc:  # noqa: BLE001
             raise FrameError(f"{path}: cannot read TIFF ({exc})") from None
         return
+    wb = raw_white_balance(files[0]) if files and files[0].lower().endswith(RAW_EXTS) else None
     if threads <= 1 or len(files) < 3:
         for f in files:
-            yield read_frame(f, hashes, notes, max_pixels)
+            yield read_frame(f, hashes, notes, max_pixels, wb)
         return
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -297,7 +425,7 @@ def iter_frames(files, multipage=False, hashes=None, notes=None, max_pixels=None
         todo = iter(files)
         try:
             for f in todo:
-                pending.append(pool.submit(read_frame, f, hashes, notes, max_pixels))
+                pending.append(pool.submit(read_frame, f, hashes, notes, max_pixels, wb))
                 if len(pending) > threads:
                     yield pending.popleft().result()
             while pending:

@@ -77,7 +77,7 @@ TIFF_COMPRESSION = {"none": {}, "deflate": {"compression": "zlib", "compressiona
                     "zstd": {"compression": "zstd", "compressionargs": {"level": 1}, "predictor": 3}}
 
 
-def write_tiff(path, array: np.ndarray, calibration=None, compression="none") -> str:
+def write_tiff(path, array: np.ndarray, calibration=None, compression="none", meta=None) -> str:
     """TIFF of a (H, W) or (H, W, C) array; RGB(A) as RGB, other channel counts as C planes.
 
     ``compression``: a key of :data:`TIFF_COMPRESSION` (``deflate`` and ``zstd`` need
@@ -86,6 +86,9 @@ def write_tiff(path, array: np.ndarray, calibration=None, compression="none") ->
     ``calibration`` ``(pixel_x, pixel_y, unit)``: written as ImageJ metadata (``unit``,
     resolution tags in pixels per unit) so that Fiji and napari open the file at scale;
     float64 data, which ImageJ cannot hold, get the resolution tags only.
+
+    ``meta`` (:func:`dffbatch.stages.read.file_metadata` of a frame): its ICC profile
+    (tag 34675) and its Make, Model, DateTime, Artist and Copyright tags are written.
     """
     import tifffile
     buf = io.BytesIO()
@@ -103,6 +106,11 @@ def write_tiff(path, array: np.ndarray, calibration=None, compression="none") ->
     if not kw.get("imagej"):
         kw["software"] = "dffbatch"
     kw.update(TIFF_COMPRESSION[compression])
+    if meta:
+        if meta.get("icc"):
+            kw["iccprofile"] = meta["icc"]
+        if meta.get("tags"):
+            kw["extratags"] = [(code, "s", 0, value, True) for code, value in meta["tags"]]
     tifffile.imwrite(buf, data, photometric=photometric, **kw)
     return atomic_bytes(path, buf.getvalue())
 
@@ -121,7 +129,7 @@ def _compress(data) -> bytes:
     return z.compress(data) + z.flush()
 
 
-def png_bytes(array: np.ndarray) -> bytes:
+def png_bytes(array: np.ndarray, meta=None) -> bytes:
     """Encode a PNG: uint8 grey / RGB / RGBA or uint16 grey / RGB / RGBA, shape (H, W[, C]).
 
     Every row uses the PNG "Up" filter (difference with the row above, vectorised) and
@@ -130,6 +138,10 @@ def png_bytes(array: np.ndarray) -> bytes:
     zlib) against 97 ms for Pillow's encoder at its fastest level (which tries every filter
     on every row), at the same file size. Files are standard
     PNGs (read back by Pillow and imageio in the tests).
+
+    ``meta`` (:func:`dffbatch.stages.read.file_metadata` of a frame): its ICC profile
+    goes into an ``iCCP`` chunk, its EXIF into ``eXIf``, so that colour and camera data
+    survive (Display P3 or Adobe RGB photos keep their colours).
     """
     a = np.ascontiguousarray(array)
     if a.dtype not in (np.uint8, np.uint16):
@@ -146,12 +158,17 @@ def png_bytes(array: np.ndarray) -> bytes:
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # modulo 256, as the filter wants
     idat = _compress(filtered)
     header = struct.pack(">IIBBBBB", W, H, bits, {1: 0, 3: 2, 4: 6}[C], 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    extra = b""
+    if meta and meta.get("icc"):
+        extra += _chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(meta["icc"]))
+    if meta and meta.get("exif"):
+        extra += _chunk(b"eXIf", meta["exif"])
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + extra + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
-def write_png(path, array: np.ndarray) -> str:
+def write_png(path, array: np.ndarray, meta=None) -> str:
     """PNG of uint8 or uint16 data, grey, RGB or RGBA (see :func:`png_bytes`)."""
-    return atomic_bytes(path, png_bytes(array))
+    return atomic_bytes(path, png_bytes(array, meta))
 
 
 def write_json(path, obj) -> str:
