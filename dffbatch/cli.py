@@ -77,6 +77,10 @@ def main(argv=None) -> int:
     except RuntimeError as exc:
         print(f"dffbatch: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the run folder itself cannot be written (full, read-only, gone)
+        from .batch.runner import EXIT_DISK_FULL, _disk_full
+        print(f"dffbatch: {exc.filename or 'output'}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_DISK_FULL if _disk_full(exc) else 2
 
 
 if __name__ == "__main__":

@@ -283,6 +283,7 @@ def _run_job(job: dict, decoders: int = 1) -> dict:
         rec["error"] = _frame_error(exc, job["files"], job["multipage"])
     except OSError as exc:
         rec["error"] = f"{getattr(exc, 'filename', None) or job['out_dir']}: {exc.strerror or exc}"
+        rec["errno"] = exc.errno  # ENOSPC: the runner stops starting jobs (disk full)
     except MemoryError as exc:
         rec["error"] = str(exc) or "out of memory"
     except Exception as exc:  # noqa: BLE001 - recorded, the run goes on

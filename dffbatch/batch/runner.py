@@ -5,12 +5,14 @@ A thin layer over :func:`dffbatch.batch.jobs.run_job`; see ``configs/README.md``
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import logging
 import os
 import platform
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -199,8 +201,20 @@ def _write_manifest(path, manifest, store, ids=None):
 REFRESH_SECONDS = 60.0
 
 
+#: Exit status of a run stopped by a full output disk (EX_TEMPFAIL: free space, run again).
+EXIT_DISK_FULL = 75
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_full(exc) -> bool:
+    """An error that says the output disk (or the user's quota) is full."""
+    return (isinstance(exc, OSError) and exc.errno in _FULL) or \
+        (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc))
+
+
 def run(config_path, overrides=(), dry_run=False, force=False, progress=True, out=None, cfg=None) -> int:
-    """Run a config; return the exit status (0 all ok, 1 some job failed, 2 bad config, 130 interrupted).
+    """Run a config; return the exit status (0 all ok, 1 some job failed, 2 bad config, 130 interrupted,
+    75 the output disk is full: no new job was started after the first write that found it full).
 
     ``cfg``: a config already resolved (``dffbatch PATH...``: see
     :func:`dffbatch.batch.config.config_for_paths`); ``config_path`` then only names it.
@@ -299,10 +313,20 @@ def _execute_with(store, cfg, config_path, jobs, run_dir, force, progress, out, 
     manifest["finished"] = _now()
     manifest["status"] = status
     manifest["wall_seconds"] = round(wall, 3)
-    _write_manifest(mpath, manifest, store, ids)
-    write_summary(os.path.join(run_dir, "summary.csv"), store.records(ids))
-    if cfg["outputs"]["report"]:
-        write_report(run_dir, manifest, lambda: store.records(ids), n_jobs=len(ids))
+    try:
+        _write_manifest(mpath, manifest, store, ids)
+        write_summary(os.path.join(run_dir, "summary.csv"), store.records(ids))
+        if cfg["outputs"]["report"]:
+            write_report(run_dir, manifest, lambda: store.records(ids), n_jobs=len(ids))
+    except (OSError, sqlite3.OperationalError) as exc:
+        if not _disk_full(exc):
+            raise
+        log.error("disk full writing the manifest, summary or report: %s", exc)
+        first = f" ({manifest['disk_full']}): no job was started after it, and" if status == "disk full" else ":"
+        print(f"dffbatch: disk full{first} the manifest, summary and report could not be updated "
+              f"({getattr(exc, 'filename', None) or run_dir}); every file written is whole; free space, then run "
+              "the same command again to resume", file=out)
+        return EXIT_DISK_FULL
     tally = store.tally(ids)
     n_ran = sum(tally.values())
     done = tally.get("ok", 0)
@@ -314,8 +338,13 @@ def _execute_with(store, cfg, config_path, jobs, run_dir, force, progress, out, 
         print(f"dffbatch: {status}: {done} ok, {n_failed} failed, {len(jobs) - n_ran} not run "
               f"in {wall:.1f}s; report {os.path.join(run_dir, 'index.html')}", file=out)
     for r in store.failures(ids):
-        print(f"  failed {r['id']}: {r['error']}", file=out)
+        if r.get("errno") not in _FULL:
+            print(f"  failed {r['id']}: {r['error']}", file=out)
     log.info("%s: %d ok, %d failed, %d not run", status, done, n_failed, len(jobs) - n_ran)
+    if status == "disk full":
+        print(f"dffbatch: disk full ({manifest.get('disk_full')}): no job was started after it; free space, then "
+              "run the same command again to resume", file=out)
+        return EXIT_DISK_FULL
     if status == "interrupted":
         print("dffbatch: interrupted; run the same command again to resume", file=out)
         return 130
@@ -394,7 +423,18 @@ def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
     next_refresh = time.monotonic() + REFRESH_SECONDS
     try:
         for rec in backend.run(todo):
-            store.put(rec)
+            full = rec["error"] if rec.get("errno") in _FULL else None
+            try:
+                store.put(rec)
+            except (OSError, sqlite3.OperationalError) as exc:
+                if not _disk_full(exc):
+                    raise
+                full = full or f"{store.path}: {exc}"
+            if full:  # every job after it would fail alike: stop starting them; a resume redoes this one
+                status, manifest["disk_full"] = "disk full", full
+                log.error("disk full: %s; no new job started", full)
+                backend.close(cancel=True)
+                break
             if time.monotonic() >= next_refresh:  # a look at a long run while it goes on
                 _write_manifest(mpath, manifest, store, ids)
                 next_refresh = time.monotonic() + REFRESH_SECONDS

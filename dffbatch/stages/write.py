@@ -56,11 +56,13 @@ def atomic_chunks(path, chunks) -> str:
                 fh.write(data)
                 h.update(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and not exc.filename:  # a full disk: say which file did not fit
+            raise OSError(exc.errno, exc.strerror, path) from None
         raise
     return h.hexdigest()
 
