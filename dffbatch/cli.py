@@ -1,5 +1,5 @@
 """Command line: ``dffbatch CONFIG [--set k=v] [--dry-run] [--force]``, ``dffbatch PATH... [-o OUT]``,
-``dffbatch synth``, ``dffbatch eval``."""
+``dffbatch watch CONFIG`` (or ``--watch``), ``dffbatch synth``, ``dffbatch eval``."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,8 @@ __all__ = ["main"]
 
 def _run_parser():
     p = argparse.ArgumentParser(prog="dffbatch", description="Depth from focus for directories of focus stacks. "
-                                "Subcommands: 'synth' (render synthetic stacks), 'eval' (score outputs).")
+                                "Subcommands: 'watch' (run stacks as they arrive), 'synth' (render synthetic "
+                                "stacks), 'eval' (score outputs).")
     from . import __version__
     p.add_argument("--version", action="version", version=f"dffbatch {__version__}")
     p.add_argument("config", nargs="+", metavar="CONFIG | PATH",
@@ -23,6 +24,9 @@ def _run_parser():
     p.add_argument("--dry-run", action="store_true", help="list the stacks and jobs, then exit")
     p.add_argument("--force", action="store_true", help="redo jobs that are already finished")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--watch", action="store_true",
+                   help="keep watching the datasets and run each stack once it is complete (same as "
+                        "'dffbatch watch CONFIG'; see the watch section of configs/README.md)")
     p.add_argument("--dask-address", metavar="ADDRESS",
                    help="run on the Dask scheduler at ADDRESS (tcp://host:8786); same as "
                         "--set execution.backend=dask --set execution.address=ADDRESS")
@@ -52,7 +56,9 @@ def main(argv=None) -> int:
     if argv and argv[0] == "eval":
         from .truth.evaluate import main as eval_main
         return eval_main(argv[1:])
-    args = _run_parser().parse_args(argv)
+    watching = bool(argv) and argv[0] == "watch"
+    args = _run_parser().parse_args(argv[1:] if watching else argv)
+    watching = watching or args.watch
     if args.dask_address:
         args.overrides += ["execution.backend=dask", f"execution.address={args.dask_address}"]
     from .batch.config import ConfigError, config_for_paths
@@ -63,11 +69,17 @@ def main(argv=None) -> int:
             if args.output:
                 raise ConfigError(f"{first}: -o is for PATH runs; in a config, set run.output "
                                   f"(or --set run.output={args.output})")
+            if watching and not args.dry_run:
+                from .batch.watch import watch
+                return watch(first, args.overrides, progress=not args.no_progress)
             return run(first, args.overrides, dry_run=args.dry_run, force=args.force,
                        progress=not args.no_progress)
         cfg = config_for_paths(args.config, args.output, args.overrides)
-        return run("command line: dffbatch " + " ".join(args.config), dry_run=args.dry_run, force=args.force,
-                   progress=not args.no_progress, cfg=cfg)
+        label = "command line: dffbatch " + " ".join(args.config)
+        if watching and not args.dry_run:
+            from .batch.watch import watch
+            return watch(label, progress=not args.no_progress, cfg=cfg)
+        return run(label, dry_run=args.dry_run, force=args.force, progress=not args.no_progress, cfg=cfg)
     except ConfigError as exc:
         print(f"dffbatch: config error: {exc}", file=sys.stderr)
         return 2

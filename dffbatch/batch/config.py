@@ -50,6 +50,7 @@ _SECTIONS = {
     "sweep": {"mode": "product"},
     "outputs": {"plots": True, "mesh": False, "plot_grid": 48, "report": True,
                 "formats": dict(FORMATS_DEFAULT), "tiff_compression": "none", "depth_near": "first"},
+    "watch": {"settle": 10.0, "marker": None, "events": "auto", "poll": 5.0},
     "execution": {"workers": "auto", "threads_per_worker": "auto", "backend": "local",
                   "address": None, "retries": None, "max_jobs": 5000,
                   "max_pixels": 200_000_000, "on_bad_frame": "fail"},
@@ -271,7 +272,7 @@ def validate(cfg: dict, ctx: str, base: Path) -> dict:
                 _fail(ctx, sec, f"must be a mapping, got {type(given).__name__}")
             out[sec] = _with_defaults(ctx, f"{sec}.", given, defaults, E)
 
-    for check in (_check_run, _check_datasets, _check_params, _check_outputs, _check_execution):
+    for check in (_check_run, _check_datasets, _check_params, _check_outputs, _check_watch, _check_execution):
         check(cfg, out, ctx, base, E)
     E.raise_if_any()
     n = len(expand_sweep(out))
@@ -357,6 +358,23 @@ def _check_outputs(cfg: dict, out: dict, ctx: str, base: Path, E: "_Errors") -> 
             except ImportError:
                 _fail(ctx, "outputs.tiff_compression", f"{o['tiff_compression']} needs the imagecodecs package "
                                                        "(pip install imagecodecs, or dffbatch[codecs])")
+
+
+def _check_watch(cfg: dict, out: dict, ctx: str, base: Path, E: "_Errors") -> None:
+    """``watch`` (``dffbatch watch CONFIG``): when a stack is complete, how changes are seen."""
+    w = out["watch"]
+    for k in ("settle", "poll"):
+        with E.check():
+            if not _number(w[k]) or not 0 < w[k] <= 86400:
+                _fail(ctx, f"watch.{k}", f"must be a number of seconds > 0, got {w[k]!r}")
+    with E.check():
+        if w["marker"] is not None and (not isinstance(w["marker"], str) or not w["marker"] or "/" in w["marker"]):
+            _fail(ctx, "watch.marker", f"must be a file name or glob in the stack's folder (DONE, *.done) or null, "
+                                       f"got {w['marker']!r}")
+    with E.check():
+        if w["events"] not in ("auto", "poll"):
+            _fail(ctx, "watch.events", f"must be auto (file-system events, polling where they do not work) or poll, "
+                                       f"got {w['events']!r}")
 
 
 def _check_execution(cfg: dict, out: dict, ctx: str, base: Path, E: "_Errors") -> None:

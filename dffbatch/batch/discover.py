@@ -206,13 +206,14 @@ def _split_folder(rel, files, top, entry, skipped) -> List[Stack]:
     return out
 
 
-def discover(entry: dict, skip_dirs=(), skipped=None, progress=None) -> List[Stack]:
+def discover(entry: dict, skip_dirs=(), skipped=None, progress=None, visited=None) -> List[Stack]:
     """Stacks of one ``datasets`` entry (a resolved config dict with path, layout, ...).
 
     ``skip_dirs``: folders never to read (the run's output root); ``skipped``, if a
     list, receives ``(path, reason)`` for every folder or file passed over as a whole;
     ``progress``, if given, is called with the number of stacks found so far as each
-    folder is read. One pass over the tree (``os.walk``: ``scandir``), a stat per folder
+    folder is read; ``visited``, if a list, receives every folder read (watch mode polls
+    their modification times). One pass over the tree (``os.walk``: ``scandir``), a stat per folder
     and per frame: about 1.6 s for 20 000 stacks of 8 files.
     """
     layout = entry.get("layout", "auto")
@@ -239,6 +240,8 @@ def discover(entry: dict, skip_dirs=(), skipped=None, progress=None) -> List[Sta
         base = os.path.dirname(os.path.abspath(top).rstrip(os.sep))
         tick = (lambda: progress(len(stacks))) if progress is not None else None
         for dirpath, filenames in _walk(top, skip_dirs, hidden, skipped, tick, entry.get("recursive", True)):
+            if visited is not None:
+                visited.append(dirpath)
             rel = os.path.relpath(dirpath, base)
             images = sorted((f for f in filenames if _is_image(f, hidden) and _keep(f, include, exclude)),
                             key=natural_key)

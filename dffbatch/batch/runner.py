@@ -121,10 +121,12 @@ class _DiscoveryProgress:
             print(f"\rdffbatch: discovering stacks: {n} found in {time.monotonic() - self.t0:.1f} s", file=sys.stderr)
 
 
-def plan(cfg, skipped=None, progress=False, source="config"):
+def plan(cfg, skipped=None, progress=False, source="config", allow_empty=False, visited=None):
     """Discover stacks and build the jobs (stack x sweep point) of a resolved config.
 
     ``skipped``, if a list, receives ``(path, reason)`` for each folder discovery passed over.
+    ``allow_empty``: a dataset without a stack is no error (watch mode: not there yet);
+    ``visited``, if a list, receives every folder discovery read.
     """
     stacks, decisions = [], []
     seen = set()
@@ -133,10 +135,11 @@ def plan(cfg, skipped=None, progress=False, source="config"):
     for i, entry in enumerate(cfg["datasets"]):
         n_before = len(stacks)
         try:
-            found = discover(entry, skip_dirs=[out_root], skipped=skipped, progress=lambda n: line(n_before, n))
+            found = discover(entry, skip_dirs=[out_root], skipped=skipped, progress=lambda n: line(n_before, n),
+                             visited=visited)
         except ValueError as exc:  # a channel the file does not have
             raise ConfigError(f"{source}: datasets[{i}].channel: {exc}") from None
-        if not found:
+        if not found and not allow_empty:
             raise ConfigError(f"{source}: datasets[{i}].path: no focus stack (>= 2 images) found under "
                               f"{entry['path']}")
         for s in found:
