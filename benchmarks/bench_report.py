@@ -9,7 +9,8 @@
    a real job's files, its record the real one renamed) and opens it in headless
    Chromium: the time to the first render (first contentful paint; the grid drawn; every
    image of the first screen loaded) and the bytes the first screen loaded (every
-   request, by file size), then the same for the stack grid scrolled into view.
+   request, by file size), then the same for the stack grid scrolled into view, and
+   for its thumbnails switched to depth, then to confidence.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and selenium (the dev extra).
 """
@@ -32,8 +33,8 @@ DEFAULT = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "seed", "foc
 
 from browser import chromium, requests, wait  # noqa: E402
 
-VIEWER = ("view/thumb.webp", "view/allfocus.webp", "view/depth.jpg", "view/confidence.jpg", "view/truth.jpg",
-          "view/error.jpg")
+VIEWER = ("view/thumb.webp", "view/thumb_depth.jpg", "view/thumb_confidence.jpg", "view/allfocus.webp",
+          "view/depth.jpg", "view/confidence.jpg", "view/truth.jpg", "view/error.jpg")
 
 
 def _jobs(run):
@@ -143,6 +144,14 @@ def main():
         grid = _loaded_bytes(requests(d))
         print(f"  the stack grid scrolled into view: thumbnails loaded in {(time.perf_counter() - t) * 1e3:.0f} ms, "
               f"{grid / 1e3:.0f} kB more")
+        for kind in ("depth", "confidence"):
+            t = time.perf_counter()
+            d.execute_script(f"document.querySelector('#thumbkind button[data-kind={kind}]').click()")
+            wait(d, "Array.from(document.querySelectorAll('#grid img')).filter(i => { const r = i.getBoundingClientRect();"
+                    " return r.bottom > 0 && r.top < innerHeight; }).every(i => i.complete && i.naturalWidth > 0)", 60)
+            more = _loaded_bytes(requests(d))
+            print(f"  the grid's thumbnails switched to {kind}: loaded in {(time.perf_counter() - t) * 1e3:.0f} ms, "
+                  f"{more / 1e3:.0f} kB more")
     finally:
         d.quit()
         if not a.keep:
