@@ -291,6 +291,29 @@ def test_the_grid_toggle_swaps_every_thumbnail_to_depth_or_confidence_and_keeps_
     assert console_errors(d) == []
 
 
+def test_each_sweep_point_shows_its_own_thumbnail(page):
+    """The demo's sweep, window 9 / 5 x refine wls / median. The all-in-focus image is composited
+    before refine runs, so the two refine points of a window share its pixels (the grid repeated
+    one picture); their depth differs, and the depth thumbnails show it."""
+    d, run = page
+    d.get("about:blank")  # then a fresh load, not a jump within the page: the link chooses depth
+    d.get((run / "index.html").as_uri() + "#thumbs=depth")
+    wait(d, "document.body.getAttribute('data-ready')")
+    assert d.execute_script("return document.querySelector('#thumbkind button.on').textContent") == "depth"
+    d.find_element("id", "filter").send_keys("dataset__step")
+    shown = _shown_thumbs(d)
+    assert len(shown) == 4 and len({j.split("/")[0] for j, *_ in shown}) == 4  # four sweep points, one stack
+    assert all(s.endswith("/dataset__step/view/thumb_depth.jpg") for _, s, _, _ in shown)
+    assert len({s for _, s, _, _ in shown}) == 4  # each point's own file ...
+    files = [_file(u) for _, _, u, _ in shown]
+    assert len({f.read_bytes() for f in files}) == 4  # ... with its own bytes
+    px = [_pixels(f) for f in files]
+    for i in range(4):
+        for k in range(i):
+            assert abs(px[i] - px[k]).mean() > 0.2, (files[i], files[k])  # and its own picture
+    assert console_errors(d) == []
+
+
 @pytest.fixture(scope="module")
 def kinds(tmp_path_factory):
     """A report of three jobs written directly: 'new' with every thumbnail, 'old' as a run
