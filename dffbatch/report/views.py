@@ -1,8 +1,9 @@
 """Stage *report*, per job: the small images the report shows, written beside the outputs.
 
 The report must stay light at hundreds of stacks (the 100 focus_stack stacks reference
-less than 20 MB of images in all), so it never shows the full outputs (a 1080 x 1080
-all-in-focus PNG is 1.4 MB). Each job writes instead, into ``view/``:
+20.9 MB of images in all, 2.1 MB of them the grid's depth and confidence thumbnails), so
+it never shows the full outputs (a 1080 x 1080 all-in-focus PNG is 1.4 MB). Each job
+writes instead, into ``view/``:
 
 ==========================  =================================================================
 ``thumb.webp``              the all-in-focus image reduced by a whole factor to a longest
