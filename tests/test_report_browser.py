@@ -1,7 +1,8 @@
 """The report in a real browser (headless Chromium from Debian's chromium and chromium-driver,
 driven by selenium): on a run of the bundled dataset with a 2 x 2 sweep, every image of the
 first screen loads, the job table sorts and filters, the viewer opens and flips (layers,
-sweep points, stacks), and the page makes no console error and no request outside the run."""
+sweep points, stacks), the grid's toggle swaps every thumbnail for depth or confidence (each
+sweep point its own), and the page makes no console error and no request outside the run."""
 import os
 import sys
 from pathlib import Path
