@@ -1,7 +1,8 @@
 """The report in a real browser (headless Chromium from Debian's chromium and chromium-driver,
 driven by selenium): on a run of the bundled dataset with a 2 x 2 sweep, every image of the
 first screen loads, the job table sorts and filters, the viewer opens and flips (layers,
-sweep points, stacks), and the page makes no console error and no request outside the run."""
+sweep points, stacks), the grid's toggle swaps every thumbnail for depth or confidence (each
+sweep point its own), and the page makes no console error and no request outside the run."""
 import os
 import sys
 from pathlib import Path
@@ -217,3 +218,150 @@ def test_the_3d_view_turns_the_mesh_in_webgl(page):
     assert d.execute_script("return document.querySelector('#vpanels canvas').toDataURL()") != before  # it turned
     assert console_errors(d) == []
     assert all(u.startswith(run.as_uri() + "/") or u.startswith("data:") for u in requests(d))
+
+
+# ---------------------------------------------------------------- the grid's thumbnail toggle
+
+_GRID = ("Array.from(document.querySelectorAll('#grid .card')).map(c => { const i = c.querySelector('img');"
+         " return [c.getAttribute('data-job'), i && i.getAttribute('src'), i && i.src, i && i.complete && i.naturalWidth]; })")
+
+
+def _file(src):
+    """The file on disk behind a file:// URL."""
+    from urllib.parse import unquote, urlparse
+    return Path(unquote(urlparse(src).path))
+
+
+def _pixels(path_or_png):
+    import io
+
+    import numpy as np
+    from PIL import Image
+    src = io.BytesIO(path_or_png) if isinstance(path_or_png, bytes) else path_or_png
+    return np.asarray(Image.open(src).convert("RGB")).astype(int)
+
+
+def _toggle(d, label):
+    b = [b for b in d.find_elements("css selector", "#thumbkind button") if b.text == label]
+    assert len(b) == 1, [x.text for x in d.find_elements("css selector", "#thumbkind button")]
+    b[0].click()
+
+
+def _shown_thumbs(d):
+    """[job, src, absolute URL, natural width] of every card, once the images in view have loaded."""
+    d.execute_script("document.getElementById('grid').scrollIntoView()")
+    return wait(d, f"(() => {{ const g = {_GRID}; const vis = Array.from(document.querySelectorAll('#grid img'))"
+                   ".filter(i => { const r = i.getBoundingClientRect(); return r.bottom > 0 && r.top < innerHeight; });"
+                   " return vis.length && vis.every(i => i.complete && i.naturalWidth > 0) ? g : null; })()")
+
+
+def test_the_grid_toggle_swaps_every_thumbnail_to_depth_or_confidence_and_keeps_it(page):
+    d, run = page
+    d.get((run / "index.html").as_uri())
+    wait(d, "document.body.getAttribute('data-ready')")
+    assert [b.text for b in d.find_elements("css selector", "#thumbkind button")] == \
+        ["all-in-focus", "depth", "confidence"]
+    assert d.execute_script("return document.querySelector('#thumbkind button.on').textContent") == "all-in-focus"
+    aif = _shown_thumbs(d)
+    assert len(aif) == 12 and all(s.endswith("/view/thumb.webp") for _, s, _, _ in aif)
+    card = d.find_elements("css selector", "#grid .card img")[0]
+    shot = _pixels(card.screenshot_as_png)  # what the page shows, not only which file it names
+    for label, name, grey in (("depth", "thumb_depth.jpg", False), ("confidence", "thumb_confidence.jpg", True)):
+        _toggle(d, label)
+        now = _shown_thumbs(d)
+        assert [j for j, *_ in now] == [j for j, *_ in aif]  # the same cards, in the same order
+        assert all(s == a[1].replace("thumb.webp", name) for (_, s, _, _), a in zip(now, aif)), now
+        assert all(w in (0, a[3]) or not a[3] for (*_, w), a in zip(now, aif))  # the size of thumb.webp
+        assert d.execute_script("return location.hash") == f"#thumbs={label}"
+        for (_, _, url, _), a in zip(now, aif):
+            mine, theirs = _pixels(_file(url)), _pixels(_file(a[2]))
+            assert mine.shape == theirs.shape and abs(mine - theirs).mean() > 10, (url, abs(mine - theirs).mean())
+            assert grey == bool((mine.max(axis=2) == mine.min(axis=2)).all()), url  # confidence is grey, depth viridis
+        card = d.find_elements("css selector", "#grid .card img")[0]
+        wait(d, "document.querySelector('#grid .card img').complete")
+        assert abs(_pixels(card.screenshot_as_png) - shot).mean() > 10  # the card shows another image
+    d.refresh()  # the choice is kept: in the URL (#thumbs=confidence), so a reload or a copied link keeps it
+    wait(d, "document.body.getAttribute('data-ready')")
+    assert d.execute_script("return document.querySelector('#thumbkind button.on').textContent") == "confidence"
+    assert all(s.endswith("/view/thumb_confidence.jpg") for _, s, _, _ in _shown_thumbs(d))
+    d.find_element("id", "filter").send_keys("step")  # filtering and paging draw the chosen kind
+    assert all(s.endswith("/view/thumb_confidence.jpg") for _, s, _, _ in _shown_thumbs(d))
+    _toggle(d, "all-in-focus")
+    assert [s for _, s, _, _ in _shown_thumbs(d)] == [s for j, s, _, _ in aif if j.endswith("/dataset__step")]
+    assert d.execute_script("return location.hash") == "#thumbs=allfocus"
+    assert console_errors(d) == []
+
+
+def test_each_sweep_point_shows_its_own_thumbnail(page):
+    """The demo's sweep, window 9 / 5 x refine wls / median. The all-in-focus image is composited
+    before refine runs, so the two refine points of a window share its pixels (the grid repeated
+    one picture); their depth differs, and the depth thumbnails show it."""
+    d, run = page
+    d.get("about:blank")  # then a fresh load, not a jump within the page: the link chooses depth
+    d.get((run / "index.html").as_uri() + "#thumbs=depth")
+    wait(d, "document.body.getAttribute('data-ready')")
+    assert d.execute_script("return document.querySelector('#thumbkind button.on').textContent") == "depth"
+    d.find_element("id", "filter").send_keys("dataset__step")
+    shown = _shown_thumbs(d)
+    assert len(shown) == 4 and len({j.split("/")[0] for j, *_ in shown}) == 4  # four sweep points, one stack
+    assert all(s.endswith("/dataset__step/view/thumb_depth.jpg") for _, s, _, _ in shown)
+    assert len({s for _, s, _, _ in shown}) == 4  # each point's own file ...
+    files = [_file(u) for _, _, u, _ in shown]
+    assert len({f.read_bytes() for f in files}) == 4  # ... with its own bytes
+    px = [_pixels(f) for f in files]
+    for i in range(4):
+        for k in range(i):
+            assert abs(px[i] - px[k]).mean() > 0.2, (files[i], files[k])  # and its own picture
+    assert console_errors(d) == []
+
+
+@pytest.fixture(scope="module")
+def kinds(tmp_path_factory):
+    """A report of three jobs written directly: 'new' with every thumbnail, 'old' as a run
+    written before the depth and confidence thumbnails (neither on disk nor in its record),
+    'lost' whose thumb_depth.jpg was deleted from the run folder."""
+    import numpy as np
+    from dffbatch.report.page import write_report
+    from dffbatch.report.views import write_views
+
+    def three():
+        run = tmp_path_factory.mktemp("kinds")
+        recs = []
+        for stack in ("new", "old", "lost"):
+            H, W = 64, 96
+            af = np.random.default_rng(3).integers(0, 256, (H, W, 3), dtype=np.uint8)
+            depth = np.tile(np.linspace(0, 4, W, dtype=np.float32), (H, 1))
+            conf = np.tile(np.linspace(0, 1, H, dtype=np.float32)[:, None], (1, W))
+            out = write_views(run / "p" / stack, af, depth, conf, 5)
+            if stack == "old":
+                for name in ("view/thumb_depth.jpg", "view/thumb_confidence.jpg"):
+                    del out[name]
+                    (run / "p" / stack / name).unlink()
+            if stack == "lost":
+                (run / "p" / stack / "view/thumb_depth.jpg").unlink()
+            recs.append({"id": f"p/{stack}", "status": "ok", "params": {}, "metrics": {}, "n_frames": 5,
+                         "shape": [H, W, 3], "outputs": out})
+        write_report(run, {"run": "kinds", "versions": {}}, recs)
+        return run
+    yield from _shown(three)
+
+
+def test_a_job_without_map_thumbnails_shows_its_full_size_map_or_says_what_is_missing(kinds):
+    d, run = kinds
+    _toggle(d, "depth")
+    got = wait(d, "(() => { const c = Array.from(document.querySelectorAll('#grid .card'));"
+                  " const r = c.map(x => { const i = x.querySelector('img'), p = x.querySelector('.ph');"
+                  " return [x.getAttribute('data-job'), i ? i.getAttribute('src') : null, i ? i.complete && i.naturalWidth : null,"
+                  " p ? p.textContent : null]; });"
+                  " return r.every(x => x[2] || x[3]) ? r : null; })()")
+    by = {j: (s, w, ph) for j, s, w, ph in got}
+    assert by["p/new"][:2] == ("p/new/view/thumb_depth.jpg", 96)
+    assert by["p/old"][:2] == ("p/old/view/depth.jpg", 96)  # the viewer's depth image, not a broken one
+    assert by["p/lost"][:1] == (None,) and "no depth image (thumb_depth.jpg)" in by["p/lost"][2]
+    _toggle(d, "confidence")
+    got = wait(d, "Array.from(document.querySelectorAll('#grid img')).every(i => i.complete && i.naturalWidth) && "
+                  "Array.from(document.querySelectorAll('#grid img')).map(i => [i.getAttribute('src'), i.naturalWidth])")
+    assert got == [["p/new/view/thumb_confidence.jpg", 96], ["p/old/view/confidence.jpg", 48],
+                   ["p/lost/view/thumb_confidence.jpg", 96]]
+    _toggle(d, "all-in-focus")
+    assert all(e["message"].count("thumb_depth.jpg") for e in console_errors(d))  # only the file deleted

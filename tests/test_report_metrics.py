@@ -124,6 +124,7 @@ def test_the_size_of_a_non_square_stack_is_height_x_width(tmp_path):
     js = (tmp_path / "jobs.js").read_text()
     row = json.loads(js[len("window.DFF = "):].rstrip().rstrip(";"))["jobs"][0]
     assert row[5] == "48x96" and Image.open(tmp_path / "p" / "wide" / "view/thumb.webp").size == (W, H)
+    assert row[12] == 1 | 8  # the view/ images and the depth and confidence thumbnails of the grid's toggle
 
 
 def test_the_measure_chart_needs_two_measures(tmp_path):

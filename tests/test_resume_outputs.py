@@ -120,7 +120,8 @@ def test_outputs_follow_the_umask_and_confidence_png_holds_the_confidence(tmp_pa
 
 _MAPS = {"allfocus": {"png": "allfocus.png", "tiff": "allfocus.tif"}, "depth": {"png": "depth.png", "tiff": "depth.tif", "png8": "depth8.png"},
          "confidence": {"png": "confidence.png", "tiff": "confidence.tif"}}
-_VIEWS = {"view/thumb.webp", "view/allfocus.webp", "view/depth.jpg", "view/confidence.jpg"}
+_VIEWS = {"view/thumb.webp", "view/thumb_depth.jpg", "view/thumb_confidence.jpg", "view/allfocus.webp",
+          "view/depth.jpg", "view/confidence.jpg"}
 
 
 @pytest.mark.parametrize("formats, report", [

@@ -54,7 +54,8 @@ def test_main_job_on_bundled_dataset(tmp_path):
         assert rec["metrics"]["rmse"] < 1.0  # ground truth is scored automatically
         job = run / rec["id"]
         for f in ("depth.tif", "confidence.png", "allfocus.png", "depth_2d.png", "depth_3d.png",
-                  "view/thumb.webp", "view/allfocus.webp", "view/depth.jpg", "view/confidence.jpg",
+                  "view/thumb.webp", "view/thumb_depth.jpg", "view/thumb_confidence.jpg", "view/allfocus.webp",
+                  "view/depth.jpg", "view/confidence.jpg",
                   "view/truth.jpg", "view/error.jpg"):
             assert (job / f).is_file(), f
     assert "dataset__step" in (run / "jobs.js").read_text()

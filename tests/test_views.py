@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dffbatch.report.views import confidence_u8, error_rgb, viridis_rgb, write_mesh_view, write_views
+from dffbatch.report.views import (block_means, confidence_u8, error_rgb, viridis_rgb, write_mesh_view,
+                                   write_views)
 
 ROOT = Path(__file__).resolve().parents[1]
 VENDOR = ROOT / "dffbatch" / "report" / "assets" / "vendor"
@@ -20,8 +21,8 @@ def test_views_hold_what_they_claim(tmp_path):
     depth = np.tile(np.linspace(0, n - 1, W, dtype=np.float32), (H, 1))
     conf = np.tile(np.linspace(0, 1, H, dtype=np.float32)[:, None], (1, W))
     out = write_views(tmp_path, af, depth, conf, n, truth=depth + 1.0)
-    assert set(out) == {"view/thumb.webp", "view/allfocus.webp", "view/depth.jpg", "view/confidence.jpg",
-                        "view/truth.jpg", "view/error.jpg"}
+    assert set(out) == {"view/thumb.webp", "view/thumb_depth.jpg", "view/thumb_confidence.jpg", "view/allfocus.webp",
+                        "view/depth.jpg", "view/confidence.jpg", "view/truth.jpg", "view/error.jpg"}
     thumb = Image.open(tmp_path / "view/thumb.webp")
     assert max(thumb.size) <= 320 and thumb.size == (W, H)  # small images are not enlarged
     assert Image.open(tmp_path / "view/allfocus.webp").size == (W, H)
@@ -35,6 +36,33 @@ def test_views_hold_what_they_claim(tmp_path):
     assert (err[..., 2] - err[..., 0]).mean() > 40  # estimate 1 frame below the truth: blue, not red
     np.testing.assert_array_equal(error_rgb(np.array([[0.0, 2.0, -2.0]])), [[[255, 255, 255], [255, 38, 38], [38, 38, 255]]])
     np.testing.assert_array_equal(confidence_u8(np.array([-1, 0, 0.5, 1, 2], np.float32)), [0, 0, 128, 255, 255])
+
+
+def test_the_grid_thumbnails_of_depth_and_confidence(tmp_path):
+    """thumb_depth.jpg and thumb_confidence.jpg: the size of thumb.webp, 8-bit, coloured as
+    the viewer's depth.jpg (viridis over frame 0 .. N-1) and confidence.jpg (grey 0..255)."""
+    H, W, n = 700, 1000, 12  # reduced by ceil(1000 / 320) = 4: 175 x 250
+    yy, xx = np.mgrid[0:H, 0:W]
+    af = np.random.default_rng(2).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    depth = (xx / (W - 1) * (n - 1)).astype(np.float32)  # a ramp left to right ...
+    depth[:, 400:600] = 2.0  # ... with a band of frame 2 across it (edges 4-aligned: no mixed blocks)
+    conf = (yy / (H - 1)).astype(np.float32) ** 2  # top to bottom
+    write_views(tmp_path, af, depth, conf, n)
+    thumb, td, tc = (Image.open(tmp_path / "view" / f) for f in ("thumb.webp", "thumb_depth.jpg", "thumb_confidence.jpg"))
+    assert thumb.size == td.size == tc.size == (250, 175)
+    assert (td.format, td.mode, tc.format, tc.mode) == ("JPEG", "RGB", "JPEG", "L")
+    d, c = np.asarray(td), np.asarray(tc)
+    assert d.dtype == c.dtype == np.uint8 and d.shape == (175, 250, 3) and c.shape == (175, 250)
+    # the reference: depth.jpg's 8-bit viridis index, 4 x 4 block means, through the table
+    idx = np.floor(np.clip(depth / (n - 1), 0, 1) * 255 + 0.5)
+    ref = viridis_rgb(np.round(block_means(idx, 4)) / 255).astype(int)
+    err = np.abs(d.astype(int) - ref)
+    assert err.mean() < 2.5 and np.percentile(err, 95) < 6, (err.mean(), np.percentile(err, 95))  # JPEG-close
+    assert np.abs(d[:, 100:150].astype(int) - viridis_rgb(np.full((1, 1), 2 / (n - 1)))).mean() < 3  # the band
+    cref = np.round(block_means(confidence_u8(conf), 4))
+    cerr = np.abs(c.astype(int) - cref)
+    assert cerr.mean() < 1.5 and cerr.max() < 6, (cerr.mean(), cerr.max())
+    assert c[0].mean() < 3 and c[-1].mean() > 250  # confidence 0 black at the top, 1 white at the bottom
 
 
 def test_mesh_view_is_the_block_mean_surface(tmp_path):

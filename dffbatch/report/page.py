@@ -114,7 +114,8 @@ def _job_row(r, sweep_index):
     m = r.get("metrics", {})
     shape = r.get("shape") or []
     o = r.get("outputs") or {}
-    views = (1 if "view/thumb.webp" in o else 0) | (2 if "view/error.jpg" in o else 0) | (4 if "view/mesh.js" in o else 0)
+    views = ((1 if "view/thumb.webp" in o else 0) | (2 if "view/error.jpg" in o else 0) | (4 if "view/mesh.js" in o else 0)
+             | (8 if "view/thumb_depth.jpg" in o and "view/thumb_confidence.jpg" in o else 0))
     sweep, _, stack = r["id"].partition("/")
     return [r["id"], sweep_index.setdefault(sweep, len(sweep_index)), stack, r["status"], r.get("n_frames"),
             f"{shape[0]}x{shape[1]}" if len(shape) >= 2 else None, (r.get("timings") or {}).get("total"),
@@ -191,6 +192,9 @@ dffbatch {_e((manifest.get('versions') or {}).get('dffbatch'))} &middot; <a href
     parts.append("""<h2>Stacks</h2>
 <div class="bar"><input id="filter" type="search" placeholder="filter: stack, status, sweep, error">
 <label class="small">order <select id="sort"></select></label>
+<span id="thumbkind" class="seg" role="group" aria-label="thumbnails"><span class="small">thumbnails</span>
+<button type="button" data-kind="allfocus">all-in-focus</button><button type="button" data-kind="depth">depth</button><button
+ type="button" data-kind="confidence">confidence</button></span>
 <button id="cprev">&larr;</button><button id="cnext">&rarr;</button> <span id="cardinfo" class="small"></span>
 <span class="small">click a stack for the viewer: all-in-focus, depth, confidence at full size</span></div>
 <div id="grid" class="grid"></div>

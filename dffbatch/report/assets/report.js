@@ -4,9 +4,9 @@
   "use strict";
   var D = window.DFF || {jobs: [], sweeps: [], gt: false};
   // a row: [id, sweep index, stack, status, frames, "HxW", seconds, mean confidence,
-  //         low-confidence share, rmse, AiF PSNR, error, views (1: view/ images, 2: truth and error),
-  //         alignment note, AiF PSNR within 30 px of depth jumps (occlusion halos),
-  //         unreadable frames skipped (on_bad_frame: skip)]
+  //         low-confidence share, rmse, AiF PSNR, error, views (1: view/ images, 2: truth and error,
+  //         4: 3-D mesh, 8: depth and confidence thumbnails), alignment note, AiF PSNR within 30 px
+  //         of depth jumps (occlusion halos), unreadable frames skipped (on_bad_frame: skip)]
   var J = {id: 0, sweep: 1, stack: 2, status: 3, frames: 4, size: 5, time: 6, conf: 7, low: 8, rmse: 9,
            psnr: 10, error: 11, views: 12, align: 13, band: 14, skipped: 15};
   var COLS = [["job", J.id], ["status", J.status], ["frames", J.frames], ["size", J.size], ["time (s)", J.time],
@@ -17,6 +17,11 @@
                 ["confidence", "confidence (half size)", "view/confidence.jpg"],
                 ["truth", "true depth", "view/truth.jpg"], ["error", "error (red +, blue -)", "view/error.jpg"],
                 ["3-D", "3-D surface (drag to turn, wheel to zoom, right-drag to move)", "view/mesh.js"]];
+  // the grid's thumbnails, one kind at a time (the toggle above the grid; "#thumbs=depth" keeps it);
+  // a job written before the map thumbnails (views without 8) shows the viewer's full-size image
+  var THUMBS = {allfocus: ["view/thumb.webp"], depth: ["view/thumb_depth.jpg", "view/depth.jpg"],
+                confidence: ["view/thumb_confidence.jpg", "view/confidence.jpg"]};
+  var thumbKind = hashKind();
   var rows = D.jobs, view = rows.slice(), key = -1, dir = 1;
   var cardPage = 0, CARDS = 48, tablePage = 0, ROWS = 100;
   var byStack = {};  // stack -> row indices, one per sweep point
@@ -35,6 +40,27 @@
   function fmt(v) {
     if (v === null || v === undefined) { return ""; }
     return typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : String(v);
+  }
+  function hashKind() {
+    var k = new URLSearchParams(location.hash.slice(1)).get("thumbs");
+    return Object.prototype.hasOwnProperty.call(THUMBS, k) ? k : "allfocus";
+  }
+  function thumbSrc(r) {
+    var t = THUMBS[thumbKind];
+    return url(r[J.id], t.length > 1 && !(r[J.views] & 8) ? t[1] : t[0]);
+  }
+  function setThumbs(k) {
+    if (!Object.prototype.hasOwnProperty.call(THUMBS, k)) { k = "allfocus"; }
+    if (k !== hashKind()) {  // replace, not push: the back button leaves the page, as before
+      var h = new URLSearchParams(location.hash.slice(1));
+      h.set("thumbs", k);
+      location.replace("#" + h.toString());
+    }
+    document.querySelectorAll("#thumbkind button").forEach(function (b) {
+      var on = b.getAttribute("data-kind") === k;
+      b.classList.toggle("on", on); b.setAttribute("aria-pressed", String(on));
+    });
+    if (k !== thumbKind) { thumbKind = k; renderCards(); }
   }
   function sweepLabel(i) { return (D.sweeps[i] || {}).label || ""; }
   function aspect(r) {  // height / width, from the size "HxW" (numpy's order, as the table shows it)
@@ -69,9 +95,18 @@
       var ok = r[J.status] === "ok";
       var card = el("div", {"class": "card" + (ok ? "" : " failed"), "data-job": r[J.id]});
       if (ok && r[J.views] & 1) {
-        var img = el("img", {src: url(r[J.id], "view/thumb.webp"), alt: r[J.stack], loading: "lazy",
+        var img = el("img", {src: thumbSrc(r), alt: r[J.stack], loading: "lazy", "data-kind": thumbKind,
                              width: "320", height: String(Math.round(320 * aspect(r)))});
         img.style.setProperty("--ar", String(1 / aspect(r)));
+        if (thumbKind !== "allfocus" && !(r[J.views] & 8)) {
+          img.title = "the viewer's full-size image: this job was written before the grid's " + thumbKind + " thumbnails";
+        }
+        img.addEventListener("error", function () {  // a file gone from the run folder: say so, no broken image
+          var ph = el("div", {"class": "ph", "data-kind": img.getAttribute("data-kind")},
+                      "no " + img.getAttribute("data-kind") + " image (" + img.getAttribute("src").split("/").pop() + ")");
+          ph.style.setProperty("--ar", String(1 / aspect(r)));
+          if (img.parentNode) { img.parentNode.replaceChild(ph, img); }
+        });
         card.appendChild(img);
       } else if (!ok) {
         card.appendChild(el("div", {"class": "err"}, r[J.error] || r[J.status]));
@@ -324,6 +359,11 @@
   COLS.forEach(function (c) { if (c[1] !== J.id) { sortSel.appendChild(el("option", {value: String(c[1])}, c[0])); } });
   sortSel.appendChild(el("option", {value: String(J.stack)}, "stack"));
   sortSel.addEventListener("change", function () { key = +sortSel.value; dir = 1; apply(); });
+  document.querySelectorAll("#thumbkind button").forEach(function (b) {
+    b.addEventListener("click", function () { setThumbs(b.getAttribute("data-kind")); });
+  });
+  window.addEventListener("hashchange", function () { setThumbs(hashKind()); });
+  setThumbs(thumbKind);
   $("filter").addEventListener("input", apply);
   $("cprev").addEventListener("click", function () { if (cardPage > 0) { cardPage--; renderCards(); } });
   $("cnext").addEventListener("click", function () { if ((cardPage + 1) * CARDS < view.length) { cardPage++; renderCards(); } });
