@@ -4,8 +4,8 @@
 
 1. Runs the default job on ``--data`` (the 100 focus_stack stacks; plots off) and adds
    up every image its report can load: the thumbnails, the viewer's images of every
-   stack, the images in index.html. (The target: at most 20 MB for the 100 stacks; 20.9 MB
-   since the grid's depth and confidence thumbnails, issue 30: above it.)
+   stack, the images in index.html. (The target: at most 20 MB for the 100 stacks; 19.9 MB
+   with the grid's depth and confidence thumbnails of issue 30, the latter at half size.)
 2. Makes a ``--jobs``-job report from those outputs (each job a folder of hard links to
    a real job's files, its record the real one renamed) and opens it in headless
    Chromium: the time to the first render (first contentful paint; the grid drawn; every

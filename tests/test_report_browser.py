@@ -271,10 +271,12 @@ def test_the_grid_toggle_swaps_every_thumbnail_to_depth_or_confidence_and_keeps_
         now = _shown_thumbs(d)
         assert [j for j, *_ in now] == [j for j, *_ in aif]  # the same cards, in the same order
         assert all(s == a[1].replace("thumb.webp", name) for (_, s, _, _), a in zip(now, aif)), now
-        assert all(w in (0, a[3]) or not a[3] for (*_, w), a in zip(now, aif))  # the size of thumb.webp
+        # depth at the size of thumb.webp, confidence at half of it (as the viewer's)
+        assert all(w in (0, -(-a[3] // (2 if grey else 1))) or not a[3] for (*_, w), a in zip(now, aif)), now
         assert d.execute_script("return location.hash") == f"#thumbs={label}"
         for (_, _, url, _), a in zip(now, aif):
             mine, theirs = _pixels(_file(url)), _pixels(_file(a[2]))
+            theirs = theirs[::2, ::2] if grey else theirs
             assert mine.shape == theirs.shape and abs(mine - theirs).mean() > 10, (url, abs(mine - theirs).mean())
             assert grey == bool((mine.max(axis=2) == mine.min(axis=2)).all()), url  # confidence is grey, depth viridis
         card = d.find_elements("css selector", "#grid .card img")[0]
@@ -361,7 +363,7 @@ def test_a_job_without_map_thumbnails_shows_its_full_size_map_or_says_what_is_mi
     _toggle(d, "confidence")
     got = wait(d, "Array.from(document.querySelectorAll('#grid img')).every(i => i.complete && i.naturalWidth) && "
                   "Array.from(document.querySelectorAll('#grid img')).map(i => [i.getAttribute('src'), i.naturalWidth])")
-    assert got == [["p/new/view/thumb_confidence.jpg", 96], ["p/old/view/confidence.jpg", 48],
-                   ["p/lost/view/thumb_confidence.jpg", 96]]
+    assert got == [["p/new/view/thumb_confidence.jpg", 48], ["p/old/view/confidence.jpg", 48],
+                   ["p/lost/view/thumb_confidence.jpg", 48]]
     _toggle(d, "all-in-focus")
     assert all(e["message"].count("thumb_depth.jpg") for e in console_errors(d))  # only the file deleted

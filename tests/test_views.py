@@ -39,8 +39,8 @@ def test_views_hold_what_they_claim(tmp_path):
 
 
 def test_the_grid_thumbnails_of_depth_and_confidence(tmp_path):
-    """thumb_depth.jpg and thumb_confidence.jpg: the size of thumb.webp, 8-bit, coloured as
-    the viewer's depth.jpg (viridis over frame 0 .. N-1) and confidence.jpg (grey 0..255)."""
+    """thumb_depth.jpg: the size of thumb.webp, and thumb_confidence.jpg, half of it; 8-bit,
+    coloured as the viewer's depth.jpg (viridis over frame 0 .. N-1) and confidence.jpg (grey 0..255)."""
     H, W, n = 700, 1000, 12  # reduced by ceil(1000 / 320) = 4: 175 x 250
     yy, xx = np.mgrid[0:H, 0:W]
     af = np.random.default_rng(2).integers(0, 256, (H, W, 3), dtype=np.uint8)
@@ -49,17 +49,17 @@ def test_the_grid_thumbnails_of_depth_and_confidence(tmp_path):
     conf = (yy / (H - 1)).astype(np.float32) ** 2  # top to bottom
     write_views(tmp_path, af, depth, conf, n)
     thumb, td, tc = (Image.open(tmp_path / "view" / f) for f in ("thumb.webp", "thumb_depth.jpg", "thumb_confidence.jpg"))
-    assert thumb.size == td.size == tc.size == (250, 175)
+    assert thumb.size == td.size == (250, 175) and tc.size == (125, 88)
     assert (td.format, td.mode, tc.format, tc.mode) == ("JPEG", "RGB", "JPEG", "L")
     d, c = np.asarray(td), np.asarray(tc)
-    assert d.dtype == c.dtype == np.uint8 and d.shape == (175, 250, 3) and c.shape == (175, 250)
+    assert d.dtype == c.dtype == np.uint8 and d.shape == (175, 250, 3) and c.shape == (88, 125)
     # the reference: depth.jpg's 8-bit viridis index, 4 x 4 block means, through the table
     idx = np.floor(np.clip(depth / (n - 1), 0, 1) * 255 + 0.5)
     ref = viridis_rgb(np.round(block_means(idx, 4)) / 255).astype(int)
     err = np.abs(d.astype(int) - ref)
     assert err.mean() < 2.5 and np.percentile(err, 95) < 6, (err.mean(), np.percentile(err, 95))  # JPEG-close
     assert np.abs(d[:, 100:150].astype(int) - viridis_rgb(np.full((1, 1), 2 / (n - 1)))).mean() < 3  # the band
-    cref = np.round(block_means(confidence_u8(conf), 4))
+    cref = np.round(block_means(confidence_u8(conf), 8))  # 8 x 8 blocks: half size, then the factor
     cerr = np.abs(c.astype(int) - cref)
     assert cerr.mean() < 1.5 and cerr.max() < 6, (cerr.mean(), cerr.max())
     assert c[0].mean() < 3 and c[-1].mean() > 250  # confidence 0 black at the top, 1 white at the bottom
