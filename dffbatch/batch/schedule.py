@@ -95,8 +95,13 @@ class LocalBackend:
                 while queue or futures:
                     while queue and len(futures) < 2 * self.workers:
                         j = queue.popleft()
+                        try:
+                            fut = pool.submit(run_job, j)
+                        except BrokenProcessPool:  # a worker died since the last wait: j never ran
+                            queue.appendleft(j)
+                            raise
                         attempts[j["id"]] += 1
-                        futures[pool.submit(run_job, j)] = j
+                        futures[fut] = j
                     done, _ = wait(futures, return_when=FIRST_COMPLETED)
                     for fut in done:
                         job = futures.pop(fut)
