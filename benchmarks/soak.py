@@ -65,11 +65,11 @@ def render(root, n, hostile, rng):
 
 
 def stacks_of(data):
-    """{stack id: [files]} as dffbatch discovers them."""
-    from dffbatch.batch.config import SPLIT_AUTO
-    from dffbatch.batch.discover import discover
-    entry = {"path": data, "layout": "auto", "include": ["*"], "exclude": [], "split": dict(SPLIT_AUTO)}
-    return {s.id: s.files for s in discover(entry)}
+    """{stack id: [files]} as a run of dffbatch names them (the runner's own plan)."""
+    from dffbatch.batch.config import config_for_paths
+    from dffbatch.batch.runner import plan
+    stacks = plan(config_for_paths([data], os.path.join(os.path.dirname(data), "no-output")))[0]
+    return {s.id: s.files for s in stacks}
 
 
 def run(cmd, kill_every=None, rng=None):
@@ -254,10 +254,12 @@ def main(argv=None):
     bad = {}
     for sid in broken_ids:
         bad[sid] = rng.choice(stacks[sid])
-    for f, sid in by_file.items():
+    every = [os.path.join(d, f) for d, _, fs in os.walk(data) for f in fs]  # the whole tree, not only stacks
+    for f in every:
+        sid = by_file.get(f)
         dst = os.path.join(copy, os.path.relpath(f, data))
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        if bad.get(sid) == f:
+        if sid is not None and bad.get(sid) == f:
             with open(f, "rb") as fh:
                 raw = fh.read()
             with open(dst, "wb") as fh:

@@ -369,6 +369,16 @@ def test_hostile_names_stay_inside_the_output_root(tmp_path):
     assert "<script>alert" not in html and "&lt;script&gt;" in html
 
 
+def test_long_names_keep_ids_of_their_own():
+    """Cut at 120 characters, names sharing their start got ids by order (-2, -3): a stack's
+    id then depended on its neighbours (the 1000-stack soak mixed up 7 of them)."""
+    from dffbatch.batch.discover import _safe_id
+    a, b = "x" * 200 + "1", "x" * 200 + "2"
+    assert _safe_id(a) != _safe_id(b) and len(_safe_id(a)) == len(_safe_id(b)) == 120
+    assert _safe_id(a) == _safe_id("x" * 200 + "1")  # stable
+    assert _safe_id("short name") == "short_name"  # short ones as before
+
+
 def test_symlink_loops_are_detected(tmp_path):
     small_stack(tmp_path / "data" / "a")
     os.symlink(tmp_path / "data", tmp_path / "data" / "a" / "loop")

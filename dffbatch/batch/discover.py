@@ -23,6 +23,7 @@ skipped folder is reported once (its root), not per file.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import glob
 import os
 import re
@@ -64,8 +65,13 @@ class Stack:
 
 
 def _safe_id(text: str) -> str:
+    """A folder-safe stack id: letters, digits, ``.``, ``_``, ``-``; at most 120 characters,
+    a longer one cut with a hash of the whole name, so that two long names that share
+    their first 110 characters keep ids of their own (not ``-2``, ``-3`` by order)."""
     s = re.sub(r"[^A-Za-z0-9._-]+", "_", text.replace(os.sep, "__")).strip("._") or "stack"
-    return s[:120]
+    if len(s) > 120:
+        s = s[:111] + "-" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return s
 
 
 def _is_image(name: str, hidden: bool = False) -> bool:
