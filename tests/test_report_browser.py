@@ -288,6 +288,10 @@ def test_the_grid_toggle_swaps_every_thumbnail_to_depth_or_confidence_and_keeps_
     assert all(s.endswith("/view/thumb_confidence.jpg") for _, s, _, _ in _shown_thumbs(d))
     d.find_element("id", "filter").send_keys("step")  # filtering and paging draw the chosen kind
     assert all(s.endswith("/view/thumb_confidence.jpg") for _, s, _, _ in _shown_thumbs(d))
+    d.find_elements("css selector", "#grid .card img")[0].click()  # the viewer opens on what the grid shows
+    wait(d, "document.getElementById('viewer').classList.contains('open')")
+    assert d.execute_script("return document.querySelector('#viewer button.on').textContent") == "3 confidence"
+    _key(d, "Escape")
     _toggle(d, "all-in-focus")
     assert [s for _, s, _, _ in _shown_thumbs(d)] == [s for j, s, _, _ in aif if j.endswith("/dataset__step")]
     assert d.execute_script("return location.hash") == "#thumbs=allfocus"

@@ -122,7 +122,9 @@
       if (r[J.align]) { cap.appendChild(el("div", {"class": "small note"}, "alignment: " + r[J.align])); }
       if (r[J.skipped]) { cap.appendChild(el("div", {"class": "small note warn"}, "skipped unreadable: " + r[J.skipped])); }
       card.appendChild(cap);
-      if (ok && r[J.views] & 1) { card.addEventListener("click", function () { openViewer(r[J.id]); }); }
+      if (ok && r[J.views] & 1) {  // the viewer opens on the kind the grid shows
+        card.addEventListener("click", function () { V.layer = thumbKind; V.mode = "flip"; openViewer(r[J.id]); });
+      }
       grid.appendChild(card);
     });
     var n = view.length, a = cardPage * CARDS;
