@@ -101,3 +101,40 @@ def test_a_run_from_another_folder_uses_the_same_copy_and_compiles_nothing(tmp_p
     after = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.nb[ic]")}
     assert after == before, sorted(set(after.items()) ^ set(before.items()))[:5]
     assert "compiling kernels" not in r.stdout
+
+
+def test_the_runner_waits_for_the_plain_path_only_and_stops_the_aligned_one_with_the_run(tmp_path, monkeypatch):
+    """Issue 31: the aligned kernels compile beside the first jobs, which mostly align
+    nothing (the quick start never does); with align: none they are not compiled at all."""
+    calls, fakes = [], []
+
+    class Fake:
+        def __init__(self, *args):
+            self.args, self.stopped = args, False
+            fakes.append(self)
+
+        def stop(self):
+            self.stopped = True
+
+    monkeypatch.setattr(W, "cache_is_cold", lambda: True)
+    monkeypatch.setattr(W, "compile_kernels", lambda *a, **k: calls.append(k.get("groups")) or 0.0)
+    monkeypatch.setattr(W, "Background", Fake)
+    from dffbatch.cli import main
+    small_stack(tmp_path / "data" / "a")
+    assert main([str(write_cfg(tmp_path, [str(tmp_path / "data")])), "--no-progress"]) == 0
+    assert calls == [["plain"]] and len(fakes) == 1 and fakes[0].stopped
+    calls.clear()
+    fakes.clear()
+    assert main([str(write_cfg(tmp_path, [str(tmp_path / "data")], params={"align": "none"})), "--no-progress",
+                 "--force"]) == 0
+    assert calls == [["plain"]] and fakes == []
+
+
+def test_a_background_compile_is_ended_by_stop(tmp_path):
+    import numpy as np
+    from dffbatch.stages.write import write_png
+    f = tmp_path / "f.png"
+    write_png(str(f), np.zeros((32, 32), np.uint8))
+    bg = W.Background(str(f), False, [{}])
+    bg.stop()
+    assert bg.proc.poll() is not None

@@ -397,16 +397,20 @@ def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
     job_memory = max((estimate_memory(j["files"], j["params"], j["multipage"]) for j in _largest(todo)),
                      default=0)
     manifest["job_memory_estimate_mb"] = round(job_memory / 2 ** 20)
-    from .warmup import Interrupted, cache_is_cold, compile_kernels
+    from .warmup import Background, Interrupted, cache_is_cold, compile_kernels, may_align
+    background = None
     if cache_is_cold() and todo[0]["files"]:  # a first run: compile once, not in every worker's first job
         points = list({json.dumps(j["params"], sort_keys=True, default=str): j["params"] for j in todo}.values())
+        first, multipage = todo[0]["files"][0], todo[0]["multipage"]
         try:
-            took = compile_kernels(todo[0]["files"][0], todo[0]["multipage"], points[:16], out, progress=progress)
+            took = compile_kernels(first, multipage, points[:16], out, progress=progress, groups=["plain"])
         except Interrupted:  # Ctrl-C while compiling: no job has started, nothing is half-written
             log.info("interrupted while compiling the kernels")
             return "interrupted", time.perf_counter()
         manifest["compile_seconds"] = round(took, 1)
         log.info("kernels compiled before the jobs in %.1f s", took)
+        if may_align(points):  # the aligned path: beside the first jobs, which may not need it
+            background = (first, multipage, points[:16])
     backend = make_backend(cfg["execution"], max(1, len(todo)), job_memory)
     print(f"dffbatch: backend {backend.name}, {backend.workers} workers x {backend.threads} Numba threads",
           file=out)
@@ -422,6 +426,9 @@ def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
         raise KeyboardInterrupt
 
     prev_term = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
+    if background is not None:
+        background = Background(*background)
+        log.info("the aligned path compiles in the background while the jobs run")
     bar = tqdm(total=len(todo), unit="job", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     next_refresh = time.monotonic() + REFRESH_SECONDS
     try:
@@ -463,6 +470,8 @@ def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
     finally:
         bar.close()
         backend.close()
+        if background is not None:
+            background.stop()
         if prev_term is not None:
             signal.signal(signal.SIGTERM, prev_term)
     return status, t0

@@ -15,6 +15,10 @@ processes as there are cores (the parent stays small), sharing Numba's on-disk c
    which compiles whatever the list did not hold (a measure or composite not in the
    default run, another dtype) and loads the rest from the cache.
 
+The runner waits for the ``plain`` group only; the ``aligned`` one, where the run may
+align, compiles in the background while the first jobs run (:class:`Background`): most
+first runs align nothing, and the bundled quick start never does.
+
 A tqdm bar follows the compiled share of the list. Ctrl-C stops the helpers and says so
 in one line (:class:`Interrupted`). A stale list costs time, never correctness: step 2
 compiles what step 1 missed.
@@ -30,7 +34,7 @@ import sys
 import threading
 import time
 
-__all__ = ["GROUPS", "Interrupted", "cache_is_cold", "compile_kernels", "listed"]
+__all__ = ["GROUPS", "Interrupted", "Background", "cache_is_cold", "compile_kernels", "listed", "may_align"]
 
 #: What the warm-up runs, in groups: ``plain`` the unaligned path, ``aligned`` the aligned one.
 GROUPS = ("plain", "aligned")
@@ -111,10 +115,22 @@ def _helper(indices, first_file, multipage, params_list, groups):  # a helper pr
     _warm(first_file, multipage, params_list, groups)
 
 
-def _plan(params_list, workers):
-    """(list indices, groups) for each helper: the list shared out, the groups the run needs."""
-    aligned = any(p.get("align", "auto") != "none" for p in params_list)
-    groups = ["plain", "aligned"] if aligned else ["plain"]
+def _background(indices, first_file, multipage, params_list, groups):
+    """:class:`Background`'s helper: the same work at low priority, so that jobs come first."""
+    os.nice(10)
+    _helper(indices, first_file, multipage, params_list, groups)
+
+
+def may_align(params_list) -> bool:
+    """Whether any sweep point of the run may align (``align`` other than ``none``)."""
+    return any(p.get("align", "auto") != "none" for p in params_list)
+
+
+def _plan(params_list, workers, groups=None):
+    """(list indices, groups) for each helper: the list shared out, the groups the run
+    needs (or ``groups``)."""
+    if groups is None:
+        groups = ["plain", "aligned"] if may_align(params_list) else ["plain"]
     n = max(1, workers)
     parts = _shares(listed(), n, groups)
     per = [[] for _ in range(n)]
@@ -124,10 +140,11 @@ def _plan(params_list, workers):
 
 
 def compile_kernels(first_file, multipage, params_list, out=sys.stdout, after=1.0, workers=None,
-                    progress=True):
+                    progress=True, groups=None):
     """Compile in helper processes (``workers``, default: one per core this process may
     use), with a progress bar if it takes longer than ``after`` seconds.
 
+    ``groups``: what to compile (default: what the run needs, see :func:`_plan`).
     Returns the seconds it took. A helper's failure is not an error: the jobs compile as
     before. Ctrl-C stops the helpers and raises :class:`Interrupted`.
     """
@@ -139,7 +156,7 @@ def compile_kernels(first_file, multipage, params_list, out=sys.stdout, after=1.
             "a = json.loads(sys.argv[1]); _helper(*a)")
     t0 = time.perf_counter()
     procs, lines = [], queue.Queue()
-    plan = _plan(params_list, workers)
+    plan = _plan(params_list, workers, groups)
     total = round(sum(roots[i]["seconds"] for indices, _ in plan for i in indices), 1)
     for indices, groups in plan:
         arg = json.dumps([indices, first_file, multipage, params_list, groups], default=str)
@@ -179,3 +196,34 @@ def compile_kernels(first_file, multipage, params_list, out=sys.stdout, after=1.
     if took > after:
         print(f"dffbatch: kernels compiled in {took:.0f} s ({len(procs)} processes)", file=out, flush=True)
     return took
+
+
+class Background:
+    """The aligned path compiled while the first jobs run (:func:`compile_kernels` of the
+    ``aligned`` group in one helper at low priority, sharing Numba's cache).
+
+    Most first runs align nothing (``align: auto`` finds no motion: the bundled stacks,
+    tripod shots), so the run does not wait for it: the unaligned kernels are compiled
+    before the jobs, these beside them. A job that aligns before it is done compiles
+    what it needs itself, as any job did before the warm-up existed. :meth:`stop` at the
+    end of the run ends it where it is still running.
+    """
+
+    def __init__(self, first_file, multipage, params_list):
+        roots = listed()
+        idx = [i for i, r in enumerate(roots) if r.get("group", "plain") == "aligned"]
+        code = ("import json, sys; from dffbatch.batch.warmup import _background; "
+                "a = json.loads(sys.argv[1]); _background(*a)")
+        arg = json.dumps([idx, first_file, multipage, params_list, ["aligned"]], default=str)
+        self.proc = subprocess.Popen([sys.executable, "-c", code, arg], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        """End the helper now if it is still compiling (SIGKILL). Numba writes each cache
+        file under a temporary name and renames it into place once whole, so a kill
+        leaves no file half-written: at worst, with the odds of a few milliseconds in
+        seconds, an orphan temporary file that nothing reads. Waiting for the kernel in
+        hand instead would add up to 3.4 s (``settle_warped``) to a run that needed none."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
