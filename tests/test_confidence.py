@@ -33,12 +33,30 @@ def test_features_match_their_numpy_reference(root):
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
     p = np.empty((H, W), np.float32)
     C._logistic(got, np.asarray(C.COEF["wls"], np.float32), np.float32(np.log(0.01 + C.REACH_MIN)),
-                np.float32(C.UNKNOWN), p)
+                np.float32(C.UNKNOWN), np.float32(1.0), p)
     z = C.COEF["wls"][0] + np.tensordot(np.asarray(C.COEF["wls"][1:]), want, 1)
     expect = 1 / (1 + np.exp(-z))
     bare = want[5] < np.log(0.01 + C.REACH_MIN)  # no evidence within reach: unknown
     expect[bare] = np.minimum(expect[bare], C.UNKNOWN)
     np.testing.assert_allclose(p, expect, rtol=1e-4, atol=1e-6)
+
+
+def test_a_flat_focus_curve_is_capped_and_no_reach_cap_where_the_mode_has_that_cap():
+    """``amplitude`` 0 (no focus response in any frame): at most FLAT with the modes
+    without a fill, no cap with wls (its fill gives such pixels their surroundings'
+    depth); no evidence within reach: at most UNKNOWN with wls only."""
+    feats = np.zeros((len(C.FEATURES), 1, 3), np.float32)
+    feats[:, 0, :] = np.array([0.9, 3.0, 0, -0.2, -0.2, -0.2, 0, -0.05], np.float32)[:, None]
+    feats[1, 0, 1] = 0.0  # a flat curve
+    feats[5, 0, 2] = np.log(0.01 + C.REACH_MIN / 2)  # nothing within reach
+    for mode in C.COEF:
+        p = C.probability(feats, mode)
+        assert p[0, 0] > 0.5, (mode, p)
+        if mode in C.FLAT:
+            assert p[0, 1] <= C.FLAT[mode] + 1e-6 and p[0, 2] > C.UNKNOWN, (mode, p)
+        else:
+            assert p[0, 1] > C.UNKNOWN and p[0, 2] <= C.UNKNOWN + 1e-6, (mode, p)
+    assert set(C.FLAT) == {"none", "median", "bilateral", "sgm"}
 
 
 def test_every_mode_has_a_coefficient_per_feature_of_the_sign_it_is_held_to():

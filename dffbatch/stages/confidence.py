@@ -34,6 +34,34 @@ Each coefficient has a fixed sign (:data:`SIGNS`: more evidence never lowers the
 probability; a curve peaking at an end of the stack, or a depth moved far from its own
 peak, never raises it); the fit keeps it, dropping a feature whose free fit disagrees.
 
+Two caps replace the model where the pixel's own focus curve cannot tell:
+
+* a *flat* focus curve (``amplitude`` 0: the same response in every frame, as in an
+  untextured region of a noiseless stack, or a clipped highlight). With the modes that
+  have no fill (``none``, ``median``, ``bilateral``, ``sgm``) the depth there is the first
+  frame or what a local filter carried in: on the renderer's fitting suites none of
+  these pixels is within a frame of the truth (at most 0.44% of the held-out ones), while
+  ``sgm``'s own weight there is high (0.8 to 0.99; its costs are all 0). These modes give
+  them at most :data:`FLAT`.
+* no evidence within reach (the ``reach`` feature below ``REACH_MIN``): at most
+  :data:`UNKNOWN`, with ``wls`` only. Most of the fitting suites' pixels without
+  evidence within 72 px are flat curves; the others (a noisy backdrop) are right about
+  as often as the models of the modes with :data:`FLAT` say (held out: 0.31 to 0.64
+  predicted, 0.30 to 0.60 observed), more often than ``UNKNOWN``, so those modes keep
+  the model there, and ``sgm``'s ranking its own weight's.
+
+Each mode's model uses the features of fit_confidence.py's ``USE`` (the others are 0
+in :data:`COEF`): ``none`` the end of the stack, the support and its prior; ``sgm`` its
+prior alone; ``median``, ``bilateral`` and ``wls`` every feature. ``--select`` chose
+those of ``none`` and ``sgm`` on the fitting suites: with more, the probability ranks the
+errors worse than the mode's own weight on some scene class (``sgm``'s aggregated cost
+margin ranks the low-texture scenes better than any mix with the focus curve's features
+does). For ``median`` and ``bilateral`` it chose the prior with few features or none,
+whose calibration error on the held-out suites was 0.060 and 0.077 (``tenv``): they keep
+every feature and rank worse than their own weight on one and three scene classes
+(``median``: step-checker 0.186 -> 0.215; ``bilateral``: step-checker 0.041 -> 0.043,
+sphere-gradpatch 0.170 -> 0.184, sphere-lowtex 0.263 -> 0.264).
+
 The constants (:data:`COEF`) are fitted on the renderer's ground truth by
 ``benchmarks/fit_confidence.py`` (fitted on the ``sweep``, ``halo`` and ``bare`` suites,
 checked on ``refine``, ``flat`` and ``bare2``; its output gives the calibration error and
@@ -49,7 +77,7 @@ from .base import PostStage
 from .depth import block_mean
 from .kernels import JIT
 
-__all__ = ["FEATURES", "SIGNS", "COEF", "LOW", "BLOCK", "features", "probability", "box_blocks", "Calibrate"]
+__all__ = ["FEATURES", "SIGNS", "COEF", "FLAT", "LOW", "BLOCK", "features", "probability", "box_blocks", "Calibrate"]
 
 FEATURES = ("ratio", "amplitude", "end", "evidence", "support", "reach", "moved", "prior")
 #: The sign each feature's coefficient is held to (see the module docstring).
@@ -68,21 +96,29 @@ _FLOOR = np.float32(0.01)
 #: refine mode puts there is extrapolated from farther away, right on a smooth surface
 #: and wrong behind an object; the renderer has both (``flat``, ``bare``), so a fitted
 #: probability averages them. Such pixels get at most ``UNKNOWN``: the share of them
-#: within a frame of the truth on the renderer's fitting suites (fit_confidence.py).
+#: within a frame of the truth on the renderer's fitting suites, over every mode
+#: (fit_confidence.py). Only for the modes without :data:`FLAT` (``wls``).
 REACH_MIN, UNKNOWN = 0.002, 0.193
+#: A flat focus curve (``amplitude`` 0, see the module docstring), per refine mode without
+#: a fill: at most this, the share of such pixels within a frame of the truth on the
+#: fitting suites (fit_confidence.py). A mode not named here has no such cap.
+FLAT = {"none": 0.0, "median": 0.0, "bilateral": 0.0, "sgm": 0.0}
 #: ``moved`` is clipped here (frames): beyond it, how far does not matter.
 MOVED_CAP = 3.0
 #: Intercept, then one coefficient per feature of :data:`FEATURES`, per refine mode.
 #: Fitted by ``benchmarks/fit_confidence.py`` (renderer ``sweep``, ``halo`` and ``bare`` suites,
-#: 256 x 256, 12 frames; measures lapd, sml, tenv; windows 5, 9, 15). A 0 is a feature
-#: the fit dropped because its free coefficient took the wrong sign. Checked on the
-#: ``refine``, ``flat`` and ``bare2`` suites: expected calibration error at most 0.051
-#: (bilateral with sml; 0.044 with the default wls and its fill) for every mode and measure.
+#: 256 x 256, 12 frames; measures lapd, sml, tenv; windows 5, 9, 15) over the features
+#: each mode uses (its ``USE``). A 0 is a feature the mode does not use or the fit dropped
+#: because its free coefficient took the wrong sign. Checked on the ``refine``, ``flat``
+#: and ``bare2`` suites: expected calibration error at most 0.046 (bilateral with sml;
+#: 0.044 with the default wls and its fill) for every mode and measure; the ranking
+#: (AUSE) no worse than the mode's own weight on every scene class with ``none``,
+#: ``sgm`` and ``wls``, worse on one with ``median`` and three with ``bilateral``.
 COEF = {
-    "none": (5.155, 0, 0, -4.363, 1.203, 0, 0, 0, 0),
-    "median": (4.886, 0, 0, -2.717, 1.007, 0.04158, 0, -0.04666, 0.0142),
-    "bilateral": (4.429, 0, 0, -1.158, 0.1252, 0.209, 0, -1.256, 0.9109),
-    "sgm": (4.115, 0, 0, -2.316, 0.2098, 0, 0, -0.7409, 1.16),
+    "none": (3.999, 0, 0, -4.313, 0, 0.161, 0, 0, 1.747),
+    "median": (4.783, 0, 0, -1.731, 0.9858, 0.01543, 0, -0.1258, 0),
+    "bilateral": (4.365, 0, 0, -0.1864, 0.1256, 0.5389, 0, -1.297, 0),
+    "sgm": (3.722, 0, 0, 0, 0, 0, 0, 0, 4.553),
     "wls": (4.533, 0, 0, 0, 0, 0.1769, 0, -1.164, 0.4723),
 }
 
@@ -131,9 +167,10 @@ def box_blocks(bm, r):
 
 
 @njit(**JIT)
-def _logistic(feats, coef, bare, unknown, out):
-    """``1 / (1 + exp(-(c0 + sum c_i f_i)))`` per pixel, at most ``unknown`` where no
-    evidence lies within reach (the ``reach`` feature ``feats[5]`` below ``bare``)."""
+def _logistic(feats, coef, bare, unknown, flat, out):
+    """``1 / (1 + exp(-(c0 + sum c_i f_i)))`` per pixel, at most ``flat`` where the focus
+    curve is flat (the ``amplitude`` feature ``feats[1]`` 0) and at most ``unknown`` where
+    no evidence lies within reach (the ``reach`` feature ``feats[5]`` below ``bare``)."""
     K, H, W = feats.shape
     for y in prange(H):
         for x in range(W):
@@ -141,6 +178,8 @@ def _logistic(feats, coef, bare, unknown, out):
             for k in range(K):
                 z += coef[k + 1] * feats[k, y, x]
             p = np.float32(1.0) / (np.float32(1.0) + np.exp(-z))
+            if feats[1, y, x] <= 0.0:
+                p = min(p, flat)
             out[y, x] = min(p, unknown) if feats[5, y, x] < bare else p
 
 
@@ -168,15 +207,20 @@ def features(maps, refine: str = "wls") -> np.ndarray:
     return out
 
 
-def probability(feats: np.ndarray, refine: str, coef=None, unknown: float = UNKNOWN) -> np.ndarray:
+def probability(feats: np.ndarray, refine: str, coef=None, unknown=None) -> np.ndarray:
     """The calibrated confidence in [0, 1], float32 (H, W), from :func:`features`. A refine
     mode without constants of its own (a new one, until fit_confidence.py has run for
     it) gets those of ``none``: the focus curve's own evidence. ``coef`` and ``unknown``
-    replace the mode's constants (the fill stage's model of the depth before it)."""
+    replace the mode's constants (the fill stage's model of the depth before it); a mode
+    with :data:`FLAT` has no ``unknown`` cap unless one is given."""
     out = np.empty(feats.shape[1:], np.float32)
-    c = COEF.get(refine, COEF["none"]) if coef is None else coef
-    _logistic(feats, np.asarray(c, np.float32),
-              np.float32(np.log(_FLOOR + np.float32(REACH_MIN))), np.float32(unknown), out)
+    mode = refine if refine in COEF else "none"
+    c = COEF[mode] if coef is None else coef
+    flat = FLAT.get(mode, 1.0)
+    if unknown is None:
+        unknown = 1.0 if mode in FLAT else UNKNOWN
+    _logistic(feats, np.asarray(c, np.float32), np.float32(np.log(_FLOOR + np.float32(REACH_MIN))),
+              np.float32(unknown), np.float32(flat), out)
     return out
 
 
