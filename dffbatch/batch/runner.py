@@ -397,20 +397,12 @@ def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
     job_memory = max((estimate_memory(j["files"], j["params"], j["multipage"]) for j in _largest(todo)),
                      default=0)
     manifest["job_memory_estimate_mb"] = round(job_memory / 2 ** 20)
-    from .warmup import Background, Interrupted, cache_is_cold, compile_kernels, may_align
-    background = None
-    if cache_is_cold() and todo[0]["files"]:  # a first run: compile once, not in every worker's first job
-        points = list({json.dumps(j["params"], sort_keys=True, default=str): j["params"] for j in todo}.values())
-        first, multipage = todo[0]["files"][0], todo[0]["multipage"]
-        try:
-            took = compile_kernels(first, multipage, points[:16], out, progress=progress, groups=["plain"])
-        except Interrupted:  # Ctrl-C while compiling: no job has started, nothing is half-written
-            log.info("interrupted while compiling the kernels")
-            return "interrupted", time.perf_counter()
-        manifest["compile_seconds"] = round(took, 1)
-        log.info("kernels compiled before the jobs in %.1f s", took)
-        if may_align(points):  # the aligned path: beside the first jobs, which may not need it
-            background = (first, multipage, points[:16])
+    from .warmup import Background, Interrupted
+    try:
+        background = _warm_up(todo, manifest, out, progress)
+    except Interrupted:  # Ctrl-C while compiling: no job has started, nothing is half-written
+        log.info("interrupted while compiling the kernels")
+        return "interrupted", time.perf_counter()
     backend = make_backend(cfg["execution"], max(1, len(todo)), job_memory)
     print(f"dffbatch: backend {backend.name}, {backend.workers} workers x {backend.threads} Numba threads",
           file=out)
@@ -449,15 +441,7 @@ def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
                 _write_manifest(mpath, manifest, store, ids)
                 next_refresh = time.monotonic() + REFRESH_SECONDS
             if rec["status"] == "ok":
-                log.info("ok %s (%d frames, %.2fs)", rec["id"], rec.get("n_frames", 0), rec["timings"].get("total", 0))
-                al = rec.get("alignment")
-                if rec.get("positions_source"):
-                    log.info("positions %s: %s", rec["id"], rec["positions_source"])
-                if al:  # what was decided and why first; the measured motion only where it was measured
-                    log.info("alignment %s: %s %s%s%s", rec["id"], al["mode"], "applied" if al["applied"] else "not applied",
-                             f": {al['note']}" if al.get("note") else "",
-                             f" (largest corner motion {al['max_motion_px']:.2f} px, crop {al['crop']})"
-                             if al.get("model", "none") != "none" else "")
+                _log_ok(rec)
             else:
                 failures += 1
                 log.error("failed %s: %s", rec["id"], rec["error"])
@@ -475,6 +459,35 @@ def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
         if prev_term is not None:
             signal.signal(signal.SIGTERM, prev_term)
     return status, t0
+
+
+def _warm_up(todo, manifest, out, progress):
+    """A first run (Numba's cache empty): compile the unaligned path before the jobs; return
+    the arguments of the aligned path's :class:`~dffbatch.batch.warmup.Background`
+    compile, where the run may align, else None. Raises ``Interrupted`` on Ctrl-C."""
+    from .warmup import cache_is_cold, compile_kernels, may_align
+    if not cache_is_cold() or not todo[0]["files"]:
+        return None
+    points = list({json.dumps(j["params"], sort_keys=True, default=str): j["params"] for j in todo}.values())
+    first, multipage = todo[0]["files"][0], todo[0]["multipage"]
+    took = compile_kernels(first, multipage, points[:16], out, progress=progress, groups=["plain"])
+    manifest["compile_seconds"] = round(took, 1)
+    log.info("kernels compiled before the jobs in %.1f s", took)
+    return (first, multipage, points[:16]) if may_align(points) else None
+
+
+def _log_ok(rec):
+    """run.log's lines of a finished job: frames and time, positions, alignment (what was
+    decided and why first; the measured motion only where it was measured)."""
+    log.info("ok %s (%d frames, %.2fs)", rec["id"], rec.get("n_frames", 0), rec["timings"].get("total", 0))
+    if rec.get("positions_source"):
+        log.info("positions %s: %s", rec["id"], rec["positions_source"])
+    al = rec.get("alignment")
+    if al:
+        log.info("alignment %s: %s %s%s%s", rec["id"], al["mode"], "applied" if al["applied"] else "not applied",
+                 f": {al['note']}" if al.get("note") else "",
+                 f" (largest corner motion {al['max_motion_px']:.2f} px, crop {al['crop']})"
+                 if al.get("model", "none") != "none" else "")
 
 
 def _main_thread():
