@@ -324,7 +324,7 @@ def test_the_reference_frames_icc_profile_and_exif_reach_the_all_in_focus_output
         frame = np.repeat(_blur(img, abs(i - 1)).astype(np.uint8)[:, :48, None], 3, axis=2)  # 64 x 48, stored
         Image.fromarray(frame).save(data / f"f{i}.jpg", "JPEG", quality=95, exif=ex, icc_profile=icc)
     cfg = tmp_path / "run.yaml"
-    cfg.write_text("run: {name: r, output: out}\ndatasets: [data]\noutputs: {plots: false, report: false,\n"
+    cfg.write_text("run: {name: r, output: out}\ndatasets: [data]\noutputs: {plots: false,\n"
                    "  formats: {allfocus: [png, tiff]}}\nexecution: {workers: 1}\n")
     assert run(str(cfg), progress=False, out=io.StringIO()) == 0
     job = next((tmp_path / "out" / "r").glob("*/data__s"))
@@ -333,6 +333,9 @@ def test_the_reference_frames_icc_profile_and_exif_reach_the_all_in_focus_output
         assert im.info.get("icc_profile") == icc
         ex = im.getexif()
         assert ex.get(0x010F) == "TestMaker" and ex.get(0x0112) == 1  # upright pixels: orientation reset
+    for view in ("view/allfocus.webp", "view/thumb.webp"):  # the report shows it in its colours too
+        with Image.open(job / view) as im:
+            assert im.info.get("icc_profile") == icc, view
     with tifffile.TiffFile(job / "allfocus.tif") as t:
         tags = t.pages[0].tags
         assert bytes(tags[34675].value) == icc and tags[271].value == "TestMaker" and tags[272].value == "Model 1"

@@ -412,7 +412,8 @@ def _write_outputs(job, rec, res, calibration, gt):
     out = job["out_dir"]
     os.makedirs(out, exist_ok=True)
     o = rec["outputs"]
-    o.update(write_maps(out, res, job["outputs"], calibration, rec["notes"], _reference_metadata(job, res)))
+    meta = _reference_metadata(job, res)
+    o.update(write_maps(out, res, job["outputs"], calibration, rec["notes"], meta))
     rec["timings"]["write"] = round(time.perf_counter() - t0, 4)
     if job["outputs"].get("plots", True):
         _write_plots(job, rec, res, calibration)
@@ -422,7 +423,7 @@ def _write_outputs(job, rec, res, calibration, gt):
         from ..report.views import write_views
         t0 = time.perf_counter()
         truth = gt["depth"] if "depth" in gt and gt["depth"].shape == res.depth.shape else None
-        o.update(write_views(out, res.allfocus, res.depth, res.confidence, res.n_frames, truth))
+        o.update(write_views(out, res.allfocus, res.depth, res.confidence, res.n_frames, truth, meta["icc"]))
         if job["outputs"].get("mesh", False):
             from ..report.views import write_mesh_view
             o.update(write_mesh_view(out, res.depth, res.allfocus, res.n_frames))

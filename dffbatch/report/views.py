@@ -93,8 +93,8 @@ def _encode(arr, fmt, **kw) -> bytes:
     return buf.getvalue()
 
 
-def _webp(arr, quality=65) -> bytes:
-    return _encode(arr, "WEBP", quality=quality, method=0)
+def _webp(arr, quality=65, icc=None) -> bytes:
+    return _encode(arr, "WEBP", quality=quality, method=0, **({"icc_profile": icc} if icc else {}))
 
 
 def error_rgb(err: np.ndarray, limit: float = 2.0) -> np.ndarray:
@@ -150,10 +150,13 @@ def _depth_rgb(depth, top):
     return _palette_rgb(_depth_index(depth, top))
 
 
-def write_views(out_dir, allfocus, depth, confidence, n_frames, truth=None) -> dict:
+def write_views(out_dir, allfocus, depth, confidence, n_frames, truth=None, icc=None) -> dict:
     """Write the report's images of one job into ``out_dir/view``; return ``{relative name: sha256}``.
 
-    ``depth``, ``truth`` in frames (0 .. ``n_frames`` - 1), ``confidence`` in [0, 1].
+    ``depth``, ``truth`` in frames (0 .. ``n_frames`` - 1), ``confidence`` in [0, 1];
+    ``icc``: the frames' ICC profile, embedded in the all-in-focus views so that the
+    browser shows a Display P3 or Adobe RGB photo in its own colours (the maps are
+    synthetic colours: none).
     """
     from PIL import Image
     from ..stages.write import atomic_bytes
@@ -166,14 +169,14 @@ def write_views(out_dir, allfocus, depth, confidence, n_frames, truth=None) -> d
     c8 = Image.fromarray(confidence_u8(confidence))
     cim = c8.reduce(2) if min(c8.size) >= 2 else c8
     files = {
-        "thumb.webp": _webp(np.asarray(small(im)), 65),
+        "thumb.webp": _webp(np.asarray(small(im)), 65, icc),
         # the grid's other thumbnails: the same factor, so the same size as thumb.webp;
         # the depth index is averaged, then coloured (a depth edge is an in-between depth)
         "thumb_depth.jpg": _encode(_palette_rgb(np.asarray(small(Image.fromarray(idx)))), "JPEG", quality=65),
         # confidence at half that size, as the viewer's: a glance at where it is low (its
         # pixel noise costs 15 kB a stack at full thumbnail size, 5 kB at half)
         "thumb_confidence.jpg": _encode(np.asarray(cim.reduce(f) if f > 1 else cim), "JPEG", quality=50),
-        "allfocus.webp": _webp(rgb, 55),
+        "allfocus.webp": _webp(rgb, 55, icc),
         "depth.jpg": _encode(_palette_rgb(idx), "JPEG", quality=65),
         "confidence.jpg": _encode(np.asarray(cim), "JPEG", quality=50),
     }
