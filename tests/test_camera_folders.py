@@ -344,7 +344,7 @@ def test_the_reference_frames_icc_profile_and_exif_reach_the_all_in_focus_output
 
 # ------------------------------------------------------------------ camera RAW
 
-def _dng(path, scene, neutral=(1, 1, 1)):
+def _dng(path, scene, neutral=(1, 1, 1), when=None):
     """A minimal DNG (RGGB Bayer, 12 bits, identity colour matrix) written by tifffile,
     as LibRaw reads it; ``neutral``: the camera's as-shot white (AsShotNeutral)."""
     import tifffile
@@ -362,7 +362,8 @@ def _dng(path, scene, neutral=(1, 1, 1)):
             (33422, "B", 4, (0, 1, 1, 2), True), (50717, "I", 1, (4095,), True), (50714, "I", 1, (0,), True),
             (50721, "2i", 9, rational([1, 0, 0, 0, 1, 0, 0, 0, 1]), True), (50778, "H", 1, (21,), True),
             (50728, "2I", 3, rational(neutral), True)]
-    tifffile.imwrite(path, cfa, photometric=32803, extratags=tags, subfiletype=0)
+    tifffile.imwrite(path, cfa, photometric=32803, extratags=tags, subfiletype=0,
+                     **({"datetime": when} if when else {}))
 
 
 def _raw_scene(h=64, w=96):
@@ -414,3 +415,14 @@ def test_a_raw_folder_runs_and_names_the_extra_when_rawpy_is_missing(tmp_path, m
     monkeypatch.setitem(sys.modules, "rawpy", None)  # as without the extra
     with pytest.raises(read.FrameError, match=r'IMG_0.DNG: RAW frames need the rawpy package.*dffbatch\[raw\]'):
         read.read_frame(stacks[0].files[0])
+
+
+def test_a_raw_card_folder_is_split_by_capture_time(tmp_path):
+    pytest.importorskip("rawpy", reason="the raw extra (rawpy) is not installed")
+    card = tmp_path / "card"
+    card.mkdir()
+    for k, t in enumerate([0, 1, 2, 45, 46, 47]):  # two brackets of one scene, 43 s apart
+        _dng(card / f"IMG_{k:04d}.DNG", _raw_scene(), when=f"2026:12:07 10:00:{t:02d}")
+    stacks = discover(_entry(card))
+    assert [len(s.files) for s in stacks] == [3, 3]
+    assert "43.0 s capture-time gap before IMG_0003.DNG" in stacks[1].notes[0]

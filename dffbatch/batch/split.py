@@ -40,7 +40,12 @@ _EXIF_IFD, _DATETIME_ORIGINAL, _SUBSEC_ORIGINAL, _SUBJECT_DISTANCE, _DATETIME = 
 
 def exif_facts(path) -> Tuple[Optional[float], Optional[float]]:
     """``(capture time in seconds since the epoch, focus distance in metres)`` from a
-    file's EXIF, each None where the file has none (or is not an image Pillow opens)."""
+    file's EXIF, each None where the file has none (or is not an image Pillow opens).
+    Camera RAW files: the capture time LibRaw reads (whole seconds), where rawpy is
+    installed; no focus distance."""
+    from ..stages.read import RAW_EXTS
+    if str(path).lower().endswith(RAW_EXTS):
+        return _raw_time(path), None
     from PIL import Image
     try:
         with Image.open(path) as im:
@@ -64,6 +69,18 @@ def exif_facts(path) -> Tuple[Optional[float], Optional[float]]:
     except (TypeError, ValueError, ZeroDivisionError):
         dist = None
     return when, (dist if dist is not None and np.isfinite(dist) and dist > 0 else None)
+
+
+def _raw_time(path) -> Optional[float]:
+    try:
+        import rawpy
+        with rawpy.imread(str(path)) as raw:
+            when = raw.other.timestamp
+    except Exception:  # noqa: BLE001 - rawpy missing or the file unreadable: no evidence (the job says why)
+        return None
+    if isinstance(when, datetime.datetime):
+        return when.timestamp() if when.year > 1970 else None
+    return float(when) if when else None
 
 
 def preview_blocks(path) -> Optional[np.ndarray]:
