@@ -136,6 +136,19 @@ def test_frames_without_layout_are_not_judged_by_content(tmp_path):
     assert similarity(g[0], g[1]) is None
 
 
+def test_the_readers_cache_gives_each_files_own_facts_when_it_fills_up(tmp_path, monkeypatch):
+    """Watch mode rescans read only changed files; a full cache is emptied, never half-used."""
+    import dffbatch.batch.split as S
+    card = _card(tmp_path / "card", [1, 2])
+    files = sorted(str(f) for f in card.iterdir())
+    want = [S.exif_facts(f) for f in files]
+    monkeypatch.setattr(S, "_SEEN", {})
+    monkeypatch.setattr(S, "_SEEN_MAX", 8)  # 12 files: the second call finds it full
+    assert S._read_all(S.exif_facts, files[:6]) == want[:6]
+    assert S._read_all(S.exif_facts, files) == want
+    assert S._read_all(S.exif_facts, files) == want  # and again, the cache full once more
+
+
 def test_a_slow_even_bracket_is_not_split(tmp_path):
     """3 s between frames is over the 2 s threshold, but no gap is twice the median."""
     card = _card(tmp_path / "card", [1], interval=3.0)

@@ -169,18 +169,18 @@ def _read_all(reader, files) -> list:
             keys.append((reader.__name__, f, st.st_size, st.st_mtime_ns))
         except OSError:
             keys.append(None)
-    todo = [(k, f) for k, f in zip(keys, files) if k is None or k not in _SEEN]
+    if None in keys:  # a file that vanished: read what is there, nothing cached
+        return [reader(f) for f in files]
+    values = {k: _SEEN[k] for k in keys if k in _SEEN}
+    todo = [(k, f) for k, f in zip(keys, files) if k not in values]
     if todo:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dffbatch-split")
         if len(_SEEN) + len(todo) > _SEEN_MAX:
             _SEEN.clear()
-        for (k, f), value in zip(todo, _POOL.map(reader, [f for _, f in todo])):
-            if k is not None:
-                _SEEN[k] = value
-            else:
-                return [reader(f) for f in files]  # a file that vanished: no caching this time
-    return [_SEEN[k] for k in keys]
+        for (k, _), value in zip(todo, _POOL.map(reader, [f for _, f in todo])):
+            _SEEN[k] = values[k] = value
+    return [values[k] for k in keys]
 
 
 _POOL = None
