@@ -202,7 +202,7 @@ def test_the_bundled_config_runs_from_another_folder(tmp_path):
 
 
 def test_paths_alone_make_a_config(tmp_path, monkeypatch):
-    card = _card(tmp_path / "card", [1, 2])
+    _card(tmp_path / "card", [1, 2])
     loose = tmp_path / "loose"
     loose.mkdir()
     for i in range(3):

@@ -251,6 +251,17 @@ def run(config_path, overrides=(), dry_run=False, force=False, progress=True, ou
         lock.release()
 
 
+def _disk_full_line(manifest, unwritten=None) -> str:
+    """The one line a run stopped by a full disk ends with: the write that found it full
+    (``manifest["disk_full"]``, where a job or the store did), the run's own file that
+    could not be written (``unwritten``), and what to do."""
+    cause = f" ({manifest['disk_full']}): no job was started after it" if manifest.get("disk_full") else ""
+    also = (", and" if cause else ":") + f" the manifest, summary and report could not be updated ({unwritten})" \
+        if unwritten else ""
+    return (f"dffbatch: disk full{cause}{also}; every file written is whole; free space, then run the same "
+            "command again to resume")
+
+
 def _source(config_path) -> str:
     """Where the run's config came from: the YAML file's full path, or the command line."""
     return os.path.abspath(str(config_path)) if os.path.isfile(str(config_path)) else str(config_path)
@@ -325,10 +336,7 @@ def _execute_with(store, cfg, config_path, jobs, run_dir, force, progress, out, 
         if not _disk_full(exc):
             raise
         log.error("disk full writing the manifest, summary or report: %s", exc)
-        first = f" ({manifest['disk_full']}): no job was started after it, and" if status == "disk full" else ":"
-        print(f"dffbatch: disk full{first} the manifest, summary and report could not be updated "
-              f"({getattr(exc, 'filename', None) or run_dir}); every file written is whole; free space, then run "
-              "the same command again to resume", file=out)
+        print(_disk_full_line(manifest, getattr(exc, "filename", None) or run_dir), file=out)
         return EXIT_DISK_FULL
     tally = store.tally(ids)
     n_ran = sum(tally.values())
@@ -345,8 +353,7 @@ def _execute_with(store, cfg, config_path, jobs, run_dir, force, progress, out, 
             print(f"  failed {r['id']}: {r['error']}", file=out)
     log.info("%s: %d ok, %d failed, %d not run", status, done, n_failed, len(jobs) - n_ran)
     if status == "disk full":
-        print(f"dffbatch: disk full ({manifest.get('disk_full')}): no job was started after it; free space, then "
-              "run the same command again to resume", file=out)
+        print(_disk_full_line(manifest), file=out)
         return EXIT_DISK_FULL
     if status == "interrupted":
         print("dffbatch: interrupted; run the same command again to resume", file=out)

@@ -156,10 +156,11 @@ def watch(config_path, overrides=(), progress=True, out=None, cfg=None, stop=Non
     mark_run_folder(run_dir, cfg["run"]["name"])
     lock = RunLock(run_dir)
     lock.acquire()
-    wake = _Wakeup(_roots(cfg), [cfg["run"]["output"]], w["events"], out)
+    roots = _roots(cfg)
+    wake = _Wakeup(roots, [cfg["run"]["output"]], w["events"], out)
     main = threading.current_thread() is threading.main_thread()
     prev = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
-    print(f"dffbatch: watching {', '.join(_roots(cfg))} ({wake.how}; a stack runs once "
+    print(f"dffbatch: watching {', '.join(roots)} ({wake.how}; a stack runs once "
           + (f"{w['marker']} is in its folder" if w["marker"] else f"its files are {w['settle']:g} s old")
           + f") -> {run_dir}; Ctrl-C stops", file=out)
     ran = {}  # job id -> the key it ran with
