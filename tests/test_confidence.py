@@ -116,3 +116,23 @@ def test_a_bare_backdrop_is_unknown():
     assert ok[deep].mean() < 0.5 and r.confidence[deep].max() <= C.UNKNOWN + 1e-6
     obj = texture_regions("bare", 192, 192) == 0
     assert r.confidence[obj].mean() > 0.8 and ok[obj].mean() > 0.8
+
+
+@pytest.mark.parametrize("measure", ["lapd", "tenv", "sml"])
+def test_the_one_pass_probability_equals_the_features_then_the_logistic(measure, monkeypatch):
+    """``confidence_of`` (what the stages run: one pass, only the features a mode uses)
+    gives the bits of ``probability(features(...))`` (what fit_confidence.py fits), for
+    every refine mode, with the fill's constants too."""
+    from dffbatch.stages.fill import BEFORE_COEF, BEFORE_UNKNOWN
+    from dffbatch.truth.synth import render_stack
+    seen = []
+    run = C.Calibrate.run
+    monkeypatch.setattr(C.Calibrate, "run", lambda self, maps: (seen.append((maps, self.refine)), run(self, maps))[1])
+    frames, *_ = render_stack("step", "lowtex", (64, 80), 8, noise=0.01, seed=1)
+    for refine in C.COEF:
+        seen.clear()
+        depth_from_focus(frames, refine=refine, measure=measure, align="none")
+        maps, mode = seen[0]
+        np.testing.assert_array_equal(C.confidence_of(maps, mode), C.probability(C.features(maps, mode), mode))
+        np.testing.assert_array_equal(C.confidence_of(maps, mode, BEFORE_COEF, BEFORE_UNKNOWN),
+                                      C.probability(C.features(maps, mode), mode, BEFORE_COEF, BEFORE_UNKNOWN))

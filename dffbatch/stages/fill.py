@@ -106,7 +106,7 @@ class Fill(PostStage):
         self.refine = refine
 
     def run(self, maps):
-        from .confidence import features, probability
-        p = probability(features(maps, self.refine), self.refine, BEFORE_COEF, BEFORE_UNKNOWN)
+        from .confidence import confidence_of
+        p = confidence_of(maps, self.refine, BEFORE_COEF, BEFORE_UNKNOWN)
         maps.depth, _ = fill_unknown(maps.depth, p, maps.guide())
         return maps

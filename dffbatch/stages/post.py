@@ -95,6 +95,8 @@ class Maps:
     frames: Optional[Callable] = None   # needs "frames": a fresh iterator over the frames as read
     grid: Optional[Grid] = None         # how a frame's pixels reach the output grid
     _guide: Optional[np.ndarray] = field(default=None, repr=False)
+    #: what several post stages derive from the stream alike, computed by the first that asks
+    memo: dict = field(default_factory=dict, repr=False)
 
     def guide(self) -> np.ndarray:
         """Luminance of the all-in-focus image in [0, 1] (float input stretched to it)."""
