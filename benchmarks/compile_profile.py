@@ -1,6 +1,6 @@
 """Where the first run's compile time goes: every kernel and every specialisation.
 
-    python benchmarks/compile_profile.py [--params '{"measure": "lapd"}'] [--top 40] [--json out.json] [--record]
+    python benchmarks/compile_profile.py [--params '{"measure": "lapd"}'] [--threads 1] [--top 40] [--json out.json] [--record]
 
 Runs the runner's warm-up (:func:`dffbatch.batch.warmup._warm`: the unaligned and the
 aligned path on a small crop) in a fresh process with an empty Numba cache (a temporary
@@ -39,14 +39,15 @@ class L(event.Listener):
 
 event.register("numba:compile", L())
 t0 = time.perf_counter()
-from dffbatch.batch.warmup import _warm
+from dffbatch.batch.warmup import _threads, _warm
 t_import = time.perf_counter() - t0
+_threads(sys.argv[5])
 _warm(sys.argv[1], False, [json.loads(sys.argv[2])], groups=sys.argv[3].split(","))
 json.dump(dict(wall=time.perf_counter() - t0, imports=t_import, records=records), open(sys.argv[4], "w"))
 """
 
 
-def profile(params: dict, groups=("plain", "aligned")) -> dict:
+def profile(params: dict, groups=("plain", "aligned"), threads=1) -> dict:
     """Run the warm-up cold in a child process; its compile records."""
     import numpy as np
     import tifffile
@@ -56,7 +57,7 @@ def profile(params: dict, groups=("plain", "aligned")) -> dict:
         out = os.path.join(tmp, "out.json")
         env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(tmp, "cache"), PYTHONPATH=ROOT)
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", _CHILD, frame, json.dumps(params), ",".join(groups), out],
+        subprocess.run([sys.executable, "-c", _CHILD, frame, json.dumps(params), ",".join(groups), out, str(threads)],
                        env=env, check=True)
         res = json.load(open(out))
         res["process"] = time.perf_counter() - t
@@ -67,6 +68,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="{}", help="depth_from_focus parameters of the run (JSON)")
     ap.add_argument("--groups", default="plain,aligned", help="warm-up groups to run (dffbatch.batch.warmup.GROUPS)")
+    ap.add_argument("--threads", type=int, default=1, help="Numba threads of the kernels (1: the serial twins)")
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--json", help="write the records here")
     ap.add_argument("--record", action="store_true",
@@ -74,7 +76,7 @@ def main():
                          "a second, plain-only profile tells) to dffbatch/batch/warm_signatures.json, which the "
                          "runner's warm-up compiles in parallel")
     a = ap.parse_args()
-    res = profile(json.loads(a.params), a.groups.split(","))
+    res = profile(json.loads(a.params), a.groups.split(","), a.threads)
     rec = res["records"]
     per = {}
     for r in rec:
@@ -83,7 +85,7 @@ def main():
         k["n"] += 1
         k["sigs"].append((r["own"], r["sig"]))
     total = sum(r["own"] for r in rec)
-    print(f"cold warm-up ({a.groups}): {res['process']:.1f} s in all (process start to exit), "
+    print(f"cold warm-up ({a.groups}, {a.threads} thread{'s' if a.threads > 1 else ''}): {res['process']:.1f} s in all (process start to exit), "
           f"{res['imports']:.1f} s importing, {total:.1f} s compiling {len(rec)} specialisations "
           f"of {len(per)} kernels")
     mods = {}
@@ -102,13 +104,15 @@ def main():
     if a.json:
         json.dump(res, open(a.json, "w"), indent=1)
     if a.record:
-        plain = {(r["kernel"], r["sig"]) for r in profile(json.loads(a.params), ["plain"])["records"]}
-        roots = [dict(kernel=r["kernel"], sig=r["sig"], seconds=round(r["total"], 2),
+        plain = {(r["kernel"], r["sig"]) for r in profile(json.loads(a.params), ["plain"], a.threads)["records"]}
+        # a twin is listed under its kernel's name: Kernel.compile compiles the variant of the helper's threads
+        roots = [dict(kernel=r["kernel"].removesuffix("_serial"), sig=r["sig"], seconds=round(r["total"], 2),
                       group="plain" if (r["kernel"], r["sig"]) in plain else "aligned") for r in rec
                  if r["root"] and r["kernel"].startswith("dffbatch.")]
         path = os.path.join(ROOT, "dffbatch", "batch", "warm_signatures.json")
         with open(path, "w") as f:
-            json.dump(dict(params=json.loads(a.params), groups=a.groups.split(","), roots=roots), f, indent=1)
+            json.dump(dict(params=json.loads(a.params), groups=a.groups.split(","), threads=a.threads, roots=roots), f,
+                      indent=1)
             f.write("\n")
         print(f"\n{len(roots)} top-level specialisations ({sum(r['seconds'] for r in roots):.1f} s) -> {path}")
 

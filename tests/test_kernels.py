@@ -254,3 +254,28 @@ def test_fused_pass_equals_the_stage_kernels(threads):
                     np.testing.assert_array_equal(getattr(comps[1], name), getattr(comps[0], name), err_msg=name)
     finally:
         numba.set_num_threads(old)
+
+
+def test_one_thread_runs_the_serial_twin_and_it_gives_the_same_bytes():
+    """Every parallel kernel has a serial twin of the same source (its own name, so its own
+    cache files), which a call on one Numba thread runs; the bytes are the parallel one's."""
+    import numba
+    from dffbatch.stages import solve
+    from dffbatch.stages.kernels import Kernel
+    k = solve.affinities
+    assert isinstance(k, Kernel) and k.serial.py_func.__qualname__ == "affinities_serial"
+    assert k.serial.targetoptions.get("parallel") is not True and k.parallel.targetoptions["parallel"]
+    g = np.random.default_rng(3).random((37, 41)).astype(np.float32)
+    old = numba.get_num_threads()
+    outs = []
+    try:
+        for t in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(t)
+            assert k.variant is (k.serial if t == 1 else k.parallel)
+            ax, ay = np.empty_like(g), np.empty_like(g)
+            k(g, np.float32(0.03), ax, ay)
+            outs.append((ax, ay))
+    finally:
+        numba.set_num_threads(old)
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)

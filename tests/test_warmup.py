@@ -143,3 +143,21 @@ def test_a_background_compile_is_ended_by_stop(tmp_path):
     bg = W.Background(str(f), False, [{}])
     bg.stop()
     assert bg.proc.poll() is not None
+
+
+def test_after_a_cold_warm_up_the_jobs_compile_nothing(tmp_path):
+    """The batch workers run one kernel thread each, so they call the kernels' serial twins
+    (dffbatch.stages.kernels.Kernel): the warm-up must compile those, not the parallel
+    kernels, or every first job compiles again behind a finished progress bar."""
+    small_stack(tmp_path / "data" / "a")
+    small_stack(tmp_path / "data" / "b")
+    cfg = write_cfg(tmp_path, [str(tmp_path / "data")], params={"align": "none"}, execution={"workers": 2})
+    r = subprocess.run([sys.executable, "-m", "dffbatch", str(cfg), "--no-progress"], cwd=ROOT,
+                       env=_env(NUMBA_CACHE_DIR=str(tmp_path / "cold"), NUMBA_DEBUG_CACHE="1"),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "kernels compiled" in r.stdout or "compiling kernels" in r.stdout, r.stdout  # it was a first run
+    out = r.stdout + r.stderr
+    assert "[cache] data loaded" in out, out[-2000:]  # the jobs loaded the warm-up's kernels...
+    saved = [ln for ln in out.splitlines() if "saved to" in ln]
+    assert not saved, saved[:5]  # ...and compiled none themselves

@@ -239,6 +239,11 @@ def _axis_top(top: int) -> int:
     return max(step, -(-top // step) * step)
 
 
+def kernel_threads(threads: int) -> int:
+    """Numba threads a job's kernels run on in a worker of ``threads`` (see :func:`run_job`)."""
+    return max(1, threads // 2) if threads > 1 else 1
+
+
 def run_job(job: dict) -> dict:
     """Run one job; return its manifest record (status ok/failed, timings, files, hashes).
 
@@ -251,7 +256,7 @@ def run_job(job: dict) -> dict:
     import numba
     threads = numba.get_num_threads()
     if threads > 1:
-        numba.set_num_threads(max(1, threads // 2))
+        numba.set_num_threads(kernel_threads(threads))
     try:
         return _run_job(job, decoders=threads)
     finally:

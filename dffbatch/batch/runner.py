@@ -404,13 +404,16 @@ def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
     job_memory = max((estimate_memory(j["files"], j["params"], j["multipage"]) for j in _largest(todo)),
                      default=0)
     manifest["job_memory_estimate_mb"] = round(job_memory / 2 ** 20)
+    from .jobs import kernel_threads
     from .warmup import Background, Interrupted
+    backend = make_backend(cfg["execution"], max(1, len(todo)), job_memory)
+    threads = kernel_threads(backend.threads)
     try:
-        background = _warm_up(todo, manifest, out, progress)
+        background = _warm_up(todo, manifest, out, progress, threads)
     except Interrupted:  # Ctrl-C while compiling: no job has started, nothing is half-written
         log.info("interrupted while compiling the kernels")
+        backend.close(cancel=True)
         return "interrupted", time.perf_counter()
-    backend = make_backend(cfg["execution"], max(1, len(todo)), job_memory)
     print(f"dffbatch: backend {backend.name}, {backend.workers} workers x {backend.threads} Numba threads",
           file=out)
     if getattr(backend, "dashboard", None):
@@ -426,7 +429,7 @@ def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
 
     prev_term = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
     if background is not None:
-        background = Background(*background)
+        background = Background(*background, threads)
         log.info("the aligned path compiles in the background while the jobs run")
     bar = tqdm(total=len(todo), unit="job", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     next_refresh = time.monotonic() + REFRESH_SECONDS
@@ -468,16 +471,18 @@ def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
     return status, t0
 
 
-def _warm_up(todo, manifest, out, progress):
-    """A first run (Numba's cache empty): compile the unaligned path before the jobs; return
-    the arguments of the aligned path's :class:`~dffbatch.batch.warmup.Background`
-    compile, where the run may align, else None. Raises ``Interrupted`` on Ctrl-C."""
+def _warm_up(todo, manifest, out, progress, threads=1):
+    """A first run (Numba's cache empty): compile the unaligned path before the jobs, for
+    kernels on ``threads`` Numba threads (as the jobs will run them); return the
+    arguments of the aligned path's :class:`~dffbatch.batch.warmup.Background` compile,
+    where the run may align, else None. Raises ``Interrupted`` on Ctrl-C."""
     from .warmup import cache_is_cold, compile_kernels, may_align
     if not cache_is_cold() or not todo[0]["files"]:
         return None
     points = list({json.dumps(j["params"], sort_keys=True, default=str): j["params"] for j in todo}.values())
     first, multipage = todo[0]["files"][0], todo[0]["multipage"]
-    took = compile_kernels(first, multipage, points[:16], out, progress=progress, groups=["plain"])
+    took = compile_kernels(first, multipage, points[:16], out, progress=progress, groups=["plain"],
+                           threads=threads)
     manifest["compile_seconds"] = round(took, 1)
     log.info("kernels compiled before the jobs in %.1f s", took)
     return (first, multipage, points[:16]) if may_align(points) else None

@@ -110,15 +110,24 @@ def _warm(first_file, multipage, params_list, groups=GROUPS):  # runs in a helpe
             depth_from_focus([tex, np.roll(tex, 1, axis=1), tex], prefetch=0, align="translation", **p)
 
 
-def _helper(indices, first_file, multipage, params_list, groups):  # a helper process's work
+def _threads(n):
+    """Run this helper's kernels on ``n`` Numba threads, as the jobs will: a job on one
+    thread runs the kernels' serial twins (:class:`dffbatch.stages.kernels.Kernel`),
+    which are then what is worth compiling."""
+    import numba
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+
+
+def _helper(indices, first_file, multipage, params_list, groups, threads=1):  # a helper process's work
+    _threads(threads)
     _compile_listed(indices)
     _warm(first_file, multipage, params_list, groups)
 
 
-def _background(indices, first_file, multipage, params_list, groups):
+def _background(indices, first_file, multipage, params_list, groups, threads=1):
     """:class:`Background`'s helper: the same work at low priority, so that jobs come first."""
     os.nice(10)
-    _helper(indices, first_file, multipage, params_list, groups)
+    _helper(indices, first_file, multipage, params_list, groups, threads)
 
 
 def may_align(params_list) -> bool:
@@ -140,11 +149,12 @@ def _plan(params_list, workers, groups=None):
 
 
 def compile_kernels(first_file, multipage, params_list, out=sys.stdout, after=1.0, workers=None,
-                    progress=True, groups=None):
+                    progress=True, groups=None, threads=1):
     """Compile in helper processes (``workers``, default: one per core this process may
     use), with a progress bar if it takes longer than ``after`` seconds.
 
-    ``groups``: what to compile (default: what the run needs, see :func:`_plan`).
+    ``groups``: what to compile (default: what the run needs, see :func:`_plan`);
+    ``threads``: the Numba threads the jobs' kernels will run on (1: the serial twins).
     Returns the seconds it took. A helper's failure is not an error: the jobs compile as
     before. Ctrl-C stops the helpers and raises :class:`Interrupted`.
     """
@@ -159,7 +169,7 @@ def compile_kernels(first_file, multipage, params_list, out=sys.stdout, after=1.
     plan = _plan(params_list, workers, groups)
     total = round(sum(roots[i]["seconds"] for indices, _ in plan for i in indices), 1)
     for indices, groups in plan:
-        arg = json.dumps([indices, first_file, multipage, params_list, groups], default=str)
+        arg = json.dumps([indices, first_file, multipage, params_list, groups, threads], default=str)
         p = subprocess.Popen([sys.executable, "-c", code, arg], stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True)
         threading.Thread(target=lambda s=p.stdout: [lines.put(x) for x in s], daemon=True).start()
@@ -209,12 +219,12 @@ class Background:
     end of the run ends it where it is still running.
     """
 
-    def __init__(self, first_file, multipage, params_list):
+    def __init__(self, first_file, multipage, params_list, threads=1):
         roots = listed()
         idx = [i for i, r in enumerate(roots) if r.get("group", "plain") == "aligned"]
         code = ("import json, sys; from dffbatch.batch.warmup import _background; "
                 "a = json.loads(sys.argv[1]); _background(*a)")
-        arg = json.dumps([idx, first_file, multipage, params_list, ["aligned"]], default=str)
+        arg = json.dumps([idx, first_file, multipage, params_list, ["aligned"], threads], default=str)
         self.proc = subprocess.Popen([sys.executable, "-c", code, arg], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
 

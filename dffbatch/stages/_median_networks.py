@@ -5,10 +5,10 @@ Median filters as pruned sorting networks: branch-free min/max that LLVM vectori
 """
 from numba import njit, prange
 
-from .kernels import JIT
+from .kernels import JIT, kernel
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _median5(P, out):
     """5x5 median of the 2-pixel reflect-padded ``P`` (202 min/max per pixel)."""
     H, W = out.shape
@@ -275,7 +275,7 @@ def _median5(P, out):
             dst[x] = v292
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _median7(P, out):
     """7x7 median of the 3-pixel reflect-padded ``P`` (590 min/max per pixel)."""
     H, W = out.shape

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from .base import FrameStage
-from .kernels import JIT, JIT_DIV, readonly
+from .kernels import JIT, JIT_DIV, kernel, readonly
 from .depth import _offset
 
 __all__ = ["COMPOSITES", "Compositor", "Composite"]
@@ -76,7 +76,7 @@ def _neighbours_row(src, prv, by, kk, ones, m, n, below, at, above):
         ab[i] = (si & ni) | (ab[i] & ~ni)
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def update_select(frame, best, k, out, ones):
     """Copy frame ``k``'s pixels where it is the best frame so far.
 
@@ -92,7 +92,7 @@ def update_select(frame, best, k, out, ones):
         _select_row(frame[y], best[y], kk, ones, m, n, out[y])
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def update_neighbours(frame, prev, best, k, below, at, above, ones):
     """Keep the colours of the best frame and of the frames just below and above it
     (bitwise blends, as :func:`update_select`)."""
@@ -215,7 +215,7 @@ def _sample_into(frame, M, x, y, dst, is_int, top):
         dst[c] = v
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def update_select_warped(frame, M, best, k, out, is_int, top):
     """:func:`update_select` for a frame not on the output grid (alignment): output pixel
     (y, x) takes the frame sampled at ``M @ (x, y, 1)`` (Lanczos-3), only where it is needed."""
@@ -227,7 +227,7 @@ def update_select_warped(frame, M, best, k, out, is_int, top):
                 _sample_into(frame, M, x, np.int64(y), out[y, x], is_int, top)
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def update_neighbours_warped(frame, M, prev, Mp, best, k, below, at, above, is_int, top):
     """:func:`update_neighbours` for frames not on the output grid (see
     :func:`update_select_warped`); ``prev`` is frame k-1 with its own matrix ``Mp``."""
@@ -242,7 +242,7 @@ def update_neighbours_warped(frame, M, prev, Mp, best, k, below, at, above, is_i
                 _sample_into(frame, M, x, np.int64(y), above[y, x], is_int, top)
 
 
-@njit(**JIT_DIV)  # _offset divides by den = 0 on flat curves, then discards the result
+@kernel(**JIT_DIV)  # _offset divides by den = 0 on flat curves, then discards the result
 def settle_warped(frame, M, prev, Mp, nxt, Mn, best, k, stamp, below, at, above, neighbours, is_int, top,
                   fbelow, fbest, fabove, mode):
     """Lazy form of :func:`update_select_warped` / :func:`update_neighbours_warped`:
@@ -281,7 +281,7 @@ def settle_warped(frame, M, prev, Mp, nxt, Mn, best, k, stamp, below, at, above,
                 stamp[y, x] = kk
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def blend(depth, best, below, at, above, is_int, out):
     """Linear blend between the frames around ``depth`` (see module docstring).
 

@@ -75,7 +75,7 @@ from numba import njit, prange
 from ..params import LOW_CONFIDENCE
 from .base import PostStage
 from .depth import block_mean
-from .kernels import JIT
+from .kernels import JIT, kernel
 
 __all__ = ["FEATURES", "SIGNS", "COEF", "FLAT", "LOW", "BLOCK", "features", "probability", "confidence_of", "box_blocks",
            "Calibrate"]
@@ -150,7 +150,7 @@ def _block_logs(m):
     return out
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _features(fbest, fsecond, fsum, best, n, tau, root, prior_root, depth, raw, conf, near, far, b, out):
     """The feature planes ``out`` (8, H, W) float32 of :data:`FEATURES` (see the module);
     ``near`` / ``far``: the block means of the evidence averaged over 3 x 3 / 9 x 9 blocks
@@ -180,7 +180,7 @@ def _features(fbest, fsecond, fsum, best, n, tau, root, prior_root, depth, raw, 
             out[7, y, x] = _prior(conf[y, x], prior_root)
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _probability(fbest, fsecond, fsum, best, n, tau, root, prior_root, depth, raw, conf, near, far, b, coef,
                  bare, unknown, flat, out):
     """:func:`_logistic` of :func:`_features` (same arguments, then ``_logistic``'s) in one
@@ -236,7 +236,7 @@ def box_blocks(bm, r):
     return (s / ((y1 - y0)[:, None] * (x1 - x0)[None, :])).astype(np.float32)
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _logistic(feats, coef, bare, unknown, flat, out):
     """``1 / (1 + exp(-(c0 + sum c_i f_i)))`` per pixel, at most ``flat`` where the focus
     curve is flat (the ``amplitude`` feature ``feats[1]`` 0) and at most ``unknown`` where

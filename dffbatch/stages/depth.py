@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 from .base import FrameStage
-from .kernels import JIT, JIT_DIV, logf
+from .kernels import JIT, JIT_DIV, kernel, logf
 
 __all__ = ["INTERPOLATIONS", "DepthState", "Depth", "CoarseCurve"]
 
@@ -71,7 +71,7 @@ def _update_row(fy, fpy, k, by, fby, fbl, fab, fsy, fsec, fl):
         fl[x] = fp if fp > lag else lag
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def update_best(f, f_prev, k, best, fbest, fbelow, fabove, fsum, fsecond, flag):
     """Fold frame ``k``'s focus ``f`` into the running state (``f_prev`` is frame k-1's).
 
@@ -105,7 +105,7 @@ def _offset(fm, f0, fp, mode):
     return off if (den < zero) & (f0 > zero) else zero
 
 
-@njit(**JIT_DIV)
+@kernel(**JIT_DIV)
 def finish_depth(best, fbest, fbelow, fabove, fsum, n, mode, depth, confidence):
     """Sub-frame depth and confidence from the final state of ``n`` frames."""
     H, W = best.shape
@@ -123,7 +123,7 @@ def finish_depth(best, fbest, fbelow, fabove, fsum, n, mode, depth, confidence):
             cy[x] = (f0 - fsy[x] * inv_n) / f0 if f0 > 0.0 else np.float32(0.0)
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def evidence(fbest, fsecond, fsum, best, n, tau, power, end, out):
     """Evidence weight ``(1 - S / F[m])^power * A^2 / (A^2 + tau^2)``, ``A = F[m] - mean(F)``, power an int,
     times ``end`` where the best frame ``m`` is the first or the last.
@@ -156,7 +156,7 @@ def evidence(fbest, fsecond, fsum, best, n, tau, power, end, out):
             out[y, x] = rp * (a * a / (a * a + t2)) * e
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def block_mean(f, b, out):
     """Mean of ``f`` over ``b x b`` blocks (partial blocks at the right and bottom edges)."""
     H, W = f.shape

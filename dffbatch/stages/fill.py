@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from .base import PostStage
-from .kernels import JIT
+from .kernels import JIT, kernel
 
 __all__ = ["P0", "POWER", "LAMBDA", "SIGMA", "BEFORE_COEF", "BEFORE_UNKNOWN", "fill_unknown", "Fill"]
 
@@ -48,7 +48,7 @@ LAMBDA, SIGMA = 400.0, 0.01
 BEFORE_COEF, BEFORE_UNKNOWN = (4.617, 0, 0, 0, 0, 0.2737, 0, -1.308, 0.4256), 0.178
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _weights(p, p0, power, w):
     H, W = p.shape
     inv = np.float32(1.0 / (1.0 - p0))
@@ -57,7 +57,7 @@ def _weights(p, p0, power, w):
             w[y, x] = min(max((p[y, x] - p0) * inv, np.float32(0.0)), np.float32(1.0)) ** power
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _keep_or_fill(depth, fill, w, out):
     H, W = depth.shape
     for y in prange(H):

@@ -26,7 +26,7 @@ from numba import njit, prange
 from .base import FrameStage
 from .composite import _bits, _neighbours_row, _ones, _select_row
 from .depth import _update_row
-from .kernels import JIT, readonly, reflect_index
+from .kernels import JIT, kernel, readonly, reflect_index
 from .measure import (MEASURE_ID, _VARIANCE, _box_sum_row, _box_var_row, _luma_row, _luma_weights, _q_row,
                       _reflect_row_ends, value_scale)
 
@@ -37,7 +37,7 @@ __all__ = ["frame_pass", "measure_pass", "FusedPass"]
 BAND = 64
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def frame_pass(img, scale, mid, step, threshold, pad, r, box_scale, variance, f,
                update, f_prev, k, best, fbest, fbelow, fabove, fsum, fsecond, flag,
                comp, frame, prev, ones, below, at, above):

@@ -45,7 +45,7 @@ from numba import njit, prange
 
 from .base import FrameStage
 from .composite import _neighbours_row, blend
-from .kernels import JIT, JIT_DIV, readonly
+from .kernels import JIT, JIT_DIV, kernel, readonly
 
 __all__ = ["reduce_level", "expand_level", "expand_accumulate", "expand_neighbours", "collapse_level",
            "level_weights", "levels_for", "combine", "Hybrid", "SHARPNESS", "FUSED"]
@@ -91,7 +91,7 @@ def _refl(i, n):
     return -i if i < 0 else (2 * (n - 1) - i if i >= n else i)
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def reduce_level(src, dst):
     """``pyr_down``: the binomial blur (rows, then columns; mirrored borders) of ``src``
     (h, w, C), any real dtype, at every second row and column, into ``dst`` float32
@@ -191,7 +191,7 @@ def _coarse_row(coarse, i, H, W, C):
     return row
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def expand_level(src, dst):
     """``pyr_up(src, dst.shape[:2])`` into ``dst`` (H, W, C) float32; ``H, W >= 3``."""
     H, W, C = dst.shape
@@ -200,7 +200,7 @@ def expand_level(src, dst):
         _expand_row(src, np.int64(i), H, W, dst[i].reshape(W * C), vrow)
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def expand_accumulate(g, coarse, w, acc, wsum):
     """One frame's Laplacian level ``g - pyr_up(coarse)`` (``coarse`` None-like: an empty
     array for the top level, whose "Laplacian" is ``g`` itself) weighed by ``w`` (h, w)
@@ -224,7 +224,7 @@ def expand_accumulate(g, coarse, w, acc, wsum):
                     ai[x * C + c] += wx * (gi[x * C + c] - row[x * C + c])
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def expand_neighbours(g1, k, best, scale, E, E_prev, below, at, above):
     """``E = pyr_up(g1)`` (frame ``k``'s low-pass on the output grid) as stored, and, as
     :func:`dffbatch.stages.composite.update_neighbours` keeps colours, the low-pass of
@@ -255,7 +255,7 @@ def expand_neighbours(g1, k, best, scale, E, E_prev, below, at, above):
         _neighbours_row(E[i], p, best[i], kk, ones, m, q, below[i], at[i], above[i])
 
 
-@njit(**JIT_DIV)
+@kernel(**JIT_DIV)
 def collapse_level(coarse, acc, wsum, dst):
     """``dst = pyr_up(coarse) + acc / wsum`` (a fused level on the image below it; 0 where
     no weight reached). ``coarse`` empty: the top level, ``acc / wsum`` alone."""
@@ -270,7 +270,7 @@ def collapse_level(coarse, acc, wsum, dst):
                 di[x * C + c] = row[x * C + c] + ai[x * C + c] * inv
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def level_weights(s, eps, log2p, out):
     """``(s + eps) ** 2**log2p`` (float32, by squaring) of a reduced focus map (h, w)."""
     H, W = s.shape
@@ -282,7 +282,7 @@ def level_weights(s, eps, log2p, out):
             out[y, x] = v
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def combine(interp, low_interp, inv_scale, low_fused, is_int, top, out):
     """``interp - low_interp * inv_scale + low_fused`` (float32), rounded to nearest and
     clipped to [0, top] for integer outputs."""

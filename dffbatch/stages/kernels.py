@@ -6,17 +6,28 @@ edge pixel** (NumPy's ``np.pad(mode="reflect")``, SciPy's ``mode="mirror"``):
 
 The thread count of the parallel kernels is Numba's (``numba.set_num_threads``);
 results are bit-identical whatever it is, because no kernel reduces across rows.
+
+Every parallel kernel comes twice (:func:`kernel`): compiled with ``parallel=True``, and
+as a serial twin of the same source (``prange`` runs as ``range``), which a call on one
+Numba thread uses. The batch workers run one kernel thread each (workers x threads <=
+cores), so a first run compiles the twins only: 13.5 s of compiling for the unaligned
+path against 31.6 s (``benchmarks/compile_profile.py --groups plain``), because Numba's
+parallel lowering costs about 2.5 times the serial compile. The bytes are the same
+(tests: 1 against 2 threads), and so is the speed on one thread.
 """
 from __future__ import annotations
 
+import functools
 import math
+import types as pytypes
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-__all__ = ["reflect_index", "pad_reflect", "range_table", "logf", "readonly", "JIT"]
+__all__ = ["reflect_index", "pad_reflect", "range_table", "logf", "readonly", "JIT", "JIT_DIV", "kernel", "Kernel"]
 
 #: Range-weight tables: entries, and the span in sigmas beyond which a weight counts as 0.
 LUT_SIZE = 1024
@@ -29,6 +40,49 @@ JIT = dict(parallel=True, cache=True, nogil=True)
 #: as in NumPy instead of a Python exception, so no check per division keeps LLVM from
 #: vectorising the loop (the kernels' arithmetic guards the results either way).
 JIT_DIV = dict(JIT, error_model="numpy")
+
+
+class Kernel:
+    """A parallel kernel and its serial twin: calls on one Numba thread run the twin.
+
+    The twin is compiled from a copy of the function under another name
+    (``<name>_serial``), so that Numba's on-disk cache keeps the two apart. Each is
+    compiled on its first call, as a plain dispatcher is; ``compile``, ``signatures``
+    and ``py_func`` are those of the variant the current thread count selects.
+    """
+
+    def __init__(self, fn, opts):
+        functools.update_wrapper(self, fn)
+        self.parallel = numba.njit(**opts)(fn)
+        twin = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__,
+                                    fn.__closure__)
+        twin.__qualname__ = fn.__qualname__ + "_serial"
+        twin.__doc__ = fn.__doc__
+        self.serial = numba.njit(**{k: v for k, v in opts.items() if k != "parallel"})(twin)
+
+    @property
+    def variant(self):
+        """The dispatcher a call now runs: the twin on one thread, else the parallel one."""
+        return self.serial if numba.get_num_threads() == 1 else self.parallel
+
+    def __call__(self, *args):
+        return (self.serial if numba.get_num_threads() == 1 else self.parallel)(*args)
+
+    def compile(self, sig):
+        return self.variant.compile(sig)
+
+    @property
+    def signatures(self):
+        return self.variant.signatures
+
+    @property
+    def py_func(self):
+        return self.variant.py_func
+
+
+def kernel(**opts):
+    """Decorator: ``@kernel(**JIT)`` makes a :class:`Kernel` (``opts`` those of the parallel one)."""
+    return lambda fn: Kernel(fn, opts)
 
 
 def readonly(a):
@@ -101,7 +155,7 @@ def reflect_index(i, n):
     return i
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def pad_reflect(buf, p):
     """Fill the ``p``-pixel border of ``buf`` (shape ``(H+2p, W+2p)``) by reflection.
 

@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit, prange
 
 from .base import FrameStage
-from .kernels import JIT, pad_reflect, readonly, reflect_index
+from .kernels import JIT, kernel, pad_reflect, readonly, reflect_index
 
 __all__ = ["MEASURES", "focus_measure", "FocusMeasure", "luminance", "check_window", "plane_mean_focus", "Measure"]
 
@@ -68,7 +68,7 @@ def _luma_row(src, weights, dst):
             dst[x] = s * np.float32(src[x, 0])
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _luma_into(frame, scale, out):
     """``out = scale * luma(frame)``; ``frame`` is (H, W, C), C in {1, 3, 4}."""
     weights = _luma_weights(scale)
@@ -188,7 +188,7 @@ def _q_row(P, p, y, mid, s, threshold, out):
             out[x] = half * (abs(a + b - c - d) + abs(a - b + c - d) + abs(a - b - c + d))
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _pointwise(P, p, mid, s, threshold, q):
     for y in prange(q.shape[0]):
         _q_row(P, p, np.int64(y), mid, s, threshold, q[y])  # int64 as in fused.frame_pass: one specialisation
@@ -259,7 +259,7 @@ def _box_var_row(q, lo, H, y, r, s1, s2, dst):
         dst[x] = v if v > 0.0 else 0.0
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def box_sum(q, r, scale, out):
     """``out = scale * sum of q over a (2r+1)^2 window``, reflected borders.
 
@@ -272,7 +272,7 @@ def box_sum(q, r, scale, out):
         _box_sum_row(q, np.int64(0), H, np.int64(y), r, scale, np.empty(W + 2 * r, np.float32), out[y])
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def box_var(q, r, out):
     """Variance of ``q`` over a (2r+1)^2 reflected window, accumulated in float64."""
     H, W = q.shape

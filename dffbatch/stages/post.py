@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit, prange
 
 from .base import Grid, PostStage
-from .kernels import JIT
+from .kernels import JIT, kernel
 from ..params import STRENGTH_DEFAULT
 from .refine import median_filter
 
@@ -143,7 +143,7 @@ def _sgm(m: Maps):
     return _bilateral(m, raw, conf, REFINERS["bilateral"].strength)
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _mix_scales(d, w, dc, wc, b, wcoarse, out_d, out_w):
     """Evidence-weighted mean of the fine depth and the block depth it lies in (nearest upsampling)."""
     H, W = d.shape
@@ -158,7 +158,7 @@ def _mix_scales(d, w, dc, wc, b, wcoarse, out_d, out_w):
             out_w[y, x] = t
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _blend_reach(d_near, s_near, d_far, c, out):
     """``t d_near + (1 - t) d_far`` with ``t = S / (S + c)``: the near solve where evidence reached."""
     H, W = d_near.shape

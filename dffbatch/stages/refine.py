@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._median_networks import _median5, _median7
-from .kernels import JIT, LUT_SIZE, pad_reflect, range_table
+from .kernels import JIT, LUT_SIZE, kernel, pad_reflect, range_table
 
 __all__ = ["median_filter"]
 
@@ -22,7 +22,7 @@ def _sort2(a, b):
     return min(a, b), max(a, b)
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _median3(P, out):
     """3x3 median of the 1-pixel reflect-padded ``P``: Paeth's 19-exchange network."""
     H, W = out.shape
@@ -59,7 +59,7 @@ def _median3(P, out):
             out[y, x] = p4
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _median(P, r, out):
     """(2r+1)^2 median of the r-pixel reflect-padded ``P`` (insertion sort)."""
     H, W = out.shape
@@ -120,7 +120,7 @@ def median_filter(depth: np.ndarray, size: int = 3) -> np.ndarray:
 # ------------------------------------------------------------------ edge-aware refinement
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _joint_bilateral(depth, conf, guide, r, sigma_s, sigma_r, power, out_d, out_c):
     """Confidence-weighted joint bilateral filter of ``depth`` guided by ``guide``.
 

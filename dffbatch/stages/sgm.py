@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from .base import FrameStage
-from .kernels import JIT
+from .kernels import JIT, kernel
 
 __all__ = ["sgm", "sgm_memory", "KeepVolume"]
 
@@ -54,7 +54,7 @@ def _step(C, prev, cur, P1, P2):
         cur[d] = C[d] + v - m
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _aggregate_rows(C, guide, P1, P2, S):
     """Add the left-to-right and right-to-left path costs of every row into ``S``.
 
@@ -79,7 +79,7 @@ def _aggregate_rows(C, guide, P1, P2, S):
                     prev[d] = cur[d]
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _pick(S, depth, conf):
     H, W, N = S.shape
     for y in prange(H):
@@ -102,7 +102,7 @@ def _pick(S, depth, conf):
             conf[y, x] = (s2 - s[b]) / s2 if s2 < 1e29 and s2 > 0 else 0.0
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _cost(F, C):
     H, W, N = C.shape
     for y in prange(H):

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernels import JIT, JIT_DIV, LUT_SIZE, range_table
+from .kernels import JIT, JIT_DIV, LUT_SIZE, kernel, range_table
 
 __all__ = ["affinities", "fgs_normalized", "wls_solve"]
 
@@ -47,7 +47,7 @@ def _col_chunk(W):
 
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def affinities(g, sigma, ax, ay):
     """Neighbour affinities of the guide ``g``: ``ax[y, x]`` links (y, x)-(y, x+1), ``ay[y, x]`` (y, x)-(y+1, x).
 
@@ -74,7 +74,7 @@ def affinities(g, sigma, ax, ay):
                 ayy[x] = 0.0
 
 
-@njit(**JIT_DIV)
+@kernel(**JIT_DIV)
 def _smooth_rows(u, v, ax, lam, scratch):
     """Solve ``(I + lam L_row) x = b`` in place along every row, for ``b`` = u and = v (Thomas).
 
@@ -132,7 +132,7 @@ def _smooth_rows(u, v, ax, lam, scratch):
             vd[x] -= sd[x] * vd[x + 1]
 
 
-@njit(**JIT_DIV)
+@kernel(**JIT_DIV)
 def _smooth_cols(u, v, ay, lam, scratch, chunk):
     """Solve ``(I + lam L_col) x = b`` in place along every column, for ``b`` = u and = v.
 
@@ -171,7 +171,7 @@ def _smooth_cols(u, v, ay, lam, scratch, chunk):
                 vy[x] -= sy[x] * vn[x]
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _weighted_data(d, w, wd, ww):
     H, W = d.shape
     for y in prange(H):
@@ -180,7 +180,7 @@ def _weighted_data(d, w, wd, ww):
             wd[y, x] = w[y, x] * d[y, x]
 
 
-@njit(**JIT_DIV)
+@kernel(**JIT_DIV)
 def _normalise(wd, ww, d, eps, out):
     H, W = d.shape
     for y in prange(H):
