@@ -180,16 +180,18 @@ def pyr_up32(a, shape):
     return blur32(out) * np.float32(4.0)
 
 
-def hybrid(frames, raw, best, focus, fused, p=4, eps=1e-6):
+def hybrid(frames, raw, best, focus, fused, p=4, eps=1e-6, lo=2.0, hi=4.0):
     """The hybrid all-in-focus image from whole arrays: level 0 the interpolate blend of
-    each frame's Laplacian, levels 1 .. ``fused`` fused with weights (G_l F + eps)^p,
-    the levels above them the Gaussian pyramid of the (rounded) interpolate image.
-    Returns the interpolate image and the hybrid one less it (add it to the
-    rounded interpolate image, as the kernels do), float64."""
-    lo = np.floor(raw.astype(np.float64))
-    t = raw - lo
-    low = lo < best
-    acc, wsum, low_interp, interp = {}, {}, 0.0, 0.0
+    each frame's Laplacian, levels 1 .. ``fused`` fused with weights (G_l F + eps)^p
+    where the weights are decisive (``a``: 0 to 1 as n max(w) / sum(w) goes from
+    ``lo`` to ``hi``) and the same level of the (rounded) interpolate image's pyramid
+    where not, the levels above them that pyramid's. Returns the interpolate image and
+    the hybrid one less it (add it to the rounded interpolate image, as the kernels
+    do), float64."""
+    lo_ = np.floor(raw.astype(np.float64))
+    t = raw - lo_
+    low = lo_ < best
+    acc, wsum, wmax, low_interp, interp = {}, {}, {}, 0.0, 0.0
     for k, (f, F) in enumerate(zip(frames, focus)):
         f3 = f[:, :, None] if f.ndim == 2 else f
         g = [f3.astype(np.float32)]
@@ -205,14 +207,28 @@ def hybrid(frames, raw, best, focus, fused, p=4, eps=1e-6):
             w = (s[lv][:, :, 0] + np.float32(eps)) ** p
             acc[lv] = acc.get(lv, 0) + w[:, :, None] * (g[lv] - pyr_up32(g[lv + 1], g[lv].shape[:2]))
             wsum[lv] = wsum.get(lv, 0) + w
+            wmax[lv] = np.maximum(wmax.get(lv, 0), w)
     top = np.iinfo(frames[0].dtype).max
-    img = np.clip(np.floor(interp + 0.5), 0, top).astype(np.float32)  # the rounded interpolate image
+    own = [np.clip(np.floor(interp + 0.5), 0, top).astype(np.float32)]  # the rounded interpolate image
     for _ in range(fused + 1):
-        img = pyr_down32(img)
+        own.append(pyr_down32(own[-1]))
+    img = own[fused + 1]
+    n = len(frames)
     for lv in range(fused, 0, -1):
         level = acc[lv] / wsum[lv][:, :, None]
-        img = pyr_up32(img, level.shape[:2]) + level
+        a = np.clip((n * wmax[lv] / wsum[lv] - lo) / (hi - lo), 0, 1)[:, :, None]
+        mine = own[lv] - pyr_up32(own[lv + 1], own[lv].shape[:2])
+        img = pyr_up32(img, level.shape[:2]) + a * level + (1 - a) * mine
     return interp, pyr_up32(img, raw.shape) - low_interp
+
+
+def hybrid_guide(g, base, t0, t1):
+    """The depth solve's guide of a hybrid image: its luminance ``g`` where the low-pass
+    of ``|g - base|`` (EXPAND(REDUCE)) is above ``t1``, ``base`` below ``t0``, linear between."""
+    d = np.abs(g.astype(np.float32) - base.astype(np.float32))[:, :, None]
+    spread = pyr_up32(pyr_down32(d), d.shape[:2])[:, :, 0]
+    a = np.clip((spread - t0) / (t1 - t0), 0, 1)
+    return base + a * (g - base)
 
 
 # --------------------------------------------------------- calibrated confidence

@@ -35,13 +35,36 @@ def test_a_laplacian_pyramid_collapses_back_to_the_image():
     w1, w2 = np.ones((20, 26), np.float32), np.ones((10, 13), np.float32)
     acc1, acc2 = np.zeros_like(g1), np.zeros_like(g2)
     s1, s2 = np.zeros_like(w1), np.zeros_like(w2)
-    H.expand_accumulate(g1, g2, w1, acc1, s1)
-    H.expand_accumulate(g2, H._EMPTY, w2, acc2, s2)
+    m1, m2 = np.zeros_like(w1), np.zeros_like(w2)
+    H.expand_accumulate(g1, g2, w1, acc1, s1, m1)
+    H.expand_accumulate(g2, H._EMPTY, w2, acc2, s2, m2)
+    assert np.array_equal(m1, w1) and np.array_equal(s1, w1)
+    lo, hi = np.float32(H.UNDECIDED), np.float32(H.DECIDED)
     top = np.empty_like(g2)
-    H.collapse_level(H._EMPTY, acc2, s2, top)
+    H.collapse_level(H._EMPTY, acc2, s2, m2, 1, H._EMPTY, H._EMPTY, lo, hi, top)
     lvl1 = np.empty_like(g1)
-    H.collapse_level(top, acc1, s1, lvl1)
+    H.collapse_level(top, acc1, s1, m1, 1, H._EMPTY, H._EMPTY, lo, hi, lvl1)
     np.testing.assert_allclose(lvl1, g1, atol=1e-5)
+
+
+def test_undecided_weights_give_the_other_pyramids_level():
+    """``collapse_level`` mixes the fused level with another pyramid's (interpolate's)
+    by how decisive the weights were: all frames alike (max = mean) gives the other's
+    level, one frame far above the rest the fused one, and in between the linear mix."""
+    rng = np.random.default_rng(2)
+    fused, coarse = rng.random((20, 26, 3)).astype(np.float32), rng.random((10, 13, 3)).astype(np.float32)
+    own, own_coarse = rng.random((20, 26, 3)).astype(np.float32), rng.random((10, 13, 3)).astype(np.float32)
+    wsum = np.full((20, 26), 10.0, np.float32)
+    acc = fused * wsum[:, :, None]
+    up, own_up = np.empty_like(own), np.empty_like(own)
+    H.expand_level(coarse, up)
+    H.expand_level(own_coarse, own_up)
+    lo, hi = np.float32(H.UNDECIDED), np.float32(H.DECIDED)
+    out = np.empty_like(own)
+    for ratio, a in [(1.0, 0.0), (H.UNDECIDED, 0.0), ((H.UNDECIDED + H.DECIDED) / 2, 0.5), (H.DECIDED, 1.0), (9.0, 1.0)]:
+        wmax = np.full((20, 26), ratio * 10.0 / 5, np.float32)  # 5 frames: mean weight 2
+        H.collapse_level(coarse, acc, wsum, wmax, 5, own, own_coarse, lo, hi, out)
+        np.testing.assert_allclose(out, up + a * fused + (1 - a) * (own - own_up), atol=1e-5)
 
 
 def test_a_stack_of_one_image_comes_back_as_itself():
@@ -67,12 +90,26 @@ def test_hybrid_matches_its_numpy_reference():
     frames, _, _, _ = _leaf()
     r = depth_from_focus(frames, composite="hybrid", align="none", refine="none", median=0)
     F = [focus_measure(f, "lapd", 9) for f in frames]
-    interp, change = ref.hybrid(frames, r.depth, r.index, F, H.FUSED)
+    interp, change = ref.hybrid(frames, r.depth, r.index, F, H.FUSED, lo=H.UNDECIDED, hi=H.DECIDED)
     ri = depth_from_focus(frames, composite="interpolate", align="none", refine="none", median=0)
     assert np.array_equal(np.floor(interp + 0.5), ri.allfocus)  # the reference's interpolate is ours
     want = np.clip(np.floor(ri.allfocus + change + 0.5), 0, 255)
     diff = np.abs(r.allfocus.astype(np.int64) - want)
     assert diff.max() <= 1 and (diff == 0).mean() > 0.999, (diff.max(), (diff == 0).mean())
+
+
+def test_the_depth_guide_is_its_numpy_reference():
+    """The wls guide of a hybrid image: interpolate's luminance where the hybrid changed
+    it little, the hybrid's where it changed it much, mixed between."""
+    rng = np.random.default_rng(4)
+    base = rng.random((61, 80)).astype(np.float32)
+    g = base + np.float32(0.01) * rng.standard_normal(base.shape).astype(np.float32)  # small changes
+    g[20:40, 30:60] += np.float32(0.3)  # a large one (a halo removed)
+    out = H.guide(g, base)
+    t0, t1 = H.GUIDE_GATE
+    np.testing.assert_allclose(out, ref.hybrid_guide(g, base, t0, t1), atol=1e-6)
+    assert np.array_equal(out[:10], base[:10])
+    np.testing.assert_allclose(out[25:35, 35:55], g[25:35, 35:55], atol=1e-6)
 
 
 def test_hybrid_same_bytes_on_one_and_two_threads():
@@ -103,6 +140,31 @@ def test_hybrid_removes_the_halo_of_a_bright_leaf_over_a_dark_background():
     hyb = depth_from_focus(frames, composite="hybrid", align="none").allfocus
     itp = depth_from_focus(frames, composite="interpolate", align="none").allfocus
     assert psnr(hyb, af) > psnr(itp, af) - 0.2
+
+
+def test_noise_driven_weights_fall_back_to_interpolate_and_the_depth_is_no_worse():
+    """Ground truth. The noisy leaf: where noise drives the focus weights the fused levels
+    are interpolate's own, so the image is within 0.2 dB of interpolate's (without that
+    fallback: -0.45 dB). The wls depth, guided by the hybrid image only where it changed
+    interpolate's much (a halo removed), is no worse than interpolate's on the noisy leaf
+    and the noisy low-texture step (with the hybrid image as the guide: +1.4%, +2.3%), and
+    keeps most of the clean leaf's gain (-41%)."""
+    from dffbatch.truth.metrics import depth_metrics, psnr
+    from dffbatch.truth.synth import render_stack
+
+    def both(frames):
+        return [depth_from_focus(frames, composite=c, align="none") for c in ("hybrid", "interpolate")]
+
+    frames, g, af, _ = _leaf(noise=0.02)
+    hyb, itp = both(frames)
+    assert psnr(hyb.allfocus, af) > psnr(itp.allfocus, af) - 0.2
+    assert depth_metrics(hyb.depth, g)["rmse"] <= depth_metrics(itp.depth, g)["rmse"] * 1.001
+    frames, g, af, _ = render_stack("step", "lowtex", (96, 96), 10, noise=0.02, seed=17)
+    hyb, itp = both(frames)
+    assert depth_metrics(hyb.depth, g)["rmse"] <= depth_metrics(itp.depth, g)["rmse"] * 1.001
+    frames, g, af, _ = _leaf()
+    hyb, itp = both(frames)
+    assert depth_metrics(hyb.depth, g)["rmse"] < 0.8 * depth_metrics(itp.depth, g)["rmse"]
 
 
 def test_grey_and_tiny_frames():

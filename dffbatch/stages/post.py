@@ -94,19 +94,29 @@ class Maps:
     depth_units: Optional[np.ndarray] = None
     frames: Optional[Callable] = None   # needs "frames": a fresh iterator over the frames as read
     grid: Optional[Grid] = None         # how a frame's pixels reach the output grid
+    allfocus_base: Optional[np.ndarray] = None  # hybrid: the interpolate image it started from
     _guide: Optional[np.ndarray] = field(default=None, repr=False)
     #: what several post stages derive from the stream alike, computed by the first that asks
     memo: dict = field(default_factory=dict, repr=False)
 
     def guide(self) -> np.ndarray:
-        """Luminance of the all-in-focus image in [0, 1] (float input stretched to it)."""
+        """Luminance of the all-in-focus image in [0, 1] (float input stretched to it);
+        for ``hybrid``, that of ``interpolate``'s image where the two differ little
+        (:func:`dffbatch.stages.hybrid.guide`)."""
         if self._guide is None:
             from .measure import luminance
             g = luminance(self.allfocus)
+            base = None if self.allfocus_base is None else luminance(self.allfocus_base)
             if self.allfocus.dtype.kind == "f":
                 lo, hi = float(g.min()), float(g.max())
                 g = (g - lo) / (hi - lo) if hi > lo else np.zeros_like(g)
-            self._guide = np.ascontiguousarray(g, np.float32)
+                if base is not None:  # the same stretch: the gate compares the two
+                    base = (base - lo) / (hi - lo) if hi > lo else np.zeros_like(base)
+            g = np.ascontiguousarray(g, np.float32)
+            if base is not None:
+                from .hybrid import guide
+                g = guide(g, np.ascontiguousarray(base, np.float32))
+            self._guide = g
         return self._guide
 
 
