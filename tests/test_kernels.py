@@ -258,10 +258,11 @@ def test_fused_pass_equals_the_stage_kernels(threads):
 
 def test_one_thread_runs_the_serial_twin_and_it_gives_the_same_bytes():
     """Every parallel kernel has a serial twin of the same source (its own name, so its own
-    cache files), which a call on one Numba thread runs; the bytes are the parallel one's."""
+    cache files), which a call on one Numba thread runs while twins are in use (a first
+    run's workers); the bytes are the parallel one's, on one thread or two."""
     import numba
     from dffbatch.stages import solve
-    from dffbatch.stages.kernels import Kernel
+    from dffbatch.stages.kernels import Kernel, use_twins
     k = solve.affinities
     assert isinstance(k, Kernel) and k.serial.py_func.__qualname__ == "affinities_serial"
     assert k.serial.targetoptions.get("parallel") is not True and k.parallel.targetoptions["parallel"]
@@ -269,13 +270,44 @@ def test_one_thread_runs_the_serial_twin_and_it_gives_the_same_bytes():
     old = numba.get_num_threads()
     outs = []
     try:
-        for t in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+        for twins, t in ((True, 1), (False, 1), (True, min(2, numba.config.NUMBA_NUM_THREADS))):
+            use_twins(twins)
             numba.set_num_threads(t)
-            assert k.variant is (k.serial if t == 1 else k.parallel)
+            assert k.variant is (k.serial if twins and t == 1 else k.parallel)
             ax, ay = np.empty_like(g), np.empty_like(g)
             k(g, np.float32(0.03), ax, ay)
             outs.append((ax, ay))
     finally:
+        use_twins(False)
         numba.set_num_threads(old)
-    for a, b in zip(*outs):
-        np.testing.assert_array_equal(a, b)
+    for got in outs[1:]:
+        for a, b in zip(outs[0], got):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_stack_on_the_serial_twins_gives_the_bytes_of_the_parallel_kernels():
+    """A first run's workers call the twins, later runs the parallel kernels: the outputs
+    must not depend on which (default parameters, aligned and not)."""
+    import numba
+    from dffbatch import depth_from_focus
+    from dffbatch.stages.kernels import use_twins
+    from dffbatch.truth.synth import render_stack
+    still, *_ = render_stack("step", "noise", (64, 72), 6, noise=0.01, seed=2)
+    moved, *_ = render_stack("slant", "noise", (256, 256), 6, breathing=0.004, seed=3)
+    old = numba.get_num_threads()
+    got = {}
+    try:
+        numba.set_num_threads(1)
+        for twins in (True, False):
+            use_twins(twins)
+            for name, frames in (("still", still), ("moved", moved)):
+                r = depth_from_focus(frames)
+                got[name, twins] = (r, r.alignment.applied if r.alignment else False)
+    finally:
+        use_twins(False)
+        numba.set_num_threads(old)
+    assert got["moved", True][1], "the breathing stack must exercise the aligned kernels"
+    for name in ("still", "moved"):
+        a, b = got[name, True][0], got[name, False][0]
+        for field in ("depth", "confidence", "allfocus"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=f"{name} {field}")

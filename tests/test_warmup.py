@@ -122,6 +122,7 @@ def test_the_runner_waits_for_the_plain_path_only_and_stops_the_aligned_one_with
             self.stopped = True
 
     monkeypatch.setattr(W, "cache_is_cold", lambda: True)
+    monkeypatch.setattr(W, "parallel_cached", lambda: True)  # no twins: nothing else in the background
     monkeypatch.setattr(W, "compile_kernels", lambda *a, **k: calls.append(k.get("groups")) or 0.0)
     monkeypatch.setattr(W, "Background", Fake)
     from dffbatch.cli import main
@@ -161,3 +162,19 @@ def test_after_a_cold_warm_up_the_jobs_compile_nothing(tmp_path):
     assert "[cache] data loaded" in out, out[-2000:]  # the jobs loaded the warm-up's kernels...
     saved = [ln for ln in out.splitlines() if "saved to" in ln]
     assert not saved, saved[:5]  # ...and compiled none themselves
+
+
+def test_twins_until_every_parallel_kernel_of_the_plain_path_is_cached(tmp_path, monkeypatch):
+    """A run's workers call the serial twins (faster to compile) until Numba's cache holds
+    the parallel kernels (faster to run) of the whole unaligned path; a twin's cache file
+    (``<kernel>_serial-...``) does not count for its parallel kernel."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    names = sorted({".".join(r["kernel"].split(".")[-2:]) for r in W.listed() if r["group"] == "plain"})
+    for n in names:
+        (tmp_path / f"{n}_serial-10.py311.nbi").write_text("")
+    assert not W.parallel_cached()
+    for n in names[:-1]:
+        (tmp_path / f"{n}-10.py311.nbi").write_text("")
+    assert not W.parallel_cached()
+    (tmp_path / f"{names[-1]}-10.py311.nbi").write_text("")
+    assert W.parallel_cached()

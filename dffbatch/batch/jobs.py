@@ -255,6 +255,8 @@ def run_job(job: dict) -> dict:
     kernels' results do not depend on their thread count.
     """
     import numba
+    from ..stages.kernels import use_twins
+    use_twins(job.get("kernel_twins", False))  # a first run's (see dffbatch.batch.runner._warm_up)
     threads = numba.get_num_threads()
     if threads > 1:
         numba.set_num_threads(kernel_threads(threads))

@@ -409,7 +409,7 @@ def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
     backend = make_backend(cfg["execution"], max(1, len(todo)), job_memory)
     threads = kernel_threads(backend.threads)
     try:
-        background = _warm_up(todo, manifest, out, progress, threads)
+        twins, background = _warm_up(todo, manifest, out, progress, threads)
     except Interrupted:  # Ctrl-C while compiling: no job has started, nothing is half-written
         log.info("interrupted while compiling the kernels")
         backend.close(cancel=True)
@@ -429,8 +429,11 @@ def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
 
     prev_term = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
     if background is not None:
-        background = Background(*background, threads)
-        log.info("the aligned path compiles in the background while the jobs run")
+        background = Background(*background)
+        log.info("kernels compile in the background while the jobs run: %s",
+                 "the parallel ones, for later runs" if twins else "the aligned path")
+    for job in todo:  # a first run's workers call the serial twins (dffbatch.stages.kernels)
+        job["kernel_twins"] = twins
     bar = tqdm(total=len(todo), unit="job", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     next_refresh = time.monotonic() + REFRESH_SECONDS
     try:
@@ -472,20 +475,30 @@ def _run_todo(cfg, store, todo, manifest, mpath, ids, progress, out):
 
 
 def _warm_up(todo, manifest, out, progress, threads=1):
-    """A first run (Numba's cache empty): compile the unaligned path before the jobs, for
-    kernels on ``threads`` Numba threads (as the jobs will run them); return the
-    arguments of the aligned path's :class:`~dffbatch.batch.warmup.Background` compile,
-    where the run may align, else None. Raises ``Interrupted`` on Ctrl-C."""
-    from .warmup import cache_is_cold, compile_kernels, may_align
-    if not cache_is_cold() or not todo[0]["files"]:
-        return None
+    """Kernels for a run whose jobs run them on ``threads`` Numba threads: ``(twins,
+    background)``. ``twins``: the jobs call the kernels' serial twins, which compile in
+    less than half the time, as long as the parallel kernels are not all cached (on one
+    thread only; :mod:`dffbatch.stages.kernels`). On a first run (Numba's cache empty)
+    the unaligned path is compiled before the jobs. ``background``: the arguments of a
+    :class:`~dffbatch.batch.warmup.Background` compile beside the jobs (the aligned path
+    on a first run that may align; the parallel kernels while the jobs call twins), or
+    None. Raises ``Interrupted`` on Ctrl-C."""
+    from .warmup import cache_is_cold, compile_kernels, may_align, parallel_cached
+    twins = threads == 1 and not parallel_cached()
+    if not todo[0]["files"]:
+        return twins, None
     points = list({json.dumps(j["params"], sort_keys=True, default=str): j["params"] for j in todo}.values())
     first, multipage = todo[0]["files"][0], todo[0]["multipage"]
-    took = compile_kernels(first, multipage, points[:16], out, progress=progress, groups=["plain"],
-                           threads=threads)
-    manifest["compile_seconds"] = round(took, 1)
-    log.info("kernels compiled before the jobs in %.1f s", took)
-    return (first, multipage, points[:16]) if may_align(points) else None
+    cold = cache_is_cold()
+    if cold:
+        took = compile_kernels(first, multipage, points[:16], out, progress=progress, groups=["plain"],
+                               threads=threads, twins=twins)
+        manifest["compile_seconds"] = round(took, 1)
+        log.info("kernels compiled before the jobs in %.1f s", took)
+    aligned = cold and may_align(points)
+    if not (aligned or twins):
+        return twins, None
+    return twins, (first, multipage, points[:16], threads, twins, aligned)
 
 
 def _log_ok(rec):

@@ -34,7 +34,8 @@ import sys
 import threading
 import time
 
-__all__ = ["GROUPS", "Interrupted", "Background", "cache_is_cold", "compile_kernels", "listed", "may_align"]
+__all__ = ["GROUPS", "Interrupted", "Background", "cache_is_cold", "compile_kernels", "listed", "may_align",
+           "parallel_cached"]
 
 #: What the warm-up runs, in groups: ``plain`` the unaligned path, ``aligned`` the aligned one.
 GROUPS = ("plain", "aligned")
@@ -110,24 +111,45 @@ def _warm(first_file, multipage, params_list, groups=GROUPS):  # runs in a helpe
             depth_from_focus([tex, np.roll(tex, 1, axis=1), tex], prefetch=0, align="translation", **p)
 
 
-def _threads(n):
-    """Run this helper's kernels on ``n`` Numba threads, as the jobs will: a job on one
-    thread runs the kernels' serial twins (:class:`dffbatch.stages.kernels.Kernel`),
-    which are then what is worth compiling."""
+def _threads(n, twins=False):
+    """Run this helper's kernels on ``n`` Numba threads, with the serial twins or not, as
+    the jobs will (:func:`dffbatch.stages.kernels.use_twins`): what they call is what is
+    worth compiling."""
     import numba
+    from ..stages.kernels import use_twins
     numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+    use_twins(twins)
 
 
-def _helper(indices, first_file, multipage, params_list, groups, threads=1):  # a helper process's work
-    _threads(threads)
+def parallel_cached() -> bool:
+    """Whether Numba's cache holds the parallel kernels of the unaligned path (an index
+    file for each listed one): a run then calls them; before, its workers call the
+    serial twins, which compile faster (:mod:`dffbatch.stages.kernels`)."""
+    CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR", "")
+    if CACHE_DIR:
+        names = {os.path.basename(p) for p in glob.glob(os.path.join(CACHE_DIR, "**", "*.nbi"), recursive=True)}
+    else:
+        stages = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "stages")
+        names = {os.path.basename(p) for p in glob.glob(os.path.join(stages, "__pycache__", "*.nbi"))}
+    prefixes = {".".join(r["kernel"].split(".")[-2:]) + "-" for r in listed() if r.get("group", "plain") == "plain"}
+    return bool(prefixes) and all(any(n.startswith(p) for n in names) for p in prefixes)
+
+
+def _helper(indices, first_file, multipage, params_list, groups, threads=1, twins=False):  # a helper's work
+    _threads(threads, twins)
     _compile_listed(indices)
     _warm(first_file, multipage, params_list, groups)
 
 
-def _background(indices, first_file, multipage, params_list, groups, threads=1):
-    """:class:`Background`'s helper: the same work at low priority, so that jobs come first."""
+def _background(indices, first_file, multipage, params_list, groups, threads=1, twins=False):
+    """:class:`Background`'s helper: the same work at low priority, so that jobs come first;
+    with ``twins``, then the parallel kernels of every group, for the runs after this one."""
     os.nice(10)
-    _helper(indices, first_file, multipage, params_list, groups, threads)
+    if groups:
+        _helper(indices, first_file, multipage, params_list, groups, threads, twins)
+    if twins:
+        _helper(list(range(len(listed()))), first_file, multipage, params_list,
+                ["plain", "aligned"] if may_align(params_list) else ["plain"], threads, False)
 
 
 def may_align(params_list) -> bool:
@@ -149,12 +171,13 @@ def _plan(params_list, workers, groups=None):
 
 
 def compile_kernels(first_file, multipage, params_list, out=sys.stdout, after=1.0, workers=None,
-                    progress=True, groups=None, threads=1):
+                    progress=True, groups=None, threads=1, twins=False):
     """Compile in helper processes (``workers``, default: one per core this process may
     use), with a progress bar if it takes longer than ``after`` seconds.
 
     ``groups``: what to compile (default: what the run needs, see :func:`_plan`);
-    ``threads``: the Numba threads the jobs' kernels will run on (1: the serial twins).
+    ``threads``, ``twins``: the Numba threads the jobs' kernels will run on, and whether
+    they call the serial twins (:func:`dffbatch.stages.kernels.use_twins`).
     Returns the seconds it took. A helper's failure is not an error: the jobs compile as
     before. Ctrl-C stops the helpers and raises :class:`Interrupted`.
     """
@@ -169,7 +192,7 @@ def compile_kernels(first_file, multipage, params_list, out=sys.stdout, after=1.
     plan = _plan(params_list, workers, groups)
     total = round(sum(roots[i]["seconds"] for indices, _ in plan for i in indices), 1)
     for indices, groups in plan:
-        arg = json.dumps([indices, first_file, multipage, params_list, groups, threads], default=str)
+        arg = json.dumps([indices, first_file, multipage, params_list, groups, threads, twins], default=str)
         p = subprocess.Popen([sys.executable, "-c", code, arg], stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True)
         threading.Thread(target=lambda s=p.stdout: [lines.put(x) for x in s], daemon=True).start()
@@ -217,14 +240,21 @@ class Background:
     before the jobs, these beside them. A job that aligns before it is done compiles
     what it needs itself, as any job did before the warm-up existed. :meth:`stop` at the
     end of the run ends it where it is still running.
+
+    ``twins``: the jobs call the kernels' serial twins (the parallel ones are not cached
+    yet); after the aligned twins (``aligned``), the helper compiles the parallel kernels
+    of the run's path, which the runs after it call once all are cached
+    (:func:`parallel_cached`). Numba saves each kernel as it is done, so a helper ended
+    by the run's end leaves the next run less to do.
     """
 
-    def __init__(self, first_file, multipage, params_list, threads=1):
+    def __init__(self, first_file, multipage, params_list, threads=1, twins=False, aligned=True):
         roots = listed()
         idx = [i for i, r in enumerate(roots) if r.get("group", "plain") == "aligned"]
+        groups = ["aligned"] if aligned else []
         code = ("import json, sys; from dffbatch.batch.warmup import _background; "
                 "a = json.loads(sys.argv[1]); _background(*a)")
-        arg = json.dumps([idx, first_file, multipage, params_list, ["aligned"], threads], default=str)
+        arg = json.dumps([idx, first_file, multipage, params_list, groups, threads, twins], default=str)
         self.proc = subprocess.Popen([sys.executable, "-c", code, arg], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
 

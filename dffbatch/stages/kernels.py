@@ -8,12 +8,16 @@ The thread count of the parallel kernels is Numba's (``numba.set_num_threads``);
 results are bit-identical whatever it is, because no kernel reduces across rows.
 
 Every parallel kernel comes twice (:func:`kernel`): compiled with ``parallel=True``, and
-as a serial twin of the same source (``prange`` runs as ``range``), which a call on one
-Numba thread uses. The batch workers run one kernel thread each (workers x threads <=
-cores), so a first run compiles the twins only: 13.5 s of compiling for the unaligned
-path against 31.6 s (``benchmarks/compile_profile.py --groups plain``), because Numba's
-parallel lowering costs about 2.5 times the serial compile. The bytes are the same
-(tests: 1 against 2 threads), and so is the speed on one thread.
+as a serial twin of the same source (``prange`` runs as ``range``). The twins compile in
+less than half the time (the unaligned path: 13.6 s against 31.6 s of compiling,
+``benchmarks/compile_profile.py --groups plain``; Numba's parallel lowering is the
+difference) but run about 4% slower on one thread than the parallel kernels do
+(``profile_stages.py``; ``settle_warped`` 1.20x, ``reduce_level`` 1.18x, the others
+0.9-1.3x: Numba outlines a ``prange`` body into a function of its own, which LLVM
+optimises apart). So they serve a first run: its batch workers (one kernel thread each)
+call the twins (:func:`use_twins`) while the parallel kernels compile in the background
+for the runs after it (:mod:`dffbatch.batch.warmup`). The bytes are the same (tests: 1
+against 2 threads, and a run on twins against one on parallel kernels).
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-__all__ = ["reflect_index", "pad_reflect", "range_table", "logf", "readonly", "JIT", "JIT_DIV", "kernel", "Kernel"]
+__all__ = ["reflect_index", "pad_reflect", "range_table", "logf", "readonly", "JIT", "JIT_DIV", "kernel", "Kernel",
+           "use_twins"]
 
 #: Range-weight tables: entries, and the span in sigmas beyond which a weight counts as 0.
 LUT_SIZE = 1024
@@ -42,8 +47,20 @@ JIT = dict(parallel=True, cache=True, nogil=True)
 JIT_DIV = dict(JIT, error_model="numpy")
 
 
+#: Whether calls on one Numba thread run the serial twins (:func:`use_twins`).
+_TWINS = [False]
+
+
+def use_twins(on: bool) -> None:
+    """Calls on one Numba thread run the kernels' serial twins (``on``) or the parallel
+    kernels (the default): a first run's batch workers use the twins, which compile
+    faster; everything else the parallel kernels, which run faster."""
+    _TWINS[0] = bool(on)
+
+
 class Kernel:
-    """A parallel kernel and its serial twin: calls on one Numba thread run the twin.
+    """A parallel kernel and its serial twin: with :func:`use_twins`, calls on one Numba
+    thread run the twin.
 
     The twin is compiled from a copy of the function under another name
     (``<name>_serial``), so that Numba's on-disk cache keeps the two apart. Each is
@@ -62,11 +79,12 @@ class Kernel:
 
     @property
     def variant(self):
-        """The dispatcher a call now runs: the twin on one thread, else the parallel one."""
-        return self.serial if numba.get_num_threads() == 1 else self.parallel
+        """The dispatcher a call now runs: the twin on one thread if twins are in use, else
+        the parallel one."""
+        return self.serial if _TWINS[0] and numba.get_num_threads() == 1 else self.parallel
 
     def __call__(self, *args):
-        return (self.serial if numba.get_num_threads() == 1 else self.parallel)(*args)
+        return (self.serial if _TWINS[0] and numba.get_num_threads() == 1 else self.parallel)(*args)
 
     def compile(self, sig):
         return self.variant.compile(sig)
