@@ -41,13 +41,13 @@ event.register("numba:compile", L())
 t0 = time.perf_counter()
 from dffbatch.batch.warmup import _threads, _warm
 t_import = time.perf_counter() - t0
-_threads(sys.argv[5])
+_threads(sys.argv[5], sys.argv[6] == "twins")
 _warm(sys.argv[1], False, [json.loads(sys.argv[2])], groups=sys.argv[3].split(","))
 json.dump(dict(wall=time.perf_counter() - t0, imports=t_import, records=records), open(sys.argv[4], "w"))
 """
 
 
-def profile(params: dict, groups=("plain", "aligned"), threads=1) -> dict:
+def profile(params: dict, groups=("plain", "aligned"), threads=1, twins=True) -> dict:
     """Run the warm-up cold in a child process; its compile records."""
     import numpy as np
     import tifffile
@@ -57,7 +57,8 @@ def profile(params: dict, groups=("plain", "aligned"), threads=1) -> dict:
         out = os.path.join(tmp, "out.json")
         env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(tmp, "cache"), PYTHONPATH=ROOT)
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", _CHILD, frame, json.dumps(params), ",".join(groups), out, str(threads)],
+        subprocess.run([sys.executable, "-c", _CHILD, frame, json.dumps(params), ",".join(groups), out, str(threads),
+                        "twins" if twins and threads == 1 else "parallel"],
                        env=env, check=True)
         res = json.load(open(out))
         res["process"] = time.perf_counter() - t
@@ -68,7 +69,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="{}", help="depth_from_focus parameters of the run (JSON)")
     ap.add_argument("--groups", default="plain,aligned", help="warm-up groups to run (dffbatch.batch.warmup.GROUPS)")
-    ap.add_argument("--threads", type=int, default=1, help="Numba threads of the kernels (1: the serial twins)")
+    ap.add_argument("--threads", type=int, default=1, help="Numba threads of the kernels")
+    ap.add_argument("--parallel", action="store_true", help="on one thread, the parallel kernels, not the twins")
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--json", help="write the records here")
     ap.add_argument("--record", action="store_true",
@@ -76,7 +78,7 @@ def main():
                          "a second, plain-only profile tells) to dffbatch/batch/warm_signatures.json, which the "
                          "runner's warm-up compiles in parallel")
     a = ap.parse_args()
-    res = profile(json.loads(a.params), a.groups.split(","), a.threads)
+    res = profile(json.loads(a.params), a.groups.split(","), a.threads, not a.parallel)
     rec = res["records"]
     per = {}
     for r in rec:
@@ -85,7 +87,8 @@ def main():
         k["n"] += 1
         k["sigs"].append((r["own"], r["sig"]))
     total = sum(r["own"] for r in rec)
-    print(f"cold warm-up ({a.groups}, {a.threads} thread{'s' if a.threads > 1 else ''}): {res['process']:.1f} s in all (process start to exit), "
+    kind = "serial twins" if a.threads == 1 and not a.parallel else "parallel kernels"
+    print(f"cold warm-up ({a.groups}, {a.threads} thread{'s' if a.threads > 1 else ''}, {kind}): {res['process']:.1f} s in all (process start to exit), "
           f"{res['imports']:.1f} s importing, {total:.1f} s compiling {len(rec)} specialisations "
           f"of {len(per)} kernels")
     mods = {}
@@ -104,7 +107,8 @@ def main():
     if a.json:
         json.dump(res, open(a.json, "w"), indent=1)
     if a.record:
-        plain = {(r["kernel"], r["sig"]) for r in profile(json.loads(a.params), ["plain"], a.threads)["records"]}
+        plain = {(r["kernel"], r["sig"])
+                 for r in profile(json.loads(a.params), ["plain"], a.threads, not a.parallel)["records"]}
         # a twin is listed under its kernel's name: Kernel.compile compiles the variant of the helper's threads
         roots = [dict(kernel=r["kernel"].removesuffix("_serial"), sig=r["sig"], seconds=round(r["total"], 2),
                       group="plain" if (r["kernel"], r["sig"]) in plain else "aligned") for r in rec
