@@ -147,8 +147,10 @@ def _background(indices, first_file, multipage, params_list, groups, threads=1, 
     os.nice(10)
     if groups:
         _helper(indices, first_file, multipage, params_list, groups, threads, twins)
-    if twins:
-        _helper(list(range(len(listed()))), first_file, multipage, params_list,
+    if twins:  # the unaligned path first: the runs after this one switch once it is cached (parallel_cached)
+        roots = listed()
+        order = sorted(range(len(roots)), key=lambda i: roots[i].get("group", "plain") != "plain")
+        _helper(order, first_file, multipage, params_list,
                 ["plain", "aligned"] if may_align(params_list) else ["plain"], threads, False)
 
 
