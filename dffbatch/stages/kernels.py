@@ -11,7 +11,7 @@ Every parallel kernel comes twice (:func:`kernel`): compiled with ``parallel=Tru
 as a serial twin of the same source (``prange`` runs as ``range``). The twins compile in
 less than half the time (the unaligned path: 13.6 s against 31.6 s of compiling,
 ``benchmarks/compile_profile.py --groups plain``; Numba's parallel lowering is the
-difference) but run about 4% slower on one thread than the parallel kernels do
+difference) but run 4-7% slower on one thread than the parallel kernels do
 (``profile_stages.py``; ``settle_warped`` 1.20x, ``reduce_level`` 1.18x, the others
 0.9-1.3x: Numba outlines a ``prange`` body into a function of its own, which LLVM
 optimises apart). So they serve a first run: its batch workers (one kernel thread each)
