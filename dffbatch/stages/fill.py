@@ -26,7 +26,7 @@ chosen on the renderer's ground truth (``benchmarks/bench_solve.py``).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .base import PostStage
 from .kernels import JIT, kernel

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .base import Grid, PostStage
 from .kernels import JIT, kernel
