@@ -46,13 +46,18 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C during the compile: the helpers are stopped, nothing was written."""
 
 
-def cache_is_cold() -> bool:
-    """True when Numba's cache holds no kernel of this package yet (a first run)."""
+def _index_files() -> list:
+    """The index files (``*.nbi``) of Numba's cache for this package's kernels."""
     CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR", "")  # what Numba reads; no import of Numba here
     if CACHE_DIR:
-        return not glob.glob(os.path.join(CACHE_DIR, "**", "*.nbi"), recursive=True)
+        return glob.glob(os.path.join(CACHE_DIR, "**", "*.nbi"), recursive=True)
     stages = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "stages")
-    return not glob.glob(os.path.join(stages, "__pycache__", "*.nbi"))  # where the kernels live
+    return glob.glob(os.path.join(stages, "__pycache__", "*.nbi"))  # where the kernels live
+
+
+def cache_is_cold() -> bool:
+    """True when Numba's cache holds no kernel of this package yet (a first run)."""
+    return not _index_files()
 
 
 def listed() -> list:
@@ -125,12 +130,7 @@ def parallel_cached() -> bool:
     """Whether Numba's cache holds the parallel kernels of the unaligned path (an index
     file for each listed one): a run then calls them; before, its workers call the
     serial twins, which compile faster (:mod:`dffbatch.stages.kernels`)."""
-    CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR", "")
-    if CACHE_DIR:
-        names = {os.path.basename(p) for p in glob.glob(os.path.join(CACHE_DIR, "**", "*.nbi"), recursive=True)}
-    else:
-        stages = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "stages")
-        names = {os.path.basename(p) for p in glob.glob(os.path.join(stages, "__pycache__", "*.nbi"))}
+    names = {os.path.basename(p) for p in _index_files()}
     prefixes = {".".join(r["kernel"].split(".")[-2:]) + "-" for r in listed() if r.get("group", "plain") == "plain"}
     return bool(prefixes) and all(any(n.startswith(p) for n in names) for p in prefixes)
 

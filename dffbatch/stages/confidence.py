@@ -132,6 +132,30 @@ def _ratio(f0, f1, root):
 
 
 @njit(cache=True, inline="always")
+def _amplitude(f0, fsum, inv_n):
+    """``A = F[m] - mean(F)``, at least 0."""
+    return max(f0 - fsum * inv_n, np.float32(0.0))
+
+
+@njit(cache=True, inline="always")
+def _end(best, last):
+    """``end``: 1 where the best frame is the first or the last."""
+    return np.float32(1.0) if (best == 0 or best == last) else np.float32(0.0)
+
+
+@njit(cache=True, inline="always")
+def _evidence(r, a, t2):
+    """``evidence``: ``log(0.01 + ratio^2 A^2 / (A^2 + tau^2))``."""
+    return np.log(_FLOOR + r * r * (a * a / (a * a + t2)))
+
+
+@njit(cache=True, inline="always")
+def _moved(depth, raw):
+    """``moved``: ``min(|depth - raw|, MOVED_CAP)``."""
+    return min(abs(depth - raw), np.float32(MOVED_CAP))
+
+
+@njit(cache=True, inline="always")
 def _prior(conf, prior_root):
     """``prior``: ``log(0.01 + c)``, ``c`` the mode's own weight clipped to [0, 1]."""
     c = min(max(conf, np.float32(0.0)), np.float32(1.0))
@@ -168,15 +192,15 @@ def _features(fbest, fsecond, fsum, best, n, tau, root, prior_root, depth, raw, 
         for x in range(W):
             f0 = fbest[y, x]
             r = _ratio(f0, fsecond[y, x], root)
-            a = max(f0 - fsum[y, x] * inv_n, np.float32(0.0))
+            a = _amplitude(f0, fsum[y, x], inv_n)
             xc = x // b
             out[0, y, x] = r
             out[1, y, x] = np.log1p(a / tau)
-            out[2, y, x] = np.float32(1.0) if (best[y, x] == 0 or best[y, x] == last) else np.float32(0.0)
-            out[3, y, x] = np.log(_FLOOR + r * r * (a * a / (a * a + t2)))
+            out[2, y, x] = _end(best[y, x], last)
+            out[3, y, x] = _evidence(r, a, t2)
             out[4, y, x] = near[yc, xc]
             out[5, y, x] = far[yc, xc]
-            out[6, y, x] = min(abs(depth[y, x] - raw[y, x]), np.float32(MOVED_CAP))
+            out[6, y, x] = _moved(depth[y, x], raw[y, x])
             out[7, y, x] = _prior(conf[y, x], prior_root)
 
 
@@ -198,7 +222,7 @@ def _probability(fbest, fsecond, fsum, best, n, tau, root, prior_root, depth, ra
         yc = y // b
         for x in range(W):
             f0 = fbest[y, x]
-            a = max(f0 - fsum[y, x] * inv_n, np.float32(0.0))
+            a = _amplitude(f0, fsum[y, x], inv_n)
             xc = x // b
             z = c0
             if c1 != 0.0 or c4 != 0.0:
@@ -208,15 +232,15 @@ def _probability(fbest, fsecond, fsum, best, n, tau, root, prior_root, depth, ra
             if c2 != 0.0:
                 z += c2 * np.log1p(a / tau)
             if c3 != 0.0:
-                z += c3 * (np.float32(1.0) if (best[y, x] == 0 or best[y, x] == last) else np.float32(0.0))
+                z += c3 * _end(best[y, x], last)
             if c4 != 0.0:
-                z += c4 * np.log(_FLOOR + r * r * (a * a / (a * a + t2)))
+                z += c4 * _evidence(r, a, t2)
             if c5 != 0.0:
                 z += c5 * near[yc, xc]
             if c6 != 0.0:
                 z += c6 * far[yc, xc]
             if c7 != 0.0:
-                z += c7 * min(abs(depth[y, x] - raw[y, x]), np.float32(MOVED_CAP))
+                z += c7 * _moved(depth[y, x], raw[y, x])
             if c8 != 0.0:
                 z += c8 * _prior(conf[y, x], prior_root)
             p = np.float32(1.0) / (np.float32(1.0) + np.exp(-z))

@@ -84,7 +84,7 @@ class Kernel:
         return self.serial if _TWINS[0] and numba.get_num_threads() == 1 else self.parallel
 
     def __call__(self, *args):
-        return (self.serial if _TWINS[0] and numba.get_num_threads() == 1 else self.parallel)(*args)
+        return self.variant(*args)
 
     def compile(self, sig):
         return self.variant.compile(sig)
