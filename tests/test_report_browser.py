@@ -174,6 +174,11 @@ def test_the_viewer_opens_and_flips(page):
     v4 = _viewer(d)
     assert [i.rsplit("/", 1)[1] for i in v4["imgs"]] == ["allfocus.webp", "depth.jpg", "confidence.jpg",
                                                          "truth.jpg", "error.jpg"]
+    # the panels start level: a depth label with its colour scale wrapped to two lines and
+    # took its image 15 px lower than its neighbours'
+    tops = d.execute_script("return Array.from(document.querySelectorAll('#vpanels .scroll'))"
+                            ".map(s => s.getBoundingClientRect().top)")
+    assert len(tops) == 5 and max(tops) - min(tops) < 1, tops
     _key(d, "ArrowRight")  # the next stack
     assert _viewer(d)["title"] != v["title"]
     d.find_elements("css selector", "#vpanels img")[0].click()  # 1:1
@@ -266,8 +271,12 @@ def test_the_grid_toggle_swaps_every_thumbnail_to_depth_or_confidence_and_keeps_
     assert len(aif) == 12 and all(s.endswith("/view/thumb.webp") for _, s, _, _ in aif)
     card = d.find_elements("css selector", "#grid .card img")[0]
     shot = _pixels(card.screenshot_as_png)  # what the page shows, not only which file it names
+    assert d.find_element("id", "thumblegend").text == ""
     for label, name, grey in (("depth", "thumb_depth.jpg", False), ("confidence", "thumb_confidence.jpg", True)):
         _toggle(d, label)
+        # what the colours mean, beside the toggle (a sure stack's confidence is near white)
+        assert d.find_element("id", "thumblegend").text.startswith("P(depth within 1 frame)" if grey else
+                                                                   "first frame")
         now = _shown_thumbs(d)
         assert [j for j, *_ in now] == [j for j, *_ in aif]  # the same cards, in the same order
         assert all(s == a[1].replace("thumb.webp", name) for (_, s, _, _), a in zip(now, aif)), now

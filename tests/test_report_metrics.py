@@ -140,6 +140,22 @@ def test_the_measure_chart_needs_two_measures(tmp_path):
     assert (tmp_path / "ranking_measures.png").exists() and "ranking_measures.png" in (tmp_path / "index.html").read_text()
 
 
+def test_the_sweep_ranking_has_a_column_per_parameter_that_differs(tmp_path):
+    import re
+    from dffbatch.report.page import write_report
+    recs = [_rec("p1", "s1", 0.2, 30, 25), _rec("p2", "s1", 0.3, 30, 25)]
+    recs[0]["params"] = {"measure": "lapd", "window": 9, "refine": "wls"}
+    recs[1]["params"] = {"measure": "sml", "window": 9, "refine": "wls"}
+    write_report(tmp_path, {"run": "r", "versions": {}, "jobs_total": 2}, recs)
+    page = (tmp_path / "index.html").read_text()
+    table = page[page.index("Sweep ranking"):]
+    head = re.findall(r"<th>([^<]*)</th>", table[:table.index("</tr>")])
+    # with a column for each of the 18 parameters the table ran off the page
+    assert head[:3] == ["#", "sweep", "measure"] and "window" not in head and "refine" not in head, head
+    shared = table[:table.index("<table>")]
+    assert "window <b>9</b>" in shared and "refine <b>wls</b>" in shared and "measure" not in shared
+
+
 def test_edge_band_is_the_chebyshev_neighbourhood_of_depth_jumps():
     from dffbatch.truth.metrics import edge_band
     g = np.zeros((40, 50))

@@ -194,7 +194,7 @@ dffbatch {_e((manifest.get('versions') or {}).get('dffbatch'))} &middot; <a href
 <label class="small">order <select id="sort"></select></label>
 <span id="thumbkind" class="seg" role="group" aria-label="thumbnails"><span class="small">thumbnails</span>
 <button type="button" data-kind="allfocus">all-in-focus</button><button type="button" data-kind="depth">depth</button><button
- type="button" data-kind="confidence">confidence</button></span>
+ type="button" data-kind="confidence">confidence</button></span><span id="thumblegend" class="small"></span>
 <button id="cprev">&larr;</button><button id="cnext">&rarr;</button> <span id="cardinfo" class="small"></span>
 <span class="small">click a stack for the viewer: all-in-focus, depth, confidence at full size</span></div>
 <div id="grid" class="grid"></div>
@@ -208,18 +208,25 @@ dffbatch {_e((manifest.get('versions') or {}).get('dffbatch'))} &middot; <a href
 
 def _ranking_html(run_dir, ranking, records):
     from .plots import bar_chart_png, error_map_png
-    rows = ["<h2>Sweep ranking (mean depth RMSE, frames; ground truth)</h2><table><tr><th>#</th><th>sweep</th>"
-            + "".join(f"<th>{k}</th>" for k in PARAM_KEYS)
+    # columns for the parameters the points differ in; the shared ones in a line above
+    # (with 18 parameters as columns the table ran off the page, most of them constant)
+    keys = [k for k in PARAM_KEYS if len({json.dumps(r["params"].get(k), default=str) for r in ranking}) > 1]
+    shared = [k for k in PARAM_KEYS if k not in keys and ranking[0]["params"].get(k) is not None]
+    rows = ["<h2>Sweep ranking (mean depth RMSE, frames; ground truth)</h2>"
+            + (f'<p class="small">{"every point" if len(ranking) > 1 else "parameters"}: '
+               + ", ".join(f"{k} <b>{_e(ranking[0]['params'].get(k))}</b>" for k in shared) + "</p>" if shared else "")
+            + '<div class="wide"><table><tr><th>#</th><th>sweep</th>'
+            + "".join(f"<th>{k}</th>" for k in keys)
             + "<th>stacks</th><th>RMSE</th><th>MAE</th><th>&gt;1 frame</th><th>AiF PSNR (dB)</th>"
               "<th>AiF PSNR at depth jumps (dB)</th><th>min AiF gain over best frame (dB)</th></tr>"]
     for i, r in enumerate(ranking, 1):
         base = all(r["params"].get(k) == v for k, v in BASELINE.items())
         label = _e(r["sweep"]) + (" <b>(baseline: original method)</b>" if base else "")
         rows.append(f"<tr><td>{i}</td><td>{label}</td>"
-                    + "".join(f"<td>{_e(r['params'].get(k))}</td>" for k in PARAM_KEYS)
+                    + "".join(f"<td>{_e(r['params'].get(k))}</td>" for k in keys)
                     + f"<td>{r['n']}</td><td>{r['rmse']:.4f}</td><td>{r['mae']:.4f}</td><td>{r['bad1']:.3f}</td>"
                       f"<td>{r['aif_psnr']:.2f}</td><td>{r['aif_band_psnr']:.2f}</td><td>{r['aif_gain_min']:.2f}</td></tr>")
-    rows.append("</table>")
+    rows.append("</table></div>")
     by_measure = defaultdict(list)
     for r in ranking:
         by_measure[r["params"]["measure"]].append(r["rmse"])

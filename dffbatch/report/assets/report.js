@@ -60,7 +60,22 @@
       var on = b.getAttribute("data-kind") === k;
       b.classList.toggle("on", on); b.setAttribute("aria-pressed", String(on));
     });
+    legend(k);
     if (k !== thumbKind) { thumbKind = k; renderCards(); }
+  }
+  function legend(k) {  // what the grid's colours mean: a near-white confidence card is a sure one, not a blank
+    var g = $("thumblegend");
+    g.textContent = "";
+    $("grid").setAttribute("data-kind", k);
+    if (k === "depth") {
+      g.appendChild(el("span", {}, "first frame "));
+      g.appendChild(el("span", {"class": "ramp"}));
+      g.appendChild(el("span", {}, " last frame"));
+    } else if (k === "confidence") {
+      g.appendChild(el("span", {}, "P(depth within 1 frame): 0 "));
+      g.appendChild(el("span", {"class": "ramp grey"}));
+      g.appendChild(el("span", {}, " 1"));
+    }
   }
   function sweepLabel(i) { return (D.sweeps[i] || {}).label || ""; }
   function aspect(r) {  // height / width, from the size "HxW" (numpy's order, as the table shows it)
@@ -262,6 +277,10 @@
       lab.appendChild(el("span", {"class": "scale"}, " frame 0 (first file) "));
       lab.appendChild(el("span", {"class": "ramp"}));
       lab.appendChild(el("span", {"class": "scale"}, " frame " + n));
+    } else if (layer[0] === "confidence") {
+      lab.appendChild(el("span", {"class": "scale"}, " 0 "));
+      lab.appendChild(el("span", {"class": "ramp grey"}));
+      lab.appendChild(el("span", {"class": "scale"}, " 1"));
     }
     p.appendChild(lab);
     var sc = el("div", {"class": "scroll" + (V.zoom ? " zoom" : "")});
