@@ -123,18 +123,62 @@ def test_warped_composite_updates_match_reference(H, W, N, C, seed):
     np.testing.assert_array_equal(out, f)
 
 
+@pytest.mark.parametrize("C", [1, 3])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_warped_samples_on_whole_pixels_in_one_or_both_axes_match_the_reference(C, dtype):
+    """Where a sample falls on a pixel column, a pixel row or both (whole shifts; the
+    reference frame), the kernel's shortcuts (the pixel itself; rows of weight 0 left
+    out) give what the full 6 x 6 Lanczos-3 sum gives."""
+    from dffbatch.stages.composite import update_select, update_select_warped
+    rng = np.random.default_rng(3)
+    H, W = 9, 11
+    frame = (rng.random((H + 3, W + 2, C)) * 255).astype(dtype)
+    for M in ([[1.0, 0, 2], [0, 1.0, -1]], [[1.0, 0, 0.37], [0, 1.0, 1]], [[1.0, 0, -1], [0, 1.0, 0.61]],
+              [[1.0, 0, 0], [0, 1.0, 0]], [[1.0, 0, W + 5], [0, 1.0, -H - 4]],  # clamped borders
+              [[1.0, 0, 1.99999], [0, 1.0, -0.00001]]):  # offsets that round to the next pixel (1024/1024)
+        M = np.array(M)
+        is_int = np.dtype(dtype).kind == "u"
+        want, got = np.zeros((H, W, C), dtype), np.zeros((H, W, C), dtype)
+        best = np.zeros((H, W), np.int32)
+        sampled = ref.lanczos_sample(frame, M, (H, W))
+        update_select(sampled.view(f"u{np.dtype(dtype).itemsize}"), best, 0, want.view(f"u{np.dtype(dtype).itemsize}"),
+                      np.iinfo(f"u{np.dtype(dtype).itemsize}").max)
+        update_select_warped(frame, M, best, 0, got, is_int, 255.0 if is_int else 0.0)
+        np.testing.assert_array_equal(got, want, err_msg=str(M))
+
+
 @given(st.integers(2, 9), st.integers(1, 11), st.integers(2, 7), st.sampled_from([1, 3]),
        st.sampled_from(["select", "interpolate"]), st.sampled_from(["gaussian", "parabolic", "none"]),
-       st.booleans(), st.integers(0, 2 ** 31 - 1))
+       st.booleans(), st.integers(3, 6), st.integers(0, 2 ** 31 - 1))
 @settings(max_examples=60, deadline=None)
-def test_lazy_aligned_compositor_equals_the_eager_kernels(H, W, N, C, mode, interp, ties, seed):
-    """Aligned frames are sampled when a pixel's best frame has held for a frame (and at the
-    end), not at every change, and with the depth state only the neighbour the blend reads:
-    the all-in-focus image is the same as the eager kernels'."""
-    from dffbatch.stages.composite import Compositor, blend, update_neighbours_warped, update_select_warped
-    from dffbatch.stages.depth import DepthState
+def test_lazy_aligned_compositor_equals_the_eager_kernels(H, W, N, C, mode, interp, ties, hold, seed):
+    """Aligned frames are sampled when a pixel's best frame has held for ``hold`` frames
+    (and at the end), not at every change, and with the depth state only the neighbour
+    the blend reads: the all-in-focus image is the same as the eager kernels', whatever
+    the hold (the held frames' memory budget sets it)."""
+    from dffbatch.stages import composite
     rng = np.random.default_rng(seed)
     frames = [rng.integers(0, 255, (H + 2, W + 3, C), dtype=np.uint8) for _ in range(N)]
+    budget = composite.HELD_BYTES
+    composite.HELD_BYTES = (hold + 2) * frames[0].nbytes
+    assert composite.hold_for(frames[0].nbytes) == hold
+    try:
+        _lazy_against_eager(H, W, N, C, mode, interp, ties, rng, frames)
+    finally:
+        composite.HELD_BYTES = budget
+
+
+def test_held_frames_fit_their_memory_budget():
+    from dffbatch.stages.composite import HOLD, HOLD_MAX, hold_for
+    assert hold_for(1080 * 1080 * 3) == HOLD_MAX == 6  # 6 + 2 frames of 3.5 MB
+    assert hold_for(6000 * 4000 * 3) == HOLD == 3      # 24 megapixels: as before
+    assert hold_for(1920 * 1080 * 3) == HOLD_MAX       # 6.2 MB: 10 frames would fit
+    assert hold_for((64 << 20) // 6) == 4              # 11 MB frames: 6 fit
+
+
+def _lazy_against_eager(H, W, N, C, mode, interp, ties, rng, frames):
+    from dffbatch.stages.composite import Compositor, blend, update_neighbours_warped, update_select_warped
+    from dffbatch.stages.depth import DepthState
     Ms = [np.array([[1 + rng.normal(0, 0.03), rng.normal(0, 0.03), rng.uniform(-1, 2)],
                     [rng.normal(0, 0.03), 1 + rng.normal(0, 0.03), rng.uniform(-1, 2)]]) for _ in range(N)]
     focus = rng.random((N, H, W)).astype(np.float32)
