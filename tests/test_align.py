@@ -307,3 +307,37 @@ def test_a_frame_of_another_size_is_reported_with_the_files_own_sizes(tmp_path, 
     assert main([str(write_cfg(tmp_path, [str(tmp_path / "data")])), "--no-progress"]) == 1
     out = capsys.readouterr().out
     assert f"{folder / 'f2.jpg'}: shape (1100, 1100, 3) differs from frame 0's (1200, 1200, 3) (f0.jpg)" in out, out
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_full_size_frames_register_on_block_mean_previews(dtype):
+    """Frames over ``ESTIMATE_SIDE`` register on their luminance averaged over r x r blocks
+    (as JPEG previews come): the preview is that mean, and a breathing and shift between
+    two 960 x 640 frames comes back in full-size pixels (pixel centres kept)."""
+    import cv2
+    from dffbatch.stages import align
+    from dffbatch.stages.align import _prepare, estimate_alignment
+    rng = np.random.default_rng(4)
+    top = np.iinfo(dtype).max
+    base = cv2.GaussianBlur(rng.random((640, 960, 3)).astype(np.float32), (0, 0), 1.5)
+    base = (np.clip((base - 0.5) * 4 + 0.5, 0, 1) * top).astype(dtype)
+    bp, s = _prepare(cv2, base, ESTIMATE_SIDE)
+    r = 3  # the least whole factor that brings 960 to at most 320
+    assert s == 1 / r and bp.shape == (640 // r, 960 // r)
+    luma = cv2.cvtColor(base, cv2.COLOR_RGB2GRAY).astype(np.float64)  # rounded in the frame's depth
+    want = luma[:640 // r * r].reshape(640 // r, r, 960 // r, r).mean(axis=(1, 3))  # the last row left out
+    seen = {}
+    band = align._bandpass
+    align._bandpass = lambda cv2_, grey: seen.setdefault("grey", grey)
+    try:
+        _prepare(cv2, base, ESTIMATE_SIDE)
+    finally:
+        align._bandpass = band
+    np.testing.assert_allclose(seen["grey"], want, rtol=1e-5, atol=1e-3 * top / 255)
+    c = np.array([(960 - 1) / 2, (640 - 1) / 2])
+    A = np.hstack([1.004 * np.eye(2), (c - 1.004 * c + [0.7, -0.4])[:, None]])  # reference -> frame
+    moved = cv2.warpAffine(base, A, (960, 640), flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT)
+    al = estimate_alignment([base, moved], "similarity", reference="first")
+    corners = np.array([[0, 0, 1], [959, 0, 1], [0, 639, 1], [959, 639, 1]], float).T
+    err = np.abs(al.matrices[1] @ corners - A @ corners).max()
+    assert err < 0.1, (err, al.matrices[1])
