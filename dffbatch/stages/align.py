@@ -72,11 +72,17 @@ BEYOND_SIMILARITY_HINT = 0.3
 
 
 def require_cv2():
+    """OpenCV, on as many threads as the kernels (``numba.get_num_threads()``): a batch
+    worker's share of the cores, not every core (its default) in each of the workers."""
     try:
         import cv2
     except ImportError as exc:
         raise RuntimeError("alignment needs OpenCV: pip install 'dffbatch[align]' "
                            f"(opencv-python-headless) ({exc})") from None
+    import numba
+    n = numba.get_num_threads()
+    if cv2.getNumThreads() != n:
+        cv2.setNumThreads(n)
     return cv2
 
 
