@@ -365,7 +365,7 @@ def _diagram(tables, out):
         ax.plot(*zip(*pts), marker="o", ms=3, label=mode)
     ax.set_xlabel("predicted P(|depth error| <= 1 frame)")
     ax.set_ylabel("observed share within 1 frame")
-    ax.set_title(f"confidence reliability (renderer {' + '.join(CHECK_SUITES)}, lapd)")
+    ax.set_title(f"confidence reliability, lapd\n(renderer {' + '.join(CHECK_SUITES)}: not used to fit)", fontsize=11)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(out)
