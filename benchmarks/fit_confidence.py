@@ -9,9 +9,11 @@ script renders the renderer's suites, runs every refine mode with three focus me
 (lapd, sml, tenv) and three windows (5, 9, 15), and
 
 1. fits the logistic model of each refine mode (its intercept and one coefficient per
-   feature of :data:`USE`) on the ``sweep``, ``halo`` and ``bare`` suites, and prints
-   :data:`COEF`, ``UNKNOWN`` and ``FLAT`` to paste into ``dffbatch/stages/confidence.py``
-   (skipped with ``--check-only``: the constants in the code are checked as they are);
+   feature of :data:`USE`) on the ``sweep``, ``halo`` and ``bare`` suites, then the slope
+   of the modes that keep their weight's order (``RANK_SLOPE``, :func:`fit_slope`), and
+   prints ``COEF``, ``RANK_SLOPE``, ``UNKNOWN`` and ``FLAT`` to paste into
+   ``dffbatch/stages/confidence.py`` (skipped with ``--check-only``: the constants in the
+   code are checked as they are);
 2. checks it on the ``refine``, ``flat`` and ``bare2`` suites, not used to fit: the expected
    calibration error (ECE, 10 equal-width bins, pixel-weighted) per refine mode and
    measure, the reliability table, and a reliability diagram PNG;
@@ -25,8 +27,13 @@ alone: of the sets with the prior whose fit keeps every coefficient (none droppe
 sign), those whose AUSE is no worse than the prior's on any fitting scene class (within
 5e-4), the one with the lowest calibration error on the fitting suites. :data:`USE` holds
 its choice for ``none`` and ``sgm``; for ``median`` and ``bilateral`` it chose sets that
-missed the calibration on the check suites (ECE 0.060 and 0.077 with ``tenv``), so they
-keep every feature and rank worse than their weight on a few classes (the check's table).
+missed the calibration on the check suites (ECE 0.060 and 0.077 with ``tenv``), so their
+per-pixel model keeps every feature and sets each stack's calibration only: the stage
+projects it, per stack, onto a strictly increasing function of the mode's own weight
+(``confidence.ranked``, with the slope ``RANK_SLOPE``), so their AUSE, taken per stack,
+is the weight's. ``--select`` fits the per-pixel model (``probability`` with ``coef``).
+``--slope-by logloss`` fits that slope for the lowest log loss instead of the lowest
+calibration error (it missed the calibration with ``bilateral`` and ``tenv``: 0.053).
 """
 from __future__ import annotations
 
@@ -143,20 +150,24 @@ def _samples(F, err):
     return X, y
 
 
-def fit(size, n):
+def fit(size, n, slope_by="ece"):
     """The logistic model of each mode over its features (:data:`USE`), and the caps:
     ``UNKNOWN``, the share of the pixels without evidence within 72 px that are within a
     frame of the truth, over every mode (the probability those pixels get with ``wls``;
     they stay out of its fit), and ``FLAT``, per mode without a fill, the share of the
     pixels with a flat focus curve within a frame (they stay out of its fit)."""
+    from dffbatch.stages import confidence as C
     from dffbatch.stages.confidence import FEATURES, REACH_MIN, SIGNS
     bare = np.log(0.01 + REACH_MIN)
     flat_modes = _flat_modes()
     data = {m: ([], [], []) for m in MODES}
     far_ok, far_w = 0.0, 0.0
     flat_ok, flat_w = dict.fromkeys(flat_modes, 0.0), dict.fromkeys(flat_modes, 0.0)
+    ranked_runs = {m: [] for m in C.RANK_SLOPE}
     for suite, name, mode, measure, window, F, _, _, err in _runs(FIT_SUITES, size, n):
         X, y = _samples(F, err)
+        if mode in ranked_runs:  # the whole stack's planes: the projection is per stack
+            ranked_runs[mode].append((measure, F, err))
         far = X[:, FEATURES.index("reach")] < bare
         far_ok += y[far].sum() / len(y)  # every run weighs alike
         far_w += far.sum() / len(y)
@@ -180,10 +191,60 @@ def fit(size, n):
         print(f'    "{mode}": ({", ".join(f"{v:.4g}" for v in b)}),')
     print("}")
     print(f"features: intercept, {', '.join(FEATURES)}")
+    slope = {m: fit_slope(runs, coef[m], m, slope_by) for m, runs in ranked_runs.items()}
+    print("RANK_SLOPE = {" + ", ".join(f'"{m}": {k:.2f}' for m, k in slope.items()) + "}")
     print(f"UNKNOWN = {unknown:.3f}  (pixels without evidence within reach: {far_w / max(len(data), 1):.1f} runs' worth)")
     print("FLAT = {" + ", ".join(f'"{m}": {v:.3f}' for m, v in flat.items()) + "}  (flat focus curves: "
           + ", ".join(f"{m} {flat_w[m]:.1f}" for m in flat_modes) + " runs' worth)")
-    return coef, unknown, flat
+    return coef, unknown, flat, slope
+
+
+#: The slopes :func:`fit_slope` tries.
+SLOPES = np.round(np.arange(0.5, 3.0001, 0.05), 2)
+
+
+def fit_slope(runs, coef, mode, by="ece"):
+    """The slope ``k`` of a mode of ``RANK_SLOPE`` (confidence.ranked: ``sigmoid(k logit(q)
+    + d)`` per stack), of :data:`SLOPES`, on the fitting suites, the per-pixel model
+    ``coef`` just fitted: ``by`` ``"ece"`` the one with the lowest calibration error
+    (the worst over the measures, every inner pixel, as :func:`check` takes it), or
+    ``"logloss"`` the lowest log loss on the pixels of the model's fit (the same samples
+    and weights: every run alike, flat curves out). ``runs``: (measure, features, |error|)
+    of whole stacks. What the stage runs: ``probability`` with ``coef``, then ``ranked``'s
+    own steps."""
+    from dffbatch.stages import confidence as C
+    amp, prior = C.FEATURES.index("amplitude"), C.FEATURES.index("prior")
+    s = (slice(None, None, SAMPLE),) * 2
+    prepared = []
+    for measure, F, err in runs:
+        p = C.probability(F, mode, coef)
+        flat = F[amp] <= 0.0
+        prepared.append((measure, p, None if flat.all() else C._rank_inputs(p, F[prior], flat),
+                         ~_inner(flat)[s], _inner(err) <= 1.0))
+    loss, worst = [], []
+    for k in SLOPES:
+        total, weight, pooled = 0.0, 0.0, {}
+        for measure, p, inputs, use, ok in prepared:
+            out = p.copy()
+            if inputs is not None:
+                keep, lq, target = inputs
+                out[keep] = C.leveled(lq, target, float(k))
+            out = _inner(out)
+            a = pooled.setdefault(measure, ([], []))
+            a[0].append(out.ravel())
+            a[1].append(ok.ravel())
+            q = np.clip(out[s][use].astype(np.float64), 1e-7, 1 - 1e-7)
+            total += -np.sum(np.where(ok[s][use], np.log(q), np.log1p(-q))) / use.size
+            weight += use.sum() / use.size
+        loss.append(total / weight)
+        worst.append(max(ece(np.concatenate(a[0]), np.concatenate(a[1]))[0] for a in pooled.values()))
+    best = int(np.argmin(worst if by == "ece" else loss))
+    print(f"{mode}: slope, log loss (fitting samples), worst ECE over the measures (fitting suites); "
+          f"by {by}: {SLOPES[best]:.2f}" + ("  (at the grid's edge)" if best in (0, len(SLOPES) - 1) else ""))
+    for i in range(0, len(SLOPES), 4):
+        print("   " + "  ".join(f"{k:.2f} {v:.5f} {e:.4f}" for k, v, e in zip(SLOPES[i:i + 4], loss[i:i + 4],
+                                                                             worst[i:i + 4])))
+    return float(SLOPES[best])
 
 
 def fit_subset(X, y, w, keep, signs):
@@ -304,7 +365,7 @@ def _diagram(tables, out):
         ax.plot(*zip(*pts), marker="o", ms=3, label=mode)
     ax.set_xlabel("predicted P(|depth error| <= 1 frame)")
     ax.set_ylabel("observed share within 1 frame")
-    ax.set_title(f"confidence reliability (renderer {' + '.join(CHECK_SUITES)}, lapd)")
+    ax.set_title(f"confidence reliability, lapd\n(renderer {' + '.join(CHECK_SUITES)}: not used to fit)", fontsize=11)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(out)
@@ -367,6 +428,8 @@ def main():
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--out", default="reliability.png")
     ap.add_argument("--check-only", action="store_true")
+    ap.add_argument("--slope-by", choices=("ece", "logloss"), default="ece",
+                    help="what RANK_SLOPE minimises on the fitting suites (see fit_slope)")
     ap.add_argument("--select", action="store_true", help="only the choice of each mode's features (fitting suites)")
     ap.add_argument("--real", metavar="DIR", help="only the real stacks: their figures, plots and confidence maps into DIR")
     a = ap.parse_args()
@@ -378,8 +441,9 @@ def main():
         return
     if not a.check_only:
         from dffbatch.stages import confidence as C
-        coef, C.UNKNOWN, flat = fit(a.size, a.frames)
+        coef, C.UNKNOWN, flat, slope = fit(a.size, a.frames, a.slope_by)
         C.COEF.update({m: tuple(float(v) for v in b) for m, b in coef.items()})
+        C.RANK_SLOPE.update(slope)
         C.FLAT.clear()
         C.FLAT.update(flat)
     check(a.size, a.frames, a.out)

@@ -136,3 +136,28 @@ def test_the_one_pass_probability_equals_the_features_then_the_logistic(measure,
         np.testing.assert_array_equal(C.confidence_of(maps, mode), C.probability(C.features(maps, mode), mode))
         np.testing.assert_array_equal(C.confidence_of(maps, mode, BEFORE_COEF, BEFORE_UNKNOWN),
                                       C.probability(C.features(maps, mode), mode, BEFORE_COEF, BEFORE_UNKNOWN))
+
+
+@pytest.mark.parametrize("refine", sorted(C.RANK_SLOPE))
+def test_a_ranked_mode_keeps_the_order_of_its_own_weight_within_a_stack(held_out, refine, monkeypatch):
+    """``median`` and ``bilateral``: the probability is an increasing function of the
+    mode's own weight within one stack (so the ranking, AUSE, is the weight's); only the
+    flat focus curves (capped at FLAT) go below. A per-pixel model of every feature
+    (COEF alone) reorders thousands of pixels here."""
+    frames, _ = held_out
+    seen = []
+    run = C.Calibrate.run
+    monkeypatch.setattr(C.Calibrate, "run",
+                        lambda self, maps: (seen.append((maps, maps.confidence.copy())), run(self, maps))[1])
+    r = depth_from_focus(frames, refine=refine, align="none")
+    maps, weight = seen[0]
+    flat = C.features(maps, refine)[C.FEATURES.index("amplitude")] <= 0
+    order = np.argsort(weight[~flat], kind="stable")
+    new = r.confidence[~flat][order]
+    assert np.all(np.diff(new) >= 0), int((np.diff(new) < 0).sum())
+    # strictly increasing up to float32 rounding: nearly as many distinct values as the weight has
+    assert len(np.unique(new)) > 0.95 * len(np.unique(weight[~flat]))
+    assert r.confidence[flat].max(initial=0.0) <= C.FLAT[refine] + 1e-6
+    assert 0.0 < r.confidence.mean() < 1.0
+    per_pixel = C.probability(C.features(maps, refine), refine, C.COEF[refine])[~flat][order]
+    assert (np.diff(per_pixel) < 0).sum() > 1000

@@ -22,8 +22,9 @@ from ..stages.read import FrameError, iter_frames
 __all__ = ["make_job", "run_job", "input_fingerprint", "OUTPUT_VERSION"]
 
 #: Bumped whenever the outputs of a job change for the same inputs and parameters.
-OUTPUT_VERSION = 6  # 2: confidence.png; 3: outputs.formats, view/ images; 4: confidence a probability, depth8.png; 5: wls fill;
-# 6: hybrid falls back to interpolate where focus is undecided, and the wls guide with it
+OUTPUT_VERSION = 7  # 2: confidence.png; 3: outputs.formats, view/ images; 4: confidence a probability, depth8.png; 5: wls fill;
+# 6: hybrid falls back to interpolate where focus is undecided, and the wls guide with it;
+# 7: the confidence of refine median and bilateral keeps the order of their own weight per stack
 # Not bumped for view/thumb_depth.jpg and thumb_confidence.jpg (the report grid's toggle): a
 # resumed older job keeps its results and the report shows its full-size view/depth.jpg and
 # confidence.jpg instead (jobs.js's views bit 8 says which jobs have the thumbnails).
