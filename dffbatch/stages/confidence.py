@@ -166,7 +166,8 @@ RANK_BINS = 256
 RANK_EPS = 1e-3
 #: :func:`leveled` solves for a stack's shift on every LEVEL_STRIDE-th pixel when the stack
 #: has more than LEVEL_ALL: each Newton step is a pass of exponentials over what it
-#: solves on (1.3 s for a 6-megapixel stack on every pixel).
+#: solves on: 1.3 s for a 6-megapixel stack on every pixel; all of :func:`ranked` now takes
+#: 0.57 s there and 0.09 s at 1080 x 1080 (one process, another beside it).
 LEVEL_STRIDE, LEVEL_ALL = 16, 1 << 16
 
 
@@ -350,7 +351,7 @@ def leveled(lq, target, slope):
     ``target``: Newton's method on that mean (increasing in ``d``), kept inside a
     shrinking bracket of [-40, 40] (bisection where a step would leave it), on every
     :data:`LEVEL_STRIDE`-th value of ``lq`` where it has more than :data:`LEVEL_ALL`
-    (the mean of the whole then within about 1e-3 of ``target``), then one pass over all."""
+    (the mean of the whole then within about 0.002 of ``target``), then one pass over all."""
     d, lo, hi = 0.0, -40.0, 40.0
     z = slope * lq
     zs = z[::LEVEL_STRIDE] if z.size > LEVEL_ALL else z
