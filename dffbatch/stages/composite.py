@@ -377,9 +377,10 @@ class Compositor:
         focus_stack stacks rather than at every change of its best frame (the
         compositor keeps the last ``hold + 2`` frames and their matrices, within
         :data:`HELD_BYTES` beyond the first few: O(H W) memory). The result equals the
-        eager kernels', which the tests keep as its reference. With ``state`` (the :class:`dffbatch.stages.depth.DepthState` after frame
-        k) and ``interpolate``, a pixel's depth is known when it is sampled, and only the
-        neighbouring frame that :func:`blend` reads is sampled.
+        eager kernels', which the tests keep as its reference. With ``state`` (the
+        :class:`dffbatch.stages.depth.DepthState` after frame k) and ``interpolate``, a
+        pixel's depth is known when it is sampled, and only the neighbouring frame that
+        :func:`blend` reads is sampled.
         """
         self._state = state
         if M is None:
