@@ -138,6 +138,34 @@ def test_the_one_pass_probability_equals_the_features_then_the_logistic(measure,
                                       C.probability(C.features(maps, mode), mode, BEFORE_COEF, BEFORE_UNKNOWN))
 
 
+def test_the_probability_is_the_exact_logistic_of_its_features_within_3e_7(monkeypatch):
+    """The kernels' logistic (a vectorised exp, and the vectorised log in two features)
+    against the exact float64 logistic of the float32 features, caps included: within
+    3e-7 for every mode the stages run it for (the ranked modes project it afterwards),
+    and for the fill's constants (which weigh the default's depth)."""
+    from dffbatch.stages.fill import BEFORE_COEF, BEFORE_UNKNOWN
+    from dffbatch.truth.synth import render_stack
+    seen = []
+    run = C.Calibrate.run
+    monkeypatch.setattr(C.Calibrate, "run", lambda self, maps: (seen.append((maps, self.refine)), run(self, maps))[1])
+    frames, *_ = render_stack("step", "lowtex", (96, 120), 10, noise=0.01, seed=3)
+    for refine in C.COEF:
+        seen.clear()
+        depth_from_focus(frames, refine=refine, align="none")
+        maps, mode = seen[0]
+        feats = C.features(maps, mode).astype(np.float64)
+        for coef, unknown in ((None, None), (BEFORE_COEF, BEFORE_UNKNOWN)):
+            if coef is None and mode in C.RANK_SLOPE:
+                continue
+            c = np.asarray(C.COEF[mode] if coef is None else coef, np.float32).astype(np.float64)
+            want = 1.0 / (1.0 + np.exp(-(c[0] + np.tensordot(c[1:], feats, 1))))
+            _, bare, cap, flat = C._constants(mode, coef, unknown)
+            want = np.where(feats[1] <= 0, np.minimum(want, flat), want)
+            want = np.where(feats[5] < bare, np.minimum(want, cap), want)
+            got = C.confidence_of(maps, mode, coef, unknown)
+            assert np.abs(got - want).max() <= 3e-7, (mode, coef is None, np.abs(got - want).max())
+
+
 @pytest.mark.parametrize("refine", sorted(C.RANK_SLOPE))
 def test_a_ranked_mode_keeps_the_order_of_its_own_weight_within_a_stack(held_out, refine, monkeypatch):
     """``median`` and ``bilateral``: the probability is an increasing function of the
