@@ -129,6 +129,7 @@ def test_second_peak_and_evidence_match_a_numpy_reference():
     V = rng.random((N, H, W)).astype(np.float32)
     V[:, 0, 0] = [0, 1, 5, 1, 0, 0, 4, 0, 0]        # second peak 4 at distance 4
     V[:, 0, 1] = [0.5, 1, 5, 4.5, 0, 0, 0, 0, 0]    # the neighbours 1 and 4.5 do not count: 0.5
+    V[:, 1, 1] = 0                                  # no focus response at all: no evidence
     st = DepthState((H, W))
     prev = np.zeros((H, W), np.float32)
     for k in range(N):
@@ -141,7 +142,9 @@ def test_second_peak_and_evidence_match_a_numpy_reference():
     assert st.fsecond[0, 0] == 4 and st.fsecond[0, 1] == 0.5
     F0, mean = V.max(0).astype(np.float64), V.mean(0).astype(np.float64)
     amp = F0 - mean
-    ref = (1 - second / F0) ** 2 * amp ** 2 / (amp ** 2 + 0.01 ** 2)
+    with np.errstate(all="ignore"):
+        ref = np.where(F0 > 0, (1 - second / F0) ** 2 * amp ** 2 / (amp ** 2 + 0.01 ** 2), 0.0)
+    assert st.evidence(0.01, 2)[1, 1] == 0
     np.testing.assert_allclose(st.evidence(0.01, 2), ref, rtol=1e-4, atol=1e-6)
     # a curve that peaks at the first or the last frame: its evidence times ``end``
     ends = (m == 0) | (m == N - 1)

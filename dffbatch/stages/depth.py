@@ -123,7 +123,7 @@ def finish_depth(best, fbest, fbelow, fabove, fsum, n, mode, depth, confidence):
             cy[x] = (f0 - fsy[x] * inv_n) / f0 if f0 > 0.0 else np.float32(0.0)
 
 
-@kernel(**JIT)
+@kernel(**JIT_DIV)
 def evidence(fbest, fsecond, fsum, best, n, tau, power, end, out):
     """Evidence weight ``(1 - S / F[m])^power * A^2 / (A^2 + tau^2)``, ``A = F[m] - mean(F)``, power an int,
     times ``end`` where the best frame ``m`` is the first or the last.
@@ -141,19 +141,21 @@ def evidence(fbest, fsecond, fsum, best, n, tau, power, end, out):
     t2 = tau * tau
     last = np.int32(n - 1)
     for y in prange(H):
+        f0y, f2y, fsy, by, oy = fbest[y], fsecond[y], fsum[y], best[y], out[y]
+        r, rp = np.empty(W, np.float32), np.empty(W, np.float32)
+        for x in range(W):  # loops over the row without branches: vectorised (2x faster than per pixel)
+            r[x] = max(np.float32(1.0) - f2y[x] / f0y[x], np.float32(0.0))
+            rp[x] = np.float32(1.0)
+        for _ in range(power):
+            for x in range(W):
+                rp[x] *= r[x]
         for x in range(W):
-            f0 = fbest[y, x]
-            if f0 <= 0.0:
-                out[y, x] = 0.0
-                continue
-            r = max(np.float32(1.0) - fsecond[y, x] / f0, np.float32(0.0))
-            rp = np.float32(1.0)
-            for _ in range(power):
-                rp *= r
-            a = f0 - fsum[y, x] * inv_n
-            b = best[y, x]
-            e = end if (b == 0 or b == last) else np.float32(1.0)
-            out[y, x] = rp * (a * a / (a * a + t2)) * e
+            f0 = f0y[x]
+            a = f0 - fsy[x] * inv_n
+            b = by[x]
+            e = end if (b == 0) | (b == last) else np.float32(1.0)
+            v = rp[x] * (a * a / (a * a + t2)) * e
+            oy[x] = v if f0 > 0.0 else np.float32(0.0)
 
 
 @kernel(**JIT)

@@ -433,7 +433,8 @@ class Hybrid(FrameStage):
         self.n = 0
         # the low-pass of the frames around each pixel's best one: see expand_neighbours
         store, self.scale = (np.uint16, 256.0) if self.dtype == np.uint8 else (np.uint32, 1.0)
-        self.E, self.E_prev = np.zeros(self.shape, store), np.zeros(self.shape, store)
+        # E is written whole before it is read, and E_prev is the E of the frame before
+        self.E, self.E_prev = np.empty(self.shape, store), np.empty(self.shape, store)
         self.below, self.at, self.above = (np.zeros(self.shape, store) for _ in range(3))
 
     def update(self, frame, k):
