@@ -305,16 +305,28 @@ def blend(depth, best, below, at, above, is_int, out):
         wa = np.empty(W * C)
         wc = np.empty(W * C)
         dy, by = depth[y], best[y]
-        for x in range(W):
-            d = np.float64(dy[x])
-            lo = math.floor(d)
-            t = d - lo
-            low = lo < by[x]  # blend the frame below with the best one, else the best with the one above
-            u, v_, w = ((1.0 - t), t, 0.0) if low else (0.0, 1.0 - t, t)
-            for c in range(C):
-                wb[x * C + c] = u
-                wa[x * C + c] = v_
-                wc[x * C + c] = w
+        if C == 3:  # spelt out for RGB: the channel loop keeps LLVM from vectorising (2x)
+            for x in range(W):
+                d = np.float64(dy[x])
+                lo = math.floor(d)
+                t = d - lo
+                low = lo < by[x]  # blend the frame below with the best one, else the best with the one above
+                u, v_, w = ((1.0 - t), t, 0.0) if low else (0.0, 1.0 - t, t)
+                j = 3 * x
+                wb[j], wb[j + 1], wb[j + 2] = u, u, u
+                wa[j], wa[j + 1], wa[j + 2] = v_, v_, v_
+                wc[j], wc[j + 1], wc[j + 2] = w, w, w
+        else:
+            for x in range(W):
+                d = np.float64(dy[x])
+                lo = math.floor(d)
+                t = d - lo
+                low = lo < by[x]
+                u, v_, w = ((1.0 - t), t, 0.0) if low else (0.0, 1.0 - t, t)
+                for c in range(C):
+                    wb[x * C + c] = u
+                    wa[x * C + c] = v_
+                    wc[x * C + c] = w
         bl, a_, ab, o = below[y].reshape(W * C), at[y].reshape(W * C), above[y].reshape(W * C), out[y].reshape(W * C)
         if is_int:
             for i in range(W * C):
