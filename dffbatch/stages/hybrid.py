@@ -315,14 +315,26 @@ def collapse_level(coarse, acc, wsum, wmax, n, own, own_coarse, lo, hi, dst):
         if mixed:
             orow = _coarse_row(own_coarse, np.int64(i), H, W, C)
             oi = own[i].reshape(W * C)
-            for x in range(W):
+            fs, bs = np.empty(W, np.float32), np.empty(W, np.float32)
+            for x in range(W):  # the pixels' factors first: a loop without branches, vectorised
                 s = si[x]
-                a = min(max((nf * mi[x] / s - lo) * inv, np.float32(0.0)), np.float32(1.0)) if s > 0 else np.float32(0.0)
-                f = a / s if s > 0 else np.float32(0.0)
-                b = np.float32(1.0) - a
-                for c in range(C):
-                    j = x * C + c
+                a = min(max((nf * mi[x] / s - lo) * inv, np.float32(0.0)), np.float32(1.0))
+                a = a if s > 0 else np.float32(0.0)
+                f = a / s
+                fs[x] = f if s > 0 else np.float32(0.0)
+                bs[x] = np.float32(1.0) - a
+            if C == 3:  # spelt out for RGB (see _expand_row)
+                for x in range(W):
+                    f, b, j = fs[x], bs[x], 3 * x
                     di[j] = row[j] + ai[j] * f + b * (oi[j] - orow[j])
+                    di[j + 1] = row[j + 1] + ai[j + 1] * f + b * (oi[j + 1] - orow[j + 1])
+                    di[j + 2] = row[j + 2] + ai[j + 2] * f + b * (oi[j + 2] - orow[j + 2])
+            else:
+                for x in range(W):
+                    f, b = fs[x], bs[x]
+                    for c in range(C):
+                        j = x * C + c
+                        di[j] = row[j] + ai[j] * f + b * (oi[j] - orow[j])
         else:
             for x in range(W):
                 s = si[x]
@@ -378,11 +390,12 @@ def level_weights(s, eps, log2p, out):
     """``(s + eps) ** 2**log2p`` (float32, by squaring) of a reduced focus map (h, w)."""
     H, W = s.shape
     for y in prange(H):
-        for x in range(W):
-            v = s[y, x] + eps
-            for _ in range(log2p):
-                v = v * v
-            out[y, x] = v
+        sy, oy = s[y], out[y]
+        for x in range(W):  # the squarings as passes over the row: vectorised (an inner loop per value is not)
+            oy[x] = sy[x] + eps
+        for _ in range(log2p):
+            for x in range(W):
+                oy[x] = oy[x] * oy[x]
 
 
 @kernel(**JIT)
