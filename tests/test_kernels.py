@@ -259,6 +259,27 @@ def test_branch_free_logf_within_three_ulp_of_the_exact_log():
     assert (np.sign(got) == np.sign(a.astype(np.float64) - 1)).all()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_full_and_zeros_equal_numpys(threads):
+    """The state arrays set by Numba's threads: the bytes of ``np.full`` / ``np.zeros`` for
+    every dtype and a size that is not a whole number of 4-byte words."""
+    import numba
+    from dffbatch.stages.kernels import full, zeros
+    old = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        for shape, value, dtype in [((300, 301), -1, np.int32), ((300, 301), -1.0, np.float32),
+                                    ((301, 303, 3), 0, np.uint8), ((64, 64, 3), 0, np.uint16),
+                                    ((7, 5), 0, np.float64), ((5,), 7, np.uint8), ((0, 4), 0, np.float32)]:
+            want = np.full(shape, value, dtype)
+            got = full(shape, value, dtype)
+            assert got.dtype == want.dtype and got.shape == want.shape and got.tobytes() == want.tobytes()
+            if value == 0:
+                assert zeros(shape, dtype).tobytes() == want.tobytes()
+    finally:
+        numba.set_num_threads(old)
+
+
 def test_branch_free_expf_within_one_ulp_of_the_exact_exp():
     """The vectorisable exp of the confidence model against float64 NumPy: at most 1 ulp
     (float32) over [-87, 88], exp 0 = 1 exactly, 0 below the range and inf above it, nan

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from .base import FrameStage
-from .kernels import JIT, JIT_DIV, kernel, readonly
+from .kernels import JIT, JIT_DIV, kernel, readonly, zeros
 from .depth import _offset
 
 __all__ = ["COMPOSITES", "Compositor", "Composite"]
@@ -368,10 +368,10 @@ class Compositor:
         self.dtype = np.dtype(dtype)
         self._is_int = self.dtype.kind in "ui"
         self._top = float(np.iinfo(self.dtype).max) if self._is_int else 0.0
-        self.at = np.zeros(shape_hwc, self.dtype)
+        self.at = zeros(shape_hwc, self.dtype)
         if mode == "interpolate":
-            self.below = np.zeros(shape_hwc, self.dtype)
-            self.above = np.zeros(shape_hwc, self.dtype)
+            self.below = zeros(shape_hwc, self.dtype)
+            self.above = zeros(shape_hwc, self.dtype)
         from .depth import _MODE
         self._interp = _MODE[interpolation]
         self._state = None  # aligned, interpolate: the depth state, whose peaks say which neighbour blend reads

@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 from .base import FrameStage
-from .kernels import JIT, JIT_DIV, kernel, logf
+from .kernels import JIT, JIT_DIV, full, kernel, logf, zeros
 
 __all__ = ["INTERPOLATIONS", "DepthState", "Depth", "CoarseCurve"]
 
@@ -185,13 +185,13 @@ class DepthState:
     """Running per-pixel state of the best-focused frame for frames of shape (H, W)."""
 
     def __init__(self, shape):
-        self.best = np.full(shape, -1, np.int32)
-        self.fbest = np.full(shape, -1.0, np.float32)
-        self.fbelow = np.zeros(shape, np.float32)
-        self.fabove = np.zeros(shape, np.float32)
-        self.fsum = np.zeros(shape, np.float32)
-        self.fsecond = np.zeros(shape, np.float32)
-        self.flag = np.zeros(shape, np.float32)
+        self.best = full(shape, -1, np.int32)
+        self.fbest = full(shape, -1.0, np.float32)
+        self.fbelow = zeros(shape, np.float32)
+        self.fabove = zeros(shape, np.float32)
+        self.fsum = zeros(shape, np.float32)
+        self.fsecond = zeros(shape, np.float32)
+        self.flag = zeros(shape, np.float32)
         self.n = 0
 
     def update(self, f: np.ndarray, f_prev: np.ndarray) -> None:

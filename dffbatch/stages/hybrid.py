@@ -57,7 +57,7 @@ from numba import njit, prange
 
 from .base import FrameStage
 from .composite import _neighbours_row, blend
-from .kernels import JIT, JIT_DIV, kernel, readonly
+from .kernels import JIT, JIT_DIV, kernel, readonly, zeros
 
 __all__ = ["reduce_level", "expand_level", "expand_accumulate", "expand_neighbours", "collapse_level",
            "level_weights", "levels_for", "combine", "guide", "Hybrid", "SHARPNESS", "FUSED", "UNDECIDED",
@@ -440,15 +440,15 @@ class Hybrid(FrameStage):
         self.G = [None] + [np.empty((*s, C), f32) for s in self.sizes[1:]]  # frame k, levels 1 .. m + 1
         self.S = [None] + [np.empty(s, f32) for s in self.sizes[1:m + 1]]  # its focus, levels 1 .. m
         self.w = [None] + [np.empty(s, f32) for s in self.sizes[1:m + 1]]
-        self.acc = [None] + [np.zeros((*s, C), f32) for s in self.sizes[1:m + 1]]
-        self.wsum = [None] + [np.zeros(s, f32) for s in self.sizes[1:m + 1]]
-        self.wmax = [None] + [np.zeros(s, f32) for s in self.sizes[1:m + 1]]
+        self.acc = [None] + [zeros((*s, C), f32) for s in self.sizes[1:m + 1]]
+        self.wsum = [None] + [zeros(s, f32) for s in self.sizes[1:m + 1]]
+        self.wmax = [None] + [zeros(s, f32) for s in self.sizes[1:m + 1]]
         self.n = 0
         # the low-pass of the frames around each pixel's best one: see expand_neighbours
         store, self.scale = (np.uint16, 256.0) if self.dtype == np.uint8 else (np.uint32, 1.0)
         # E is written whole before it is read, and E_prev is the E of the frame before
         self.E, self.E_prev = np.empty(self.shape, store), np.empty(self.shape, store)
-        self.below, self.at, self.above = (np.zeros(self.shape, store) for _ in range(3))
+        self.below, self.at, self.above = (zeros(self.shape, store) for _ in range(3))
 
     def update(self, frame, k):
         m = self.m

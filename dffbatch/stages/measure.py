@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit, prange
 
 from .base import FrameStage
-from .kernels import JIT, kernel, pad_reflect, readonly, reflect_index
+from .kernels import JIT, kernel, pad_reflect, readonly, reflect_index, zeros
 
 __all__ = ["MEASURES", "focus_measure", "FocusMeasure", "luminance", "check_window", "plane_mean_focus", "Measure"]
 
@@ -413,7 +413,7 @@ class Measure(FrameStage):
         self.seen = focus_input(shape, self.focus_channel)
         out = self.grid.shape(shape)
         self.cur = np.empty(out, np.float32)
-        self.prev = np.zeros(out, np.float32)
+        self.prev = zeros(out, np.float32)
 
     def image(self, frame, k):
         """What the measure sees of frame ``k``; its buffers made ready (``frame.focus``)."""
