@@ -8,8 +8,14 @@ implements), on 1 and 2 Numba threads (each in its own process), and the package
 default (``refine: wls``). Like is compared with like: the vectorised NumPy/SciPy
 implementation (whole focus volume in memory, one thread) computes ``sml`` only, so
 the "x numpy" ratio is given for ``sml`` on 1 thread against it, both best of
-``--repeat``. Then the first-call JIT compile time and the start-up time of a second
-process that loads the kernels from Numba's on-disk cache.
+``--repeat``.
+
+Then the default library call (2 Numba threads, as a 2-core machine runs it) against
+the NumPy reference **in the same process**, the two alternated ``--ratio-repeat``
+times, best of each: the figure issue 33 asks for. (Alternated in one process because
+the machine's speed drifts by several percent from one process to the next.) Last, the
+first-call JIT compile time and the start-up time of a second process that loads the
+kernels from Numba's on-disk cache.
 """
 from __future__ import annotations
 
@@ -99,6 +105,21 @@ def child(threads, n, size, repeat, measures):
     print(json.dumps(out))
 
 
+def ratio_child(threads, n, size, repeat):
+    """The default call and the NumPy reference alternated in this process: best of each, seconds."""
+    import numba
+    numba.set_num_threads(threads)
+    from dffbatch import depth_from_focus
+    frames = make_stack(n, size)
+    depth_from_focus(frames, prefetch=0)  # compile / load, and the first call's allocations
+    numpy_dff(frames, WINDOW, MEDIAN)
+    ours, ref = [], []
+    for _ in range(repeat):
+        ref.append(_timed(lambda: numpy_dff(frames, WINDOW, MEDIAN)))
+        ours.append(_timed(lambda: depth_from_focus(frames, prefetch=0)))
+    print(json.dumps({"default": min(ours), "numpy": min(ref), "default_all": ours, "numpy_all": ref}))
+
+
 def _timed(fn):
     t = time.perf_counter()
     fn()
@@ -119,11 +140,15 @@ def main():
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--size", type=int, default=1080)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--ratio-repeat", type=int, default=7)
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--ratio-child", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     from dffbatch import MEASURES
     if a.child:
         return child(a.child, a.frames, a.size, a.repeat, MEASURES)
+    if a.ratio_child:
+        return ratio_child(a.ratio_child, a.frames, a.size, a.ratio_repeat)
     print(f"stack: {a.frames} frames of {a.size}x{a.size} RGB uint8, in memory; "
           f"window {WINDOW}, gaussian, median {MEDIAN}, interpolate (the package defaults but the measure); "
           f"best of {a.repeat}")
@@ -139,6 +164,15 @@ def main():
         print(f"{m:<14}{res[1][m]:>12.1f}{res[2][m]:>12.1f}")
     print(f"numpy/scipy sml (whole volume, 1 thread): {np_rate:.1f}; sml on 1 Numba thread is "
           f"{res[1]['sml'] / np_rate:.1f}x that")
+    r = subprocess.run([sys.executable, __file__, "--ratio-child", "2", "--frames", str(a.frames),
+                        "--size", str(a.size), "--ratio-repeat", str(a.ratio_repeat)],
+                       capture_output=True, text=True, check=True)
+    rr = json.loads(r.stdout.strip().splitlines()[-1])
+    mp = a.frames * a.size * a.size / 1e6
+    print(f"default library call (2 threads) against the NumPy reference, one process, alternated "
+          f"{a.ratio_repeat} times, best of each: {rr['default'] * 1000:.0f} ms ({mp / rr['default']:.1f}) "
+          f"against {rr['numpy'] * 1000:.0f} ms ({mp / rr['numpy']:.1f}): "
+          f"{rr['numpy'] / rr['default']:.2f}x")
     with tempfile.TemporaryDirectory() as cache:
         cold = startup(cache)
         warm = startup(cache)
