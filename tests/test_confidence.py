@@ -118,6 +118,17 @@ def test_a_bare_backdrop_is_unknown():
     assert r.confidence[obj].mean() > 0.8 and ok[obj].mean() > 0.8
 
 
+def _calibrated_maps(monkeypatch, frames, **kw):
+    """``(maps, mode)`` as the calibration stage receives them, for each refine mode in turn."""
+    seen = []
+    run = C.Calibrate.run
+    monkeypatch.setattr(C.Calibrate, "run", lambda self, maps: (seen.append((maps, self.refine)), run(self, maps))[1])
+    for refine in C.COEF:
+        seen.clear()
+        depth_from_focus(frames, refine=refine, align="none", **kw)
+        yield seen[0]
+
+
 @pytest.mark.parametrize("measure", ["lapd", "tenv", "sml"])
 def test_the_one_pass_probability_equals_the_features_then_the_logistic(measure, monkeypatch):
     """``confidence_of`` (what the stages run: one pass, only the features a mode uses)
@@ -125,14 +136,8 @@ def test_the_one_pass_probability_equals_the_features_then_the_logistic(measure,
     every refine mode, with the fill's constants too."""
     from dffbatch.stages.fill import BEFORE_COEF, BEFORE_UNKNOWN
     from dffbatch.truth.synth import render_stack
-    seen = []
-    run = C.Calibrate.run
-    monkeypatch.setattr(C.Calibrate, "run", lambda self, maps: (seen.append((maps, self.refine)), run(self, maps))[1])
     frames, *_ = render_stack("step", "lowtex", (64, 80), 8, noise=0.01, seed=1)
-    for refine in C.COEF:
-        seen.clear()
-        depth_from_focus(frames, refine=refine, measure=measure, align="none")
-        maps, mode = seen[0]
+    for maps, mode in _calibrated_maps(monkeypatch, frames, measure=measure):
         np.testing.assert_array_equal(C.confidence_of(maps, mode), C.probability(C.features(maps, mode), mode))
         np.testing.assert_array_equal(C.confidence_of(maps, mode, BEFORE_COEF, BEFORE_UNKNOWN),
                                       C.probability(C.features(maps, mode), mode, BEFORE_COEF, BEFORE_UNKNOWN))
@@ -145,14 +150,8 @@ def test_the_probability_is_the_exact_logistic_of_its_features_within_3e_7(monke
     and for the fill's constants (which weigh the default's depth)."""
     from dffbatch.stages.fill import BEFORE_COEF, BEFORE_UNKNOWN
     from dffbatch.truth.synth import render_stack
-    seen = []
-    run = C.Calibrate.run
-    monkeypatch.setattr(C.Calibrate, "run", lambda self, maps: (seen.append((maps, self.refine)), run(self, maps))[1])
     frames, *_ = render_stack("step", "lowtex", (96, 120), 10, noise=0.01, seed=3)
-    for refine in C.COEF:
-        seen.clear()
-        depth_from_focus(frames, refine=refine, align="none")
-        maps, mode = seen[0]
+    for maps, mode in _calibrated_maps(monkeypatch, frames):
         feats = C.features(maps, mode).astype(np.float64)
         for coef, unknown in ((None, None), (BEFORE_COEF, BEFORE_UNKNOWN)):
             if coef is None and mode in C.RANK_SLOPE:
