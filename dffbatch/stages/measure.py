@@ -75,11 +75,15 @@ def _luma_row(src, weights, dst):
 
 
 @kernel(**JIT)
-def _luma_into(frame, scale, out):
-    """``out = scale * luma(frame)``; ``frame`` is (H, W, C), C in {1, 3, 4}."""
+def _luma_into(frame, scale, out, p):
+    """``out[p:p + H, p:p + W] = scale * luma(frame)``; ``frame`` is (H, W, C), C in {1, 3, 4},
+    ``out`` C-contiguous with a border of ``p`` (0: none). Rows of ``out`` taken whole and
+    sliced stay contiguous to Numba, and the stores vectorise: the interior passed as a
+    view (``out[p:-p, p:-p]``) took 3x as long."""
     weights = _luma_weights(scale)
+    W = frame.shape[1]
     for y in prange(frame.shape[0]):
-        _luma_row(frame[y], weights, out[y])
+        _luma_row(frame[y], weights, out[y + p, p:p + W])
 
 
 def value_scale(dtype) -> float:
@@ -105,7 +109,7 @@ def luminance(frame: np.ndarray) -> np.ndarray:
     """
     f3 = frame[:, :, None] if frame.ndim == 2 else frame
     out = np.empty(frame.shape[:2], np.float32)
-    _luma_into(f3, value_scale(frame.dtype), out)
+    _luma_into(f3, value_scale(frame.dtype), out, 0)
     return out
 
 
@@ -338,7 +342,7 @@ class FocusMeasure:
             self._q = np.empty((H, W), np.float32)
         p, P, q = self.pad, self._P, self._q
         f3 = frame[:, :, None] if frame.ndim == 2 else frame
-        _luma_into(readonly(f3), value_scale(frame.dtype), P[p:-p, p:-p])
+        _luma_into(readonly(f3), value_scale(frame.dtype), P, p)
         pad_reflect(P, p)
         _pointwise(P, p, MEASURE_ID[self.measure], self.step, np.float32(self.threshold), q)
         return q
