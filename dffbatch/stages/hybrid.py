@@ -202,6 +202,10 @@ def _expand_row(src, i, H, W, row, vrow):
             row[o + 3] = ((vrow[v] + vrow[v + 3]) * _K1) * _FOUR
             row[o + 4] = ((vrow[v + 1] + vrow[v + 4]) * _K1) * _FOUR
             row[o + 5] = ((vrow[v + 2] + vrow[v + 5]) * _K1) * _FOUR
+    elif C == 1:  # a grey image or a map (the depth solve's guide), spelt out as RGB is
+        for m in range(1, last):
+            row[2 * m] = ((vrow[m - 1] + vrow[m + 1]) * _K0 + vrow[m] * _K2) * _FOUR
+            row[2 * m + 1] = ((vrow[m] + vrow[m + 1]) * _K1) * _FOUR
     else:
         for m in range(1, last):
             o, v = 2 * m * C, m * C
