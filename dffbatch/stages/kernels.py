@@ -122,14 +122,13 @@ def full(shape, value, dtype) -> np.ndarray:
     A stack's state arrays are allocated afresh for each call, from memory the heap
     reuses, which ``np.zeros`` and ``np.full`` then set on one thread (6.7 ms of a
     default 1080^2 call, 80 MB): here the threads share it. Set as 4-byte words where
-    the array's size allows (one compiled kernel for every 4-byte dtype), else as bytes
-    (zeros only, then)."""
+    the array's size allows (one compiled kernel for every 4-byte dtype), else zeros as
+    bytes, else by NumPy."""
     a = np.empty(shape, dtype)
-    word = np.array(value, a.dtype)
     if a.nbytes % 4 == 0 and a.dtype.itemsize <= 4:
         bits = np.full(4 // a.dtype.itemsize, value, a.dtype).view(np.uint32)[0]
         _fill(a.reshape(-1).view(np.uint32), bits)
-    elif not word.any():
+    elif not np.array(value, a.dtype).any():
         _fill(a.reshape(-1).view(np.uint8), np.uint8(0))
     else:
         a.fill(value)
