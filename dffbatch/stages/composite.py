@@ -291,6 +291,17 @@ def settle_warped(frame, M, prev, Mp, nxt, Mn, best, k, stamp, below, at, above,
                 stamp[y, x] = kk
 
 
+@njit(cache=True, inline="always")
+def _blend_weights(depth, best):
+    """Weights of the frames below, at and above ``best`` for a pixel at ``depth`` (float64):
+    the frame below with the best one where the depth lies below it, else the best one
+    with the one above."""
+    d = np.float64(depth)
+    lo = math.floor(d)
+    t = d - lo
+    return ((1.0 - t), t, 0.0) if lo < best else (0.0, 1.0 - t, t)
+
+
 @kernel(**JIT)
 def blend(depth, best, below, at, above, is_int, out):
     """Linear blend between the frames around ``depth`` (see module docstring).
@@ -307,22 +318,14 @@ def blend(depth, best, below, at, above, is_int, out):
         dy, by = depth[y], best[y]
         if C == 3:  # spelt out for RGB: the channel loop keeps LLVM from vectorising (2x)
             for x in range(W):
-                d = np.float64(dy[x])
-                lo = math.floor(d)
-                t = d - lo
-                low = lo < by[x]  # blend the frame below with the best one, else the best with the one above
-                u, v_, w = ((1.0 - t), t, 0.0) if low else (0.0, 1.0 - t, t)
+                u, v_, w = _blend_weights(dy[x], by[x])
                 j = 3 * x
                 wb[j], wb[j + 1], wb[j + 2] = u, u, u
                 wa[j], wa[j + 1], wa[j + 2] = v_, v_, v_
                 wc[j], wc[j + 1], wc[j + 2] = w, w, w
         else:
             for x in range(W):
-                d = np.float64(dy[x])
-                lo = math.floor(d)
-                t = d - lo
-                low = lo < by[x]
-                u, v_, w = ((1.0 - t), t, 0.0) if low else (0.0, 1.0 - t, t)
+                u, v_, w = _blend_weights(dy[x], by[x])
                 for c in range(C):
                     wb[x * C + c] = u
                     wa[x * C + c] = v_

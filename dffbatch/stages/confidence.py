@@ -101,7 +101,7 @@ from numba import njit, prange
 from ..params import LOW_CONFIDENCE
 from .base import PostStage
 from .depth import block_mean
-from .kernels import JIT, JIT_DIV, expf, kernel, logf
+from .kernels import JIT, JIT_DIV, expf, kernel, logf, spread_blocks
 
 __all__ = ["FEATURES", "SIGNS", "COEF", "FLAT", "LOW", "BLOCK", "RANK_SLOPE", "features", "probability",
            "confidence_of", "box_blocks", "project", "leveled", "ranked", "Calibrate"]
@@ -275,11 +275,7 @@ def _probability(fbest, fsecond, fsum, best, n, tau, root, prior_root, depth, ra
         fb, fs, f2, by, oy = fbest[y], fsum[y], fsecond[y], best[y], out[y]
         z, a, r = np.empty(W, np.float32), np.empty(W, np.float32), np.empty(W, np.float32)
         near_x, far_x = np.empty(W, np.float32), np.empty(W, np.float32)  # the blocks' values per pixel
-        nb, fr = near[y // b], far[y // b]
-        for xc in range(nb.shape[0]):
-            for x in range(xc * b, min(W, xc * b + b)):
-                near_x[x] = nb[xc]
-                far_x[x] = fr[xc]
+        spread_blocks(b, near[y // b], near_x, far[y // b], far_x)
         for x in range(W):
             z[x] = c0
             a[x] = _amplitude(fb[x], fs[x], inv_n)

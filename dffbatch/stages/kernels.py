@@ -31,7 +31,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-__all__ = ["reflect_index", "pad_reflect", "range_table", "logf", "expf", "full", "zeros", "readonly", "JIT", "JIT_DIV", "kernel", "Kernel",
+__all__ = ["reflect_index", "pad_reflect", "range_table", "logf", "expf", "full", "zeros", "spread_blocks", "readonly", "JIT", "JIT_DIV", "kernel", "Kernel",
            "use_twins"]
 
 #: Range-weight tables: entries, and the span in sigmas beyond which a weight counts as 0.
@@ -225,6 +225,19 @@ def expf(x):
     v = ((p * r) * r + r + np.float32(1.0)) * _bits_f32((np.int32(k) + np.int32(127)) << np.int32(23))
     v = np.float32(np.inf) if x > _EXP_HI else v
     return np.float32(0.0) if x < _EXP_LO else v
+
+
+@njit(cache=True, inline="always")
+def spread_blocks(b, blocks, out, blocks2, out2):
+    """``out[x] = blocks[x // b]`` and ``out2[x] = blocks2[x // b]`` over a row (``out`` as
+    long as the row, ``blocks`` its blocks of ``b`` pixels, the last one partial): rows of
+    per-block values laid out per pixel, so that the loops reading them vectorise (no
+    division per pixel). Two at once: one pass, as the callers need two."""
+    W = out.shape[0]
+    for xc in range(blocks.shape[0]):
+        for x in range(xc * b, min(W, xc * b + b)):
+            out[x] = blocks[xc]
+            out2[x] = blocks2[xc]
 
 
 @njit(cache=True, inline="always")

@@ -28,7 +28,7 @@ import numpy as np
 from numba import prange
 
 from .base import Grid, PostStage
-from .kernels import JIT, JIT_DIV, kernel
+from .kernels import JIT, JIT_DIV, kernel, spread_blocks
 from ..params import STRENGTH_DEFAULT
 from .refine import median_filter
 
@@ -162,12 +162,8 @@ def _mix_scales(d, w, dc, wc, b, wcoarse, out_d, out_w):
     H, W = d.shape
     for y in prange(H):
         yc = y // b
-        dcy, wcy = dc[yc], wc[yc]
         dcx, wcx = np.empty(W, dc.dtype), np.empty(W, wc.dtype)
-        for xc in range(dcy.shape[0]):
-            for x in range(xc * b, min(W, xc * b + b)):
-                dcx[x] = dcy[xc]
-                wcx[x] = wcy[xc]
+        spread_blocks(b, dc[yc], dcx, wc[yc], wcx)
         dy, wy, ody, owy = d[y], w[y], out_d[y], out_w[y]
         for x in range(W):
             w1 = wy[x]
