@@ -403,3 +403,78 @@ def test_a_stack_on_the_serial_twins_gives_the_bytes_of_the_parallel_kernels():
         a, b = got[name, True][0], got[name, False][0]
         for field in ("depth", "confidence", "allfocus"):
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=f"{name} {field}")
+
+
+def _poison(*arrays):
+    """Fill arrays with a byte pattern no start value has (0x7F: 3.4e38 as float32): what
+    ``np.empty`` may hold."""
+    for a in arrays:
+        a.view(np.uint8).reshape(-1)[:] = 0x7F
+
+
+def test_the_first_frame_writes_every_state_array_whole():
+    """State arrays start uninitialised (no pass that zeroes them): the first frame's
+    update sets them row by row. Poisoned before the first frame, the stages (depth,
+    composite, the fused pass and the hybrid's pyramids) give the bytes of states that
+    start from their documented values (best -1, fbest -1.0, the rest 0)."""
+    from dffbatch.stages.base import Frame, Grid
+    from dffbatch.stages.composite import Compositor
+    from dffbatch.stages.depth import Depth
+    from dffbatch.stages.fused import measure_pass
+    from dffbatch.stages.hybrid import Hybrid
+    from dffbatch.stages.measure import FocusMeasure
+    rng = np.random.default_rng(5)
+    H, W, C = 70, 45, 3
+    frames = [rng.integers(0, 256, (H, W, C), dtype=np.uint8) for _ in range(4)]
+    fm = FocusMeasure((H, W), "sml", 5, 2, 0.01)
+    for fused in (False, True):
+        for mode in ("select", "interpolate"):
+            runs = []
+            for poisoned in (False, True):
+                st, comp = DepthState((H, W)), Compositor((H, W, C), np.uint8, mode)
+                arrays = [getattr(st, n) for n in ("best", "fbest", "fbelow", "fabove", "fsum", "fsecond", "flag")]
+                arrays += [getattr(comp, n) for n in ("at", "below", "above") if hasattr(comp, n)]
+                if poisoned:
+                    _poison(*arrays)
+                else:  # the start values the stages documented before they stopped setting them
+                    for a in arrays:
+                        a[...] = 0
+                    st.best[...], st.fbest[...] = -1, -1.0
+                prev_f = np.zeros((H, W), np.float32)
+                for k, fr in enumerate(frames):
+                    prev = frames[k - 1] if k and mode == "interpolate" else None
+                    f = np.empty((H, W), np.float32)
+                    if fused:
+                        measure_pass(fm, fr, f, st, prev_f, comp, fr, prev)
+                    else:
+                        fm(fr, f)
+                        st.update(f, prev_f)
+                        comp.update(fr, prev, st.best, k)
+                    prev_f = f
+                runs.append([a.copy() for a in arrays])
+            for a, b in zip(*runs):
+                np.testing.assert_array_equal(b, a, err_msg=f"fused {fused} {mode}")
+    # the hybrid's running sums and low-pass states
+    runs = []
+    for poisoned in (False, True):
+        depth = Depth("gaussian", Grid())
+        hy = Hybrid(depth, Grid())
+        depth.start((H, W, C), np.uint8)
+        hy.start((H, W, C), np.uint8)
+        arrays = hy.acc[1:] + hy.wsum[1:] + hy.wmax[1:] + [hy.below, hy.at, hy.above, hy.E, hy.E_prev]
+        if poisoned:
+            _poison(*arrays)
+        else:
+            for a in arrays:
+                a[...] = 0
+        prev_f = np.zeros((H, W), np.float32)
+        for k, fr in enumerate(frames):
+            frame = Frame(k, fr)
+            frame.pixels = fr
+            frame.focus, frame.focus_prev = fm(fr, np.empty((H, W), np.float32)), prev_f
+            depth.update(frame, k)
+            hy.update(frame, k)
+            prev_f = frame.focus
+        runs.append([a.copy() for a in hy.acc[1:] + hy.wsum[1:] + hy.wmax[1:] + [hy.below, hy.at, hy.above]])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(b, a, err_msg="hybrid")

@@ -79,8 +79,9 @@ class Frame:
     pixels : ndarray (H, W, C)
         The same pixels, always with a channel axis.
     focus, focus_prev : ndarray (h, w) float32
-        This frame's focus measure and the previous frame's (zeros for frame 0), on the
-        output grid: set by the measure stage, read by the stages after it.
+        This frame's focus measure and the previous frame's (for frame 0 a buffer of no
+        particular values, which no stage reads), on the output grid: set by the measure
+        stage, read by the stages after it.
     """
 
     __slots__ = ("k", "raw", "pixels", "focus", "focus_prev")

@@ -58,6 +58,9 @@ def _select_row(src, by, kk, ones, m, n, dst):
     W, C = src.shape
     s, d = src.reshape(W * C), dst.reshape(W * C)
     _masks(by, kk, C, ones, m, n)
+    if kk == 0:  # the first frame: the row starts at 0 here, in the cache (see Compositor)
+        for i in range(W * C):
+            d[i] = 0
     for i in range(W * C):
         d[i] = (s[i] & m[i]) | (d[i] & ~m[i])
 
@@ -69,6 +72,9 @@ def _neighbours_row(src, prv, by, kk, ones, m, n, below, at, above):
     s, p = src.reshape(W * C), prv.reshape(W * C)
     bl, at_, ab = below.reshape(W * C), at.reshape(W * C), above.reshape(W * C)
     _masks(by, kk, C, ones, m, n)
+    if kk == 0:  # the first frame: the rows start at 0 here, in the cache (see Compositor)
+        for i in range(W * C):
+            at_[i] = bl[i] = ab[i] = 0
     for i in range(W * C):
         si, mi, ni = s[i], m[i], n[i]
         at_[i] = (si & mi) | (at_[i] & ~mi)
@@ -364,17 +370,21 @@ def hold_for(frame_bytes: int) -> int:
 class Compositor:
     """Running all-in-focus image for frames of shape (H, W, C) and one dtype."""
 
-    def __init__(self, shape_hwc, dtype, mode="select", interpolation="gaussian"):
+    def __init__(self, shape_hwc, dtype, mode="select", interpolation="gaussian", aligned=False):
         if mode not in ("select", "interpolate"):
             raise ValueError(f"unknown composite {mode!r}; choose one of {', '.join(COMPOSITES)}")
         self.mode = mode
         self.dtype = np.dtype(dtype)
         self._is_int = self.dtype.kind in "ui"
         self._top = float(np.iinfo(self.dtype).max) if self._is_int else 0.0
-        self.at = zeros(shape_hwc, self.dtype)
+        # on the frames' own grid frame 0 writes them whole (the kernels' first-frame path);
+        # aligned frames are sampled lazily, only where needed: the rest stays 0
+        start = zeros if aligned else np.empty
+        self.at = start(shape_hwc, self.dtype)
         if mode == "interpolate":
-            self.below = zeros(shape_hwc, self.dtype)
-            self.above = zeros(shape_hwc, self.dtype)
+            self.below = start(shape_hwc, self.dtype)
+            self.above = start(shape_hwc, self.dtype)
+        self._zeroed = aligned
         from .depth import _MODE
         self._interp = _MODE[interpolation]
         self._state = None  # aligned, interpolate: the depth state, whose peaks say which neighbour blend reads
@@ -410,6 +420,9 @@ class Compositor:
             return
         if self._stamp is None:
             self._stamp = np.full(best.shape, -1, np.int32)
+            if not self._zeroed:  # made for frames on their own grid (``aligned`` False)
+                for a in (self.at, self.below, self.above) if self.mode == "interpolate" else (self.at,):
+                    a.fill(0)
         hold = self._hold = hold_for(frame3.nbytes)
         self._recent = (self._recent + [(k, readonly(frame3), np.ascontiguousarray(M, np.float64))])[-(hold + 2):]
         if k >= hold:  # pixels whose best stayed at frame k-hold
@@ -465,7 +478,7 @@ class Composite(FrameStage):
     def start(self, shape, dtype):
         self.planar = len(shape) == 2
         self.comp = Compositor((*self.grid.shape(shape), 1 if self.planar else shape[2]), dtype, self.mode,
-                               self.interpolation)
+                               self.interpolation, aligned=self.grid.applied)
         self.prev = None  # frame k-1 (interpolate)
 
     def update(self, frame, k):

@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 from .base import FrameStage
-from .kernels import JIT, JIT_DIV, full, kernel, logf, zeros
+from .kernels import JIT, JIT_DIV, kernel, logf
 
 __all__ = ["INTERPOLATIONS", "DepthState", "Depth", "CoarseCurve"]
 
@@ -49,6 +49,11 @@ _TINY = np.float32(1e-30)
 def _update_row(fy, fpy, k, by, fby, fbl, fab, fsy, fsec, fl):
     """One row of :func:`update_best` (row views; ``fpy`` is ignored for frame 0)."""
     zero = np.float32(0.0)
+    if k == 0:  # the first frame: the row starts here, in the cache (best -1, fbest -1.0, the
+        for x in range(fy.shape[0]):  # rest 0), not in a pass over the whole maps beforehand
+            by[x] = np.int32(-1)
+            fby[x] = np.float32(-1.0)
+            fbl[x] = fab[x] = fsy[x] = fsec[x] = fl[x] = zero
     has_prev = k > 0
     kk = np.int32(k)  # same width as ``best``: mixed int widths keep LLVM from vectorising
     km1 = np.int32(k - 1)
@@ -185,13 +190,11 @@ class DepthState:
     """Running per-pixel state of the best-focused frame for frames of shape (H, W)."""
 
     def __init__(self, shape):
-        self.best = full(shape, -1, np.int32)
-        self.fbest = full(shape, -1.0, np.float32)
-        self.fbelow = zeros(shape, np.float32)
-        self.fabove = zeros(shape, np.float32)
-        self.fsum = zeros(shape, np.float32)
-        self.fsecond = zeros(shape, np.float32)
-        self.flag = zeros(shape, np.float32)
+        # set row by row by the first frame's update (:func:`_update_row` with k = 0): best -1,
+        # fbest -1.0, the rest 0; not here (a pass over 7 maps saved)
+        self.best = np.empty(shape, np.int32)
+        self.fbest, self.fbelow, self.fabove, self.fsum, self.fsecond, self.flag = (
+            np.empty(shape, np.float32) for _ in range(6))
         self.n = 0
 
     def update(self, f: np.ndarray, f_prev: np.ndarray) -> None:

@@ -57,7 +57,7 @@ from numba import njit, prange
 
 from .base import FrameStage
 from .composite import _neighbours_row, blend
-from .kernels import JIT, JIT_DIV, kernel, readonly, zeros
+from .kernels import JIT, JIT_DIV, kernel, readonly
 
 __all__ = ["reduce_level", "expand_level", "expand_accumulate", "expand_neighbours", "collapse_level",
            "level_weights", "levels_for", "combine", "guide", "Hybrid", "SHARPNESS", "FUSED", "UNDECIDED",
@@ -245,15 +245,23 @@ def expand_level(src, dst):
 
 
 @kernel(**JIT)
-def expand_accumulate(g, coarse, w, acc, wsum, wmax):
+def expand_accumulate(g, coarse, w, first, acc, wsum, wmax):
     """One frame's Laplacian level ``g - pyr_up(coarse)`` (``coarse`` None-like: an empty
     array for the top level, whose "Laplacian" is ``g`` itself) weighed by ``w`` (h, w)
     into the running sums ``acc`` (h, w, C) and ``wsum`` (h, w); ``wmax`` (h, w) keeps
-    the largest weight (how decisive the weights are: :func:`collapse_level`)."""
+    the largest weight (how decisive the weights are: :func:`collapse_level`). ``first``
+    (the first frame): the three are written as from 0, not read (they start uninitialised)."""
     H, W, C = g.shape
+    zero = np.float32(0.0)
     for i in prange(H):
         row = _coarse_row(coarse, np.int64(i), H, W, C)
         gi, wi, ai, si, mi = g[i].reshape(W * C), w[i], acc[i].reshape(W * C), wsum[i], wmax[i]
+        if first:  # the row set to 0 here, in the cache, rather than the whole arrays beforehand
+            for x in range(W):
+                si[x] = zero
+                mi[x] = zero
+            for j in range(W * C):
+                ai[j] = zero
         for x in range(W):
             si[x] += wi[x]
             mi[x] = max(mi[x], wi[x])
@@ -444,15 +452,17 @@ class Hybrid(FrameStage):
         self.G = [None] + [np.empty((*s, C), f32) for s in self.sizes[1:]]  # frame k, levels 1 .. m + 1
         self.S = [None] + [np.empty(s, f32) for s in self.sizes[1:m + 1]]  # its focus, levels 1 .. m
         self.w = [None] + [np.empty(s, f32) for s in self.sizes[1:m + 1]]
-        self.acc = [None] + [zeros((*s, C), f32) for s in self.sizes[1:m + 1]]
-        self.wsum = [None] + [zeros(s, f32) for s in self.sizes[1:m + 1]]
-        self.wmax = [None] + [zeros(s, f32) for s in self.sizes[1:m + 1]]
+        # running sums and states: written whole by the first frame (expand_accumulate's
+        # ``first``, expand_neighbours at k = 0), not filled here
+        self.acc = [None] + [np.empty((*s, C), f32) for s in self.sizes[1:m + 1]]
+        self.wsum = [None] + [np.empty(s, f32) for s in self.sizes[1:m + 1]]
+        self.wmax = [None] + [np.empty(s, f32) for s in self.sizes[1:m + 1]]
         self.n = 0
         # the low-pass of the frames around each pixel's best one: see expand_neighbours
         store, self.scale = (np.uint16, 256.0) if self.dtype == np.uint8 else (np.uint32, 1.0)
         # E is written whole before it is read, and E_prev is the E of the frame before
         self.E, self.E_prev = np.empty(self.shape, store), np.empty(self.shape, store)
-        self.below, self.at, self.above = (zeros(self.shape, store) for _ in range(3))
+        self.below, self.at, self.above = (np.empty(self.shape, store) for _ in range(3))
 
     def update(self, frame, k):
         m = self.m
@@ -468,7 +478,8 @@ class Hybrid(FrameStage):
         eps, log2p = np.float32(EPS), int(round(math.log2(SHARPNESS)))
         for l in range(1, m + 1):
             level_weights(self.S[l], eps, log2p, self.w[l])
-            expand_accumulate(self.G[l], self.G[l + 1], self.w[l], self.acc[l], self.wsum[l], self.wmax[l])
+            expand_accumulate(self.G[l], self.G[l + 1], self.w[l], k == 0, self.acc[l], self.wsum[l],
+                              self.wmax[l])
         self.n = k + 1
         if k:
             self.E, self.E_prev = self.E_prev, self.E

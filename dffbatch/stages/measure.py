@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit, prange
 
 from .base import FrameStage
-from .kernels import JIT, kernel, pad_reflect, readonly, reflect_index, zeros
+from .kernels import JIT, kernel, pad_reflect, readonly, reflect_index
 
 __all__ = ["MEASURES", "focus_measure", "FocusMeasure", "luminance", "check_window", "plane_mean_focus", "Measure"]
 
@@ -423,7 +423,7 @@ class Measure(FrameStage):
         self.seen = focus_input(shape, self.focus_channel)
         out = self.grid.shape(shape)
         self.cur = np.empty(out, np.float32)
-        self.prev = zeros(out, np.float32)
+        self.prev = np.empty(out, np.float32)  # frame 0's "previous" measure is never read (k = 0)
 
     def image(self, frame, k):
         """What the measure sees of frame ``k``; its buffers made ready (``frame.focus``)."""
