@@ -70,7 +70,7 @@ def test_affinities_match_reference():
     assert (ax[:, -1] == 0).all() and (ay[-1, :] == 0).all()
 
 
-@pytest.mark.parametrize("H", [1, 4, 7, 9])  # row groups of 4 and the rows left over
+@pytest.mark.parametrize("H", [1, 4, 6, 7, 11, 13])  # row groups of 6 and the rows left over
 def test_line_solves_match_scipy_banded(H):
     rng = np.random.default_rng(H)
     W = 70  # more than one column chunk
@@ -78,9 +78,13 @@ def test_line_solves_match_scipy_banded(H):
     links[:, -1] = 0
     ru = np.stack([_line_solve_ref(u[y], links[y], 7.0) for y in range(H)])
     rv = np.stack([_line_solve_ref(v[y], links[y], 7.0) for y in range(H)])
+    alone = [(u[y:y + 1].copy(), v[y:y + 1].copy()) for y in range(H)]
     _smooth_rows(u, v, links, np.float32(7.0), np.empty_like(u))
     np.testing.assert_allclose(u, ru, rtol=2e-5, atol=2e-6)
     np.testing.assert_allclose(v, rv, rtol=2e-5, atol=2e-6)
+    for y, (uy, vy) in enumerate(alone):  # a row solved in a group gives the bytes of the row solved alone
+        _smooth_rows(uy, vy, links[y:y + 1], np.float32(7.0), np.empty_like(uy))
+        assert np.array_equal(uy[0], u[y]) and np.array_equal(vy[0], v[y]), y
     u, v, links = (rng.random((W, H)).astype(np.float32) for _ in range(3))  # H columns of W values
     links[-1, :] = 0
     ru = np.stack([_line_solve_ref(u[:, x], links[:, x], 7.0) for x in range(H)], 1)
