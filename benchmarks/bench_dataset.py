@@ -1,6 +1,6 @@
 """The whole-directory workload: ../shared/datasets/seed/focus_stack (100 stacks).
 
-    python benchmarks/bench_dataset.py [--data DIR] [--workers 2] [--compare KEY=VALUE] [--against CHECKOUT]
+    python benchmarks/bench_dataset.py [--data DIR] [--workers 2] [--compare KEY=VALUE] [--plots-repeat N] [--against CHECKOUT]
 
 Runs the batch runner with default parameters, plots off and then on, and reports
 wall time, MP-frames/s and peak memory per worker, next to the decode-only time of
@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,6 +80,9 @@ def main():
     ap.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE",
                     help="also time a plots-off run with this --set override, alternated with the default "
                          "(3 runs each, median), and print the ratio; e.g. params.refine=median")
+    ap.add_argument("--plots-repeat", type=int, default=1, metavar="N",
+                    help="with N > 1, also time N more runs with plots off and N with plots on, alternated, "
+                         "and print the ratio of the medians (single runs of either spread by several percent)")
     ap.add_argument("--against", metavar="CHECKOUT",
                     help="also time another checkout of dffbatch (e.g. a git worktree of main before a change) "
                          "with the default config, plots off, alternated with this one (3 runs each, median)")
@@ -106,6 +110,16 @@ def main():
                   f"jobs {inner:.2f} s)  {mpx / wall:7.1f} MP-frames/s  {wall / dec:4.2f}x decode-only  "
                   f"{ok}/{len(jobs)} ok  peak RSS/worker {rss:.0f} MB")
             print("    summed stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in stage.items()))
+        if a.plots_repeat > 1:
+            walls = {False: [], True: []}
+            for i in range(a.plots_repeat):
+                for plots in (False, True):
+                    w, _, _ = run_once(a.data, a.workers, plots, tmp, f"alt_{plots}{i}")
+                    walls[plots].append(w)
+                    shutil.rmtree(os.path.join(tmp, f"alt_{plots}{i}"))
+            off, on = statistics.median(walls[False]), statistics.median(walls[True])
+            print(f"plots on {on:.2f} s vs off {off:.2f} s (median of {a.plots_repeat}, alternated): "
+                  f"{on / off - 1:+.1%}   runs: {walls}")
         if a.compare:
             walls = {"default": [], "compare": []}
             for i in range(3):

@@ -7,9 +7,10 @@ Numba thread and without prefetching, so that each stage's time is its own CPU t
 decode (the files, as the runner reads them), then ``depth_from_focus`` with the
 default parameters (its timings: align, measure, depth, composite, refine), then the
 outputs the runner writes by default (``write_maps``), the report's images
-(``write_views``) and the two plots. Prints milliseconds per frame and each stage's
-share. ``--root`` profiles another checkout of the package (e.g. an older commit in a
-``git worktree``) with this same script.
+(``write_views``) and the plots as the runner draws them (2-D, 3-D, and the motion plot
+of an aligned stack). Prints milliseconds per frame and each stage's share. ``--root``
+profiles another checkout of the package (e.g. an older commit in a ``git worktree``)
+with this same script.
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def main():
     from dffbatch.batch.config import FORMATS_DEFAULT
     from dffbatch.batch.discover import discover
     from dffbatch.batch.jobs import write_maps
-    from dffbatch.report.plots import depth_2d_png, depth_3d_png
+    from dffbatch.batch.jobs import _axis_top
+    from dffbatch.report.plots import alignment_png, depth_2d_png, depth_3d_png
     from dffbatch.stages.read import read_frame
     from dffbatch.report.views import write_views
     import dffbatch
@@ -70,8 +72,14 @@ def main():
             t3 = time.perf_counter()
             write_views(out, r.allfocus, r.depth, r.confidence, r.n_frames)
             t4 = time.perf_counter()
-            depth_2d_png(r.depth, st.id, confidence=r.confidence)
-            depth_3d_png(r.depth, 48, st.id, confidence=r.confidence)
+            # the plots as the runner draws them (jobs._write_plots): the 3-D axis from 0 to
+            # the frames rounded up (one scaffold for stacks of nearby sizes), and the motion
+            # plot of an aligned stack
+            depth_2d_png(r.depth, st.id, confidence=r.confidence, near_low=True)
+            depth_3d_png(r.depth, 48, st.id, zrange=(0, _axis_top(r.n_frames - 1)), confidence=r.confidence)
+            al = r.alignment
+            if al is not None and al.per_frame and al.applied:
+                alignment_png(al.per_frame, st.id)
             t5 = time.perf_counter()
             if i == 0:
                 continue

@@ -121,8 +121,12 @@ def test_2d_plot_labels_the_bar_by_its_unit():
     d = np.random.default_rng(1).random((40, 50)) * 5
     plots.depth_2d_png(d, "t")
     plots.depth_2d_png(d * 2.5 + 10, "t", unit="µm")
-    labels = {k[1]: v[2][3].ax.get_ylabel() for k, v in plots._FIGS.items() if k[0] == "2d" and k[2:4] == (40, 50)}
-    assert labels["frame"] == "depth (frame; 0 = first file)" and labels["µm"] == "depth: focus position (µm)"
+    bars = {k[1]: v[2][2] for k, v in plots._FIGS.items() if k[0] == "2d" and k[2:4] == (40, 50)}
+    assert bars["frame"].get_ylabel() == "depth (frame; 0 = first file)"
+    assert bars["µm"].get_ylabel() == "depth: focus position (µm)"
+    # the bar's axis spans each map's own range (its colours run from its lowest depth to its highest)
+    np.testing.assert_allclose(bars["µm"].get_ylim(), (d.min() * 2.5 + 10, d.max() * 2.5 + 10), rtol=1e-12)
+    np.testing.assert_allclose(bars["frame"].get_ylim(), (d.min(), d.max()), rtol=1e-12)
 
 
 def test_the_8bit_depth_image_is_grey_with_near_white():
