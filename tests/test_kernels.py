@@ -478,3 +478,35 @@ def test_the_first_frame_writes_every_state_array_whole():
         runs.append([a.copy() for a in hy.acc[1:] + hy.wsum[1:] + hy.wmax[1:] + [hy.below, hy.at, hy.above]])
     for a, b in zip(*runs):
         np.testing.assert_array_equal(b, a, err_msg="hybrid")
+
+
+def test_a_cached_kernel_is_compiled_again_when_a_function_it_calls_changes_file(tmp_path):
+    """Numba keys a cached function to its own file, and a kernel's machine code holds the
+    functions it calls from other files. The package keys its cached functions to the bytes
+    of all its modules: a changed helper in one file reaches a cached caller in another
+    (focus_stack's frame_pass kept a changed depth-update row until this key)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from dffbatch.stages import kernels
+    pkg = tmp_path / "pk"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    shutil.copy(kernels.__file__, pkg / "kernels.py")  # registers the key for its own folder
+    helper = "from . import kernels  # noqa: F401\nfrom numba import njit\n\n\n@njit(cache=True)\ndef helper(x):\n    return x + {}\n"
+    (pkg / "a.py").write_text(helper.format(1))
+    (pkg / "b.py").write_text("from . import kernels  # noqa: F401\nfrom numba import njit\nfrom .a import helper\n\n\n"
+                              "@njit(cache=True)\ndef f(x):\n    return helper(x) * 10\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["NUMBA_DEBUG_CACHE"] = "1"
+
+    def run():
+        p = subprocess.run([sys.executable, "-c", "import pk.b; print('f(1) =', pk.b.f(1))"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, check=True)
+        return p.stdout
+    assert "f(1) = 20" in run()
+    again = run()
+    assert "f(1) = 20" in again and "data loaded" in again  # the second process loads f from the cache
+    (pkg / "a.py").write_text(helper.format(2))
+    assert "f(1) = 30" in run()  # b.py did not change, and f still runs the new helper

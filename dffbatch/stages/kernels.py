@@ -22,7 +22,10 @@ against 2 threads, and a run on twins against one on parallel kernels).
 from __future__ import annotations
 
 import functools
+import glob
+import hashlib
 import math
+import os
 import types as pytypes
 
 import numba
@@ -45,6 +48,61 @@ JIT = dict(parallel=True, cache=True, nogil=True)
 #: as in NumPy instead of a Python exception, so no check per division keeps LLVM from
 #: vectorising the loop (the kernels' arithmetic guards the results either way).
 JIT_DIV = dict(JIT, error_model="numpy")
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _sources_digest(folder: str = _HERE) -> bytes:
+    """SHA-256 of the names and bytes of every module in ``folder`` (this package's by
+    default; read again only when a file's size or modification time changes)."""
+    return _digest(tuple((f, st.st_mtime_ns, st.st_size)
+                         for f in sorted(glob.glob(os.path.join(folder, "*.py"))) for st in [os.stat(f)]))
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(stats) -> bytes:
+    h = hashlib.sha256()
+    for f, _, _ in stats:
+        h.update(os.path.basename(f).encode() + b"\0")
+        with open(f, "rb") as fh:
+            h.update(fh.read())
+    return h.digest()
+
+
+def _key_the_cache_to_the_package() -> None:
+    """Numba keys a cached function to its own file only, and the machine code of a kernel
+    holds the functions it calls from other files: once ``depth.py`` changed,
+    ``fused.py``'s cached ``frame_pass`` still ran the old ``_update_row`` (wrong results,
+    silently, in a checkout updated by ``git pull``). This package's cached functions are
+    keyed to the bytes of all its modules instead: any change recompiles them all.
+    (Numba's locator classes, as 0.59-0.68 name them; other versions keep Numba's own key.)"""
+    from numba.core import caching
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+    bases = [getattr(caching, n, None) or getattr(caching, "_" + n, None)
+             for n in ("UserProvidedCacheLocator", "InTreeCacheLocator")]
+    if impl is None or None in bases:
+        return
+    folders = getattr(impl, "_package_folders", None)
+    if folders is None:  # the first copy of this module in the process: the locators
+        folders = impl._package_folders = set()
+        made = []
+        for base in bases:
+            class PackageLocator(base):
+                @classmethod
+                def from_function(cls, py_func, py_file):
+                    if os.path.dirname(os.path.abspath(py_file)) not in folders:
+                        return None  # not this package's: Numba's own locators
+                    return super().from_function(py_func, py_file)
+
+                def get_source_stamp(self):
+                    folder = os.path.dirname(os.path.abspath(self._py_file))
+                    return super().get_source_stamp(), _sources_digest(folder)
+            made.append(PackageLocator)
+        impl._locator_classes[:0] = made
+    folders.add(_HERE)
+
+
+_key_the_cache_to_the_package()  # before the first cached function below is made
 
 
 #: Whether calls on one Numba thread run the serial twins (:func:`use_twins`).
