@@ -368,7 +368,10 @@ def hold_for(frame_bytes: int) -> int:
 
 
 class Compositor:
-    """Running all-in-focus image for frames of shape (H, W, C) and one dtype."""
+    """Running all-in-focus image for frames of shape (H, W, C) and one dtype.
+
+    ``aligned``: the frames come with matrices (:meth:`update`'s ``M``), and the colour
+    states start at 0; otherwise frame 0's update writes them whole."""
 
     def __init__(self, shape_hwc, dtype, mode="select", interpolation="gaussian", aligned=False):
         if mode not in ("select", "interpolate"):

@@ -250,7 +250,8 @@ def expand_accumulate(g, coarse, w, first, acc, wsum, wmax):
     array for the top level, whose "Laplacian" is ``g`` itself) weighed by ``w`` (h, w)
     into the running sums ``acc`` (h, w, C) and ``wsum`` (h, w); ``wmax`` (h, w) keeps
     the largest weight (how decisive the weights are: :func:`collapse_level`). ``first``
-    (the first frame): the three are written as from 0, not read (they start uninitialised)."""
+    (the first frame): each row of the three is set to 0 here before it is summed into
+    (the arrays start uninitialised)."""
     H, W, C = g.shape
     zero = np.float32(0.0)
     for i in prange(H):
